@@ -1,0 +1,227 @@
+//! zstd encoding of components: chunked parallel compression and bounded,
+//! exact-size, parallel decompression.
+
+use rayon::prelude::*;
+use std::io::{Read, Write};
+
+/// zstd cannot expand data by more than ~32768:1 (a 4-byte RLE block yields
+/// at most 128 KiB). Anything that claims more than this ratio is hostile,
+/// and refusing it bounds every allocation by the compressed size.
+pub const MAX_RATIO: u64 = 1 << 16;
+
+/// Inputs above this size are split into independent frames of this size,
+/// compressed in parallel and decodable in parallel.
+pub const FRAME_CHUNK: usize = 4 << 20;
+
+/// Compresses `data` at `level` (1..=22).
+///
+/// Small inputs become one frame made by the streaming encoder, exactly as
+/// the reference writer makes it (so the bytes match). Larger inputs become
+/// concatenated frames of [`FRAME_CHUNK`] bytes that each declare their
+/// content size; any zstd stream decoder reads them as one stream.
+pub fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    let level = level.clamp(1, 22);
+    if data.len() <= FRAME_CHUNK {
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), level)?;
+        enc.write_all(data)?;
+        return enc.finish();
+    }
+    let frames: Vec<Vec<u8>> = data
+        .par_chunks(FRAME_CHUNK)
+        .map(|chunk| zstd::bulk::Compressor::new(level)?.compress(chunk))
+        .collect::<std::io::Result<_>>()?;
+    let mut out = Vec::with_capacity(frames.iter().map(Vec::len).sum());
+    frames.iter().for_each(|f| out.extend_from_slice(f));
+    Ok(out)
+}
+
+/// Refuses a decoded size that the compressed bytes cannot honestly produce.
+pub fn check_ratio(compressed_len: u64, decoded_len: u64) -> Result<(), String> {
+    let limit = compressed_len.saturating_mul(MAX_RATIO).max(MAX_RATIO);
+    if decoded_len > limit {
+        return Err(format!(
+            "{compressed_len} compressed bytes cannot hold {decoded_len} decoded bytes (ratio limit {MAX_RATIO}:1)"
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes `src` into `out`, which must be filled exactly.
+///
+/// When every frame declares its content size, frames are decoded in
+/// parallel straight into their slice of `out`; otherwise the stream is
+/// decoded sequentially. Output longer or shorter than `out` is an error.
+pub fn decompress_exact(src: &[u8], out: &mut [u8]) -> Result<(), String> {
+    check_ratio(src.len() as u64, out.len() as u64)?;
+    let frames = scan_frames(src)?;
+    let sizes: Option<Vec<u64>> = frames.iter().map(|f| f.content_size).collect();
+    match sizes {
+        Some(sizes) if frames.len() > 1 => {
+            let total = sizes.iter().try_fold(0u64, |a, &s| a.checked_add(s));
+            if total != Some(out.len() as u64) {
+                return Err(format!(
+                    "zstd frames declare {} bytes, expected {}",
+                    total.map_or("too many".into(), |t| t.to_string()),
+                    out.len()
+                ));
+            }
+            let mut jobs = Vec::with_capacity(frames.len());
+            let mut rest = &mut *out;
+            for (f, &size) in frames.iter().zip(&sizes) {
+                let (head, tail) = rest.split_at_mut(size as usize);
+                jobs.push((&src[f.start..f.end], head));
+                rest = tail;
+            }
+            jobs.into_par_iter()
+                .try_for_each(|(frame, dst)| decode_frame(frame, dst))
+        }
+        _ => decode_stream(src, out),
+    }
+}
+
+/// Decodes a stream whose size is not known in advance, refusing to grow
+/// past `limit` bytes (itself bounded by the compression ratio).
+pub fn decompress_bounded(src: &[u8], limit: u64) -> Result<Vec<u8>, String> {
+    let limit = limit.min(src.len() as u64 * MAX_RATIO);
+    let mut dec = zstd::stream::read::Decoder::with_buffer(src).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    (&mut dec)
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("zstd: {e}"))?;
+    if out.len() as u64 > limit {
+        return Err(format!("zstd data decodes to more than {limit} bytes"));
+    }
+    Ok(out)
+}
+
+struct Frame {
+    start: usize,
+    end: usize,
+    content_size: Option<u64>,
+}
+
+fn scan_frames(src: &[u8]) -> Result<Vec<Frame>, String> {
+    let mut frames = Vec::new();
+    let mut pos = 0;
+    while pos < src.len() {
+        let n = zstd::zstd_safe::find_frame_compressed_size(&src[pos..]).map_err(|code| {
+            format!(
+                "corrupt zstd data: {}",
+                zstd::zstd_safe::get_error_name(code)
+            )
+        })?;
+        let end = pos + n;
+        let content_size = zstd::zstd_safe::get_frame_content_size(&src[pos..end])
+            .map_err(|_| "corrupt zstd frame header".to_string())?;
+        frames.push(Frame {
+            start: pos,
+            end,
+            content_size,
+        });
+        pos = end;
+    }
+    if frames.is_empty() {
+        return Err("empty zstd data".into());
+    }
+    Ok(frames)
+}
+
+fn decode_frame(frame: &[u8], dst: &mut [u8]) -> Result<(), String> {
+    let mut dctx = zstd::zstd_safe::DCtx::create();
+    let n = dctx.decompress(dst, frame).map_err(|code| {
+        format!(
+            "corrupt zstd data: {}",
+            zstd::zstd_safe::get_error_name(code)
+        )
+    })?;
+    if n != dst.len() {
+        return Err(format!(
+            "zstd frame decoded to {n} bytes, expected {}",
+            dst.len()
+        ));
+    }
+    Ok(())
+}
+
+fn decode_stream(src: &[u8], out: &mut [u8]) -> Result<(), String> {
+    let mut dec = zstd::stream::read::Decoder::with_buffer(src).map_err(|e| e.to_string())?;
+    let mut filled = 0;
+    while filled < out.len() {
+        match dec.read(&mut out[filled..]) {
+            Ok(0) => {
+                return Err(format!(
+                    "zstd data decodes to {filled} bytes, expected {}",
+                    out.len()
+                ))
+            }
+            Ok(n) => filled += n,
+            Err(e) => return Err(format!("corrupt zstd data: {e}")),
+        }
+    }
+    let mut extra = [0u8; 1];
+    match dec.read(&mut extra) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(format!(
+            "zstd data decodes to more than the expected {} bytes",
+            out.len()
+        )),
+        Err(e) => Err(format!("corrupt zstd data: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|i| ((i * 7) % 251) as u8 ^ ((i >> 9) as u8))
+            .collect()
+    }
+
+    #[test]
+    fn small_round_trip_is_one_frame() {
+        let data = sample(1000);
+        let z = compress(&data, 3).unwrap();
+        let mut out = vec![0; data.len()];
+        decompress_exact(&z, &mut out).unwrap();
+        assert_eq!(out, data);
+        assert_eq!(
+            zstd::zstd_safe::find_frame_compressed_size(&z).unwrap(),
+            z.len()
+        );
+    }
+
+    #[test]
+    fn large_input_is_chunked_and_decodes_in_parallel_and_as_stream() {
+        let data = sample(FRAME_CHUNK * 2 + 123);
+        let z = compress(&data, 1).unwrap();
+        assert_eq!(scan_frames(&z).unwrap().len(), 3);
+        let mut out = vec![0; data.len()];
+        decompress_exact(&z, &mut out).unwrap();
+        assert_eq!(out, data);
+        // A plain stream decoder (what the reference uses) reads the same bytes.
+        assert_eq!(zstd::stream::decode_all(&z[..]).unwrap(), data);
+    }
+
+    #[test]
+    fn short_and_long_output_are_errors() {
+        let z = compress(&sample(100), 3).unwrap();
+        let mut short = vec![0; 99];
+        assert!(decompress_exact(&z, &mut short)
+            .unwrap_err()
+            .contains("more than"));
+        let mut long = vec![0; 101];
+        assert!(decompress_exact(&z, &mut long)
+            .unwrap_err()
+            .contains("decodes to 100"));
+    }
+
+    #[test]
+    fn absurd_ratio_refused_before_allocation() {
+        assert!(check_ratio(16, 1 << 40).is_err());
+        assert!(check_ratio(16, 1 << 20).is_ok());
+        assert!(decompress_bounded(&compress(&[0u8; 4096], 3).unwrap(), 100).is_err());
+    }
+}

@@ -1,0 +1,52 @@
+//! # ztensor
+//!
+//! The `.zt` tensor container (format v1, magic `ZTEN1000`): a zero-copy,
+//! validating reader and a streaming, atomic writer.
+//!
+//! ```no_run
+//! use ztensor::{Reader, Writer, WriteOptions, Checksum};
+//!
+//! let mut w = Writer::create("model.zt")?;
+//! w.add("embed", &[4, 2], &[0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])?;
+//! w.add_with("ids", &[3], &[7i64, 8, 9], &WriteOptions::zstd(3).with_checksum(Checksum::Crc32c))?;
+//! w.finish()?;
+//!
+//! let r = Reader::open("model.zt")?;
+//! let embed: &[f32] = r.view("embed")?;      // zero-copy, digest-checked
+//! let ids: Vec<i64> = r.to_vec("ids")?;      // decompressed
+//! # Ok::<(), ztensor::Error>(())
+//! ```
+//!
+//! Every tensor, from `.zt` or (through the foreign readers) any other
+//! format, is described by the same [`TensorInfo`]: name, shape, layout and
+//! components, each a byte range of the source with its encoding and digest.
+
+#![deny(missing_docs)]
+
+#[cfg(not(all(target_endian = "little", target_pointer_width = "64")))]
+compile_error!("ztensor supports 64-bit little-endian targets only");
+
+mod atomic;
+mod buffer;
+pub mod codec;
+mod digest;
+mod dtype;
+mod error;
+mod legacy;
+mod manifest;
+mod model;
+mod reader;
+mod source;
+mod validate;
+mod writer;
+
+pub use atomic::AtomicFile;
+pub use buffer::AlignedBuf;
+pub use digest::{Checksum, Digest};
+pub use dtype::{storage_elements_per_item, DType, Element};
+pub use error::{Error, Result};
+pub use manifest::FORMAT_VERSION;
+pub use model::{Component, Encoding, Layout, TensorInfo, Value};
+pub use reader::{ReadMode, Reader, LEGACY_MAGIC, MAGIC, MAX_MANIFEST};
+pub use source::{Backing, SharedBytes, TensorBytes};
+pub use writer::{ComponentData, WriteOptions, Writer, DEFAULT_ALIGNMENT};

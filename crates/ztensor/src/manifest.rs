@@ -1,0 +1,285 @@
+//! The CBOR manifest: decoding into the object model (one tensor's defects
+//! stay that tensor's) and encoding byte-compatibly with the reference writer.
+
+use std::collections::BTreeMap;
+
+use ciborium::Value;
+
+use crate::digest::Digest;
+use crate::dtype::DType;
+use crate::model::{Component, Encoding, Layout, TensorInfo};
+
+/// The `version` string every v1 writer stores.
+pub const FORMAT_VERSION: &str = "1.2.0";
+
+/// A tensor entry as listed in a file: its description, or why it is unusable.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub name: String,
+    pub info: Result<TensorInfo, String>,
+}
+
+/// A decoded manifest.
+#[derive(Debug)]
+pub(crate) struct Manifest {
+    pub version: String,
+    pub attributes: Option<Value>,
+    pub entries: Vec<Entry>,
+}
+
+/// Decodes v1 manifest bytes. Errors here make the whole file unreadable;
+/// defects of one object only mark that entry.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Manifest, String> {
+    let root: Value =
+        ciborium::de::from_reader(bytes).map_err(|e| format!("manifest is not valid CBOR: {e}"))?;
+    let root = as_map(&root).ok_or("manifest is not a CBOR map")?;
+    let version = match field(root, "version") {
+        Some(Value::Text(v)) => v.clone(),
+        Some(_) => return Err("manifest 'version' is not text".into()),
+        None => return Err("manifest has no 'version'".into()),
+    };
+    let attributes = optional_map(root, "attributes").map_err(|e| format!("manifest {e}"))?;
+    let objects = match field(root, "objects") {
+        Some(Value::Map(m)) => m,
+        Some(_) => return Err("manifest 'objects' is not a map".into()),
+        None => return Err("manifest has no 'objects'".into()),
+    };
+    let mut by_name: BTreeMap<String, Result<TensorInfo, String>> = BTreeMap::new();
+    for (key, value) in objects {
+        let Value::Text(name) = key else {
+            return Err("manifest 'objects' has a key that is not text".into());
+        };
+        // Like the reference, a name listed twice keeps its last entry.
+        by_name.insert(name.clone(), decode_object(name, value));
+    }
+    let entries = by_name
+        .into_iter()
+        .map(|(name, info)| Entry { name, info })
+        .collect();
+    Ok(Manifest {
+        version,
+        attributes,
+        entries,
+    })
+}
+
+fn decode_object(name: &str, value: &Value) -> Result<TensorInfo, String> {
+    let map = as_map(value).ok_or("manifest entry is not a map")?;
+    let shape = match field(map, "shape") {
+        Some(Value::Array(dims)) => dims
+            .iter()
+            .map(|d| {
+                as_u64(d).ok_or_else(|| {
+                    format!(
+                        "shape {} is not a list of non-negative integers",
+                        show(value, "shape")
+                    )
+                })
+            })
+            .collect::<Result<Vec<u64>, String>>()?,
+        _ => return Err("missing or invalid 'shape'".into()),
+    };
+    let layout = match field(map, "format") {
+        Some(Value::Text(f)) => Layout::parse(f),
+        _ => return Err("missing or invalid 'format'".into()),
+    };
+    let attributes = optional_map(map, "attributes")?;
+    let components = match field(map, "components") {
+        Some(Value::Map(m)) => m,
+        _ => return Err("missing or invalid 'components'".into()),
+    };
+    let mut parsed = BTreeMap::new();
+    for (key, value) in components {
+        let Value::Text(cname) = key else {
+            return Err("a component name is not text".into());
+        };
+        let c = decode_component(value).map_err(|e| format!("component '{cname}': {e}"))?;
+        parsed.insert(cname.clone(), c);
+    }
+    Ok(TensorInfo {
+        name: name.to_string(),
+        shape,
+        layout,
+        components: parsed,
+        attributes,
+    })
+}
+
+fn decode_component(value: &Value) -> Result<Component, String> {
+    let map = as_map(value).ok_or("not a map")?;
+    let dtype = match field(map, "dtype") {
+        Some(Value::Text(d)) => {
+            DType::from_manifest_name(d).ok_or_else(|| format!("unknown dtype '{d}'"))?
+        }
+        _ => return Err("missing or invalid 'dtype'".into()),
+    };
+    let logical_type = optional_text(map, "type")?;
+    let offset = required_u64(map, "offset")?;
+    let length = required_u64(map, "length")?;
+    let uncompressed_length = match field(map, "uncompressed_length") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(as_u64(v).ok_or("'uncompressed_length' is not a non-negative integer")?),
+    };
+    let encoding = match field(map, "encoding") {
+        None => Encoding::Raw,
+        Some(Value::Text(e)) if e == "raw" => Encoding::Raw,
+        Some(Value::Text(e)) if e == "zstd" => Encoding::Zstd {
+            uncompressed_length,
+        },
+        Some(Value::Text(e)) => return Err(format!("unknown encoding '{e}'")),
+        Some(_) => return Err("'encoding' is not text".into()),
+    };
+    let digest = optional_text(map, "digest")?
+        .map(|d| Digest::parse(&d))
+        .transpose()?;
+    Ok(Component {
+        dtype,
+        logical_type,
+        offset,
+        length,
+        encoding,
+        digest,
+    })
+}
+
+/// Encodes a manifest exactly as the reference writer does: schema maps in
+/// struct-field order, name-keyed maps in byte-wise key order, optional
+/// fields omitted, shortest-width integers and floats (ciborium).
+pub(crate) fn encode(
+    attributes: Option<&Value>,
+    objects: &BTreeMap<String, TensorInfo>,
+) -> Vec<u8> {
+    let mut root = vec![(text("version"), text(FORMAT_VERSION))];
+    if let Some(a) = attributes {
+        root.push((text("attributes"), sorted_top_level(a)));
+    }
+    let objects = objects
+        .iter()
+        .map(|(name, info)| (text(name), encode_object(info)))
+        .collect();
+    root.push((text("objects"), Value::Map(objects)));
+    let mut out = Vec::new();
+    ciborium::ser::into_writer(&Value::Map(root), &mut out)
+        .expect("writing CBOR to a Vec cannot fail");
+    out
+}
+
+fn encode_object(info: &TensorInfo) -> Value {
+    let shape = info
+        .shape
+        .iter()
+        .map(|&d| Value::Integer(d.into()))
+        .collect();
+    let mut map = vec![
+        (text("shape"), Value::Array(shape)),
+        (text("format"), text(info.layout.as_str())),
+    ];
+    if let Some(a) = &info.attributes {
+        map.push((text("attributes"), sorted_top_level(a)));
+    }
+    let components = info
+        .components
+        .iter()
+        .map(|(name, c)| (text(name), encode_component(c)))
+        .collect();
+    map.push((text("components"), Value::Map(components)));
+    Value::Map(map)
+}
+
+fn encode_component(c: &Component) -> Value {
+    let mut map = vec![(text("dtype"), text(c.dtype.manifest_name()))];
+    if let Some(t) = &c.logical_type {
+        map.push((text("type"), text(t)));
+    }
+    map.push((text("offset"), Value::Integer(c.offset.into())));
+    map.push((text("length"), Value::Integer(c.length.into())));
+    if let Encoding::Zstd {
+        uncompressed_length,
+    } = c.encoding
+    {
+        if let Some(u) = uncompressed_length {
+            map.push((text("uncompressed_length"), Value::Integer(u.into())));
+        }
+        map.push((text("encoding"), text("zstd")));
+    }
+    if let Some(d) = &c.digest {
+        map.push((text("digest"), text(&d.to_string())));
+    }
+    Value::Map(map)
+}
+
+/// Top-level attribute maps are `BTreeMap<String, _>` in the reference, so
+/// their keys come out sorted byte-wise; nested values keep the caller's order.
+fn sorted_top_level(value: &Value) -> Value {
+    match value {
+        Value::Map(entries) => {
+            let mut entries = entries.clone();
+            entries.sort_by(|(a, _), (b, _)| match (a, b) {
+                (Value::Text(a), Value::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+                _ => std::cmp::Ordering::Equal,
+            });
+            Value::Map(entries)
+        }
+        other => other.clone(),
+    }
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_string())
+}
+
+pub(crate) fn as_map(v: &Value) -> Option<&[(Value, Value)]> {
+    match v {
+        Value::Map(m) => Some(m),
+        _ => None,
+    }
+}
+
+pub(crate) fn field<'a>(map: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
+    // Last one wins, as with serde's derive on duplicate keys.
+    map.iter()
+        .rev()
+        .find(|(k, _)| matches!(k, Value::Text(t) if t == key))
+        .map(|(_, v)| v)
+}
+
+pub(crate) fn as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Integer(i) => u64::try_from(*i).ok(),
+        _ => None,
+    }
+}
+
+fn required_u64(map: &[(Value, Value)], key: &str) -> Result<u64, String> {
+    field(map, key)
+        .and_then(as_u64)
+        .ok_or_else(|| format!("missing or invalid '{key}' (need a non-negative integer)"))
+}
+
+fn optional_text(map: &[(Value, Value)], key: &str) -> Result<Option<String>, String> {
+    match field(map, key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Text(t)) => Ok(Some(t.clone())),
+        Some(_) => Err(format!("'{key}' is not text")),
+    }
+}
+
+fn optional_map(map: &[(Value, Value)], key: &str) -> Result<Option<Value>, String> {
+    match field(map, key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Map(m)) => {
+            if m.iter().any(|(k, _)| !matches!(k, Value::Text(_))) {
+                return Err(format!("'{key}' has a key that is not text"));
+            }
+            Ok(Some(v.clone()))
+        }
+        Some(_) => Err(format!("'{key}' is not a map")),
+    }
+}
+
+fn show(map: &Value, key: &str) -> String {
+    as_map(map)
+        .and_then(|m| field(m, key))
+        .map(|v| format!("{v:?}"))
+        .unwrap_or_default()
+}

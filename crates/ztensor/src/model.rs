@@ -1,0 +1,182 @@
+//! The in-memory object model every tensor file is projected into.
+//!
+//! A tensor is a name, a logical shape, a layout and a set of named
+//! components; each component is a byte range of the source plus how those
+//! bytes are encoded and checked. `.zt` files map onto it one to one, and
+//! the readers of foreign formats produce the same structures, so there is
+//! a single read path.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub use ciborium::Value;
+
+use crate::digest::Digest;
+use crate::dtype::{storage_elements_per_item, DType};
+
+/// How the components of a tensor make up its values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// Row-major array in the `data` component.
+    Dense,
+    /// Compressed sparse rows: `values`, `indices`, `indptr`.
+    SparseCsr,
+    /// Coordinate list: `values` and dimension-major `coords`.
+    SparseCoo,
+    /// Group-quantized weights (`packed_weight`, `scales`, `zeros` by convention).
+    QuantizedGroup,
+    /// Any other layout name; kept as it is.
+    Other(String),
+}
+
+impl Layout {
+    /// The manifest string of this layout.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Layout::Dense => "dense",
+            Layout::SparseCsr => "sparse_csr",
+            Layout::SparseCoo => "sparse_coo",
+            Layout::QuantizedGroup => "quantized_group",
+            Layout::Other(s) => s,
+        }
+    }
+
+    /// Parses a manifest layout string; unknown names become [`Layout::Other`].
+    pub fn parse(s: &str) -> Layout {
+        match s {
+            "dense" => Layout::Dense,
+            "sparse_csr" => Layout::SparseCsr,
+            "sparse_coo" => Layout::SparseCoo,
+            "quantized_group" => Layout::QuantizedGroup,
+            other => Layout::Other(other.to_string()),
+        }
+    }
+
+    /// The component that carries the tensor's element type.
+    pub(crate) fn primary_component(&self) -> Option<&'static str> {
+        match self {
+            Layout::Dense => Some("data"),
+            Layout::SparseCsr | Layout::SparseCoo => Some("values"),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a component's stored bytes turn into its element bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// The stored bytes are the elements.
+    Raw,
+    /// One or more concatenated zstd frames.
+    Zstd {
+        /// Declared decoded size, when the file states it.
+        uncompressed_length: Option<u64>,
+    },
+}
+
+impl Encoding {
+    /// The manifest name (`"raw"` or `"zstd"`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Encoding::Raw => "raw",
+            Encoding::Zstd { .. } => "zstd",
+        }
+    }
+}
+
+/// One stored array of a tensor: a byte range of the source and how to read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    /// Element type of the stored (decoded) bytes.
+    pub dtype: DType,
+    /// Logical type label, e.g. `"f8_e4m3fn"` or `"complex64"`.
+    pub logical_type: Option<String>,
+    /// Absolute offset of the stored bytes in the source.
+    pub offset: u64,
+    /// Number of stored bytes (compressed size for zstd).
+    pub length: u64,
+    /// How the stored bytes are encoded.
+    pub encoding: Encoding,
+    /// Checksum of the stored bytes, if the file has one.
+    pub digest: Option<Digest>,
+}
+
+impl Component {
+    /// The byte size of the decoded component, when it is known without decoding.
+    pub fn decoded_len(&self) -> Option<u64> {
+        match self.encoding {
+            Encoding::Raw => Some(self.length),
+            Encoding::Zstd {
+                uncompressed_length,
+            } => uncompressed_length,
+        }
+    }
+}
+
+/// Everything known about one tensor before its data is read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    /// Tensor name (any UTF-8 string).
+    pub name: String,
+    /// Logical shape; `[]` is a scalar.
+    pub shape: Vec<u64>,
+    /// How the components make up the values.
+    pub layout: Layout,
+    /// The stored arrays, by component name (sorted).
+    pub components: BTreeMap<String, Component>,
+    /// Free-form per-tensor attributes (a CBOR map), if any.
+    pub attributes: Option<Value>,
+}
+
+impl TensorInfo {
+    /// Number of logical elements, or `None` if the product overflows `u64`.
+    pub fn numel(&self) -> Option<u64> {
+        self.shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+    }
+
+    /// The component carrying the element type: `data` for dense, `values`
+    /// for sparse layouts, else the first component by name.
+    pub fn primary(&self) -> Option<(&str, &Component)> {
+        if let Some(key) = self.layout.primary_component() {
+            if let Some(c) = self.components.get(key) {
+                return Some((key, c));
+            }
+        }
+        self.components.iter().next().map(|(k, c)| (k.as_str(), c))
+    }
+
+    /// Storage dtype of the primary component.
+    pub fn dtype(&self) -> Option<DType> {
+        self.primary().map(|(_, c)| c.dtype)
+    }
+
+    /// Logical type of the primary component.
+    pub fn logical_type(&self) -> Option<&str> {
+        self.primary().and_then(|(_, c)| c.logical_type.as_deref())
+    }
+
+    /// Decoded byte size of a dense tensor (shape x element width), if it fits `u64`.
+    pub fn dense_nbytes(&self) -> Option<u64> {
+        let (_, c) = self.primary()?;
+        self.numel()?
+            .checked_mul(storage_elements_per_item(c.logical_type.as_deref()))?
+            .checked_mul(c.dtype.size() as u64)
+    }
+
+    /// The smallest stored offset, used to list tensors in file order.
+    pub(crate) fn first_offset(&self) -> u64 {
+        self.components
+            .values()
+            .map(|c| c.offset)
+            .min()
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,513 @@
+//! Opening `.zt` files and reading tensors: zero-copy from a private
+//! copy-on-write mapping, or copied with `pread` into aligned buffers.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::buffer::AlignedBuf;
+use crate::codec;
+use crate::dtype::Element;
+use crate::error::{Error, Result};
+use crate::manifest::{self, Entry, Manifest};
+use crate::model::{Component, Encoding, Layout, TensorInfo, Value};
+use crate::source::{SharedBytes, Source, TensorBytes};
+use crate::{legacy, validate};
+
+/// Magic bytes at both ends of a v1 file.
+pub const MAGIC: &[u8; 8] = b"ZTEN1000";
+/// Magic bytes at the start of a legacy v0.1 file.
+pub const LEGACY_MAGIC: &[u8; 8] = b"ZTEN0001";
+/// Largest manifest a reader accepts (1 GiB, as the reference).
+pub const MAX_MANIFEST: u64 = 1 << 30;
+
+/// How a [`Reader`] gets at the bytes of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadMode {
+    /// Map the file privately (copy-on-write): reads are zero-copy and lazy.
+    #[default]
+    Mmap,
+    /// Never map: every read copies with `pread` into a fresh aligned
+    /// buffer. For network file systems, or files that may change.
+    Eager,
+}
+
+/// An open `.zt` file.
+///
+/// ```no_run
+/// let reader = ztensor::Reader::open("model.zt")?;
+/// for info in reader.tensors() {
+///     println!("{} {:?} {:?}", info.name, info.dtype(), info.shape);
+/// }
+/// let weights: &[f32] = reader.view("layer.weight")?;
+/// # Ok::<(), ztensor::Error>(())
+/// ```
+pub struct Reader {
+    path: PathBuf,
+    source: Source,
+    version: String,
+    attributes: Option<Value>,
+    entries: Vec<Entry>,
+    index: HashMap<String, usize>,
+    file_order: Vec<usize>,
+    /// Per entry, a bit per component whose digest has been verified.
+    verified: Vec<AtomicU64>,
+}
+
+impl Reader {
+    /// Opens a file, memory-mapped (copy-on-write).
+    pub fn open(path: impl AsRef<Path>) -> Result<Reader> {
+        Reader::open_with(path, ReadMode::Mmap)
+    }
+
+    /// Opens a file with the given [`ReadMode`].
+    pub fn open_with(path: impl AsRef<Path>, mode: ReadMode) -> Result<Reader> {
+        let path = path.as_ref().to_path_buf();
+        let io = |e| Error::io(&path, e);
+        let file = File::open(&path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if meta.is_dir() {
+            return Err(io(std::io::Error::from_raw_os_error(libc::EISDIR)));
+        }
+        let len = meta.len();
+        let read_at = |offset: u64, n: u64| -> Result<Vec<u8>> {
+            let mut buf = vec![0u8; n as usize];
+            file.read_exact_at(&mut buf, offset).map_err(io)?;
+            Ok(buf)
+        };
+        let manifest = parse(&path, len, read_at)?;
+        let map = match mode {
+            ReadMode::Mmap if len > 0 => {
+                // SAFETY: a private (copy-on-write) mapping: our writes never
+                // reach the file. If another process truncates the file while
+                // it is mapped, touching the lost pages raises SIGBUS; that
+                // hazard is inherent to every mmap reader and documented, and
+                // ReadMode::Eager exists for files that may change.
+                let m = unsafe { memmap2::MmapOptions::new().map_copy(&file) }.map_err(io)?;
+                Some(Arc::new(m))
+            }
+            _ => None,
+        };
+        Ok(Reader::assemble(path, Source::File { file, map }, manifest))
+    }
+
+    /// Reads a file held in memory (the bytes are copied once into an aligned buffer).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Reader> {
+        let path = PathBuf::from("<bytes>");
+        let buf = AlignedBuf::copy_from(bytes).map_err(|e| Error::format(&path, e))?;
+        let manifest = parse(&path, bytes.len() as u64, |offset, n| {
+            Ok(buf[offset as usize..(offset + n) as usize].to_vec())
+        })?;
+        Ok(Reader::assemble(
+            path,
+            Source::Memory(Arc::new(buf)),
+            manifest,
+        ))
+    }
+
+    fn assemble(path: PathBuf, source: Source, manifest: Manifest) -> Reader {
+        let entries = manifest.entries;
+        let index = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.clone(), i))
+            .collect();
+        let mut file_order: Vec<usize> = (0..entries.len()).collect();
+        file_order.sort_by_key(|&i| {
+            let offset = entries[i]
+                .info
+                .as_ref()
+                .map_or(u64::MAX, TensorInfo::first_offset);
+            (offset, i)
+        });
+        let verified = entries.iter().map(|_| AtomicU64::new(0)).collect();
+        Reader {
+            path,
+            source,
+            version: manifest.version,
+            attributes: manifest.attributes,
+            entries,
+            index,
+            file_order,
+            verified,
+        }
+    }
+
+    /// The path the reader was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The manifest's `version` string (`"1.2.0"` for v1, `"0.1.0"` for legacy files).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// File-level attributes (where `metadata=` is stored), a CBOR map.
+    pub fn attributes(&self) -> Option<&Value> {
+        self.attributes.as_ref()
+    }
+
+    /// Number of tensors listed (including any that are unreadable).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the file lists no tensors.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// True when a tensor of that name is listed.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// Tensor names in byte-wise sorted order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.name.as_str())
+    }
+
+    /// Tensor names in the order their data lies in the file (write order).
+    pub fn names_in_file_order(&self) -> impl Iterator<Item = &str> {
+        self.file_order
+            .iter()
+            .map(|&i| self.entries[i].name.as_str())
+    }
+
+    /// Descriptions of every readable tensor, sorted by name.
+    pub fn tensors(&self) -> impl Iterator<Item = &TensorInfo> {
+        self.entries.iter().filter_map(|e| e.info.as_ref().ok())
+    }
+
+    /// The description of one tensor; an error if it is missing or unreadable.
+    pub fn info(&self, name: &str) -> Result<&TensorInfo> {
+        let idx = self.lookup(name)?;
+        self.entries[idx]
+            .info
+            .as_ref()
+            .map_err(|m| Error::tensor(&self.path, name, m.clone()))
+    }
+
+    /// The bytes of a dense tensor: zero-copy when stored raw and mapped,
+    /// otherwise a fresh buffer (decompressed if needed). Digests are checked.
+    pub fn read(&self, name: &str) -> Result<TensorBytes> {
+        self.read_dense(name, false)
+    }
+
+    /// An owned copy of a dense tensor's bytes, independent of the file.
+    pub fn read_copy(&self, name: &str) -> Result<AlignedBuf> {
+        match self.read_dense(name, true)? {
+            TensorBytes::Owned(b) => Ok(b),
+            TensorBytes::Shared(s) => {
+                AlignedBuf::copy_from(s.as_slice()).map_err(|e| Error::tensor(&self.path, name, e))
+            }
+        }
+    }
+
+    /// Reads many dense tensors in parallel (decompression and copies use every core).
+    pub fn read_many(&self, names: &[&str], copy: bool) -> Vec<Result<TensorBytes>> {
+        names
+            .par_iter()
+            .with_min_len(16)
+            .map(|n| self.read_dense(n, copy))
+            .collect()
+    }
+
+    /// One named component of any layout (e.g. `indices` of a CSR tensor).
+    pub fn read_component(&self, name: &str, component: &str, copy: bool) -> Result<TensorBytes> {
+        let idx = self.lookup(name)?;
+        let info = self.info(name)?;
+        let c = info.components.get(component).ok_or_else(|| {
+            Error::tensor(&self.path, name, format!("has no component '{component}'"))
+        })?;
+        self.fetch(idx, info, component, c, copy)
+    }
+
+    /// A typed zero-copy slice of a raw dense tensor in a mapped file.
+    pub fn view<T: Element>(&self, name: &str) -> Result<&[T]> {
+        let info = self.info(name)?;
+        let err = |m: String| Error::tensor(&self.path, name, m);
+        self.check_element::<T>(info)?;
+        let data = &info.components["data"];
+        if data.encoding != Encoding::Raw {
+            return Err(err(
+                "is compressed; use to_vec() or read() instead of a zero-copy view".into(),
+            ));
+        }
+        let Some(backing) = self.source.backing() else {
+            return Err(err(
+                "the reader was opened in eager mode; use to_vec() or read()".into(),
+            ));
+        };
+        let bytes = &backing.bytes()[data.offset as usize..(data.offset + data.length) as usize];
+        self.check_digest(self.lookup(name)?, info, "data", data, bytes)?;
+        check_bools::<T>(bytes).map_err(err)?;
+        if bytes.as_ptr() as usize % std::mem::align_of::<T>() != 0 {
+            return Err(err(
+                "data is not aligned for a typed view; use to_vec()".into()
+            ));
+        }
+        let n = bytes.len() / std::mem::size_of::<T>();
+        let ptr = bytes.as_ptr().cast::<T>();
+        drop(backing);
+        // SAFETY: `ptr` points into memory owned by `self.source` (the mapping
+        // or buffer lives as long as `self`), is aligned for T (checked), and
+        // covers exactly n elements (length == numel * size_of::<T>, checked
+        // at open). Every bit pattern of a byte is a valid element except for
+        // bool, whose bytes `check_bools` has checked to be 0 or 1.
+        Ok(unsafe { std::slice::from_raw_parts(ptr, n) })
+    }
+
+    /// A dense tensor's values copied into a `Vec`.
+    pub fn to_vec<T: Element>(&self, name: &str) -> Result<Vec<T>> {
+        let info = self.info(name)?;
+        self.check_element::<T>(info)?;
+        let bytes = self.read(name)?;
+        check_bools::<T>(&bytes).map_err(|m| Error::tensor(&self.path, name, m))?;
+        let n = bytes.len() / std::mem::size_of::<T>();
+        let mut out: Vec<T> = Vec::with_capacity(n);
+        // SAFETY: `out` has capacity for n elements (n * size_of::<T>() ==
+        // bytes.len()); byte-wise copy into uninitialised memory is allowed,
+        // and the elements are valid (see `view`) before set_len.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                out.as_mut_ptr().cast::<u8>(),
+                bytes.len(),
+            );
+            out.set_len(n);
+        }
+        Ok(out)
+    }
+
+    /// Checks every tensor: structure, digests and full decompression.
+    /// Returns the problems found (empty when the file is sound).
+    pub fn verify(&self) -> Vec<Error> {
+        (0..self.entries.len())
+            .into_par_iter()
+            .flat_map_iter(|idx| {
+                let entry = &self.entries[idx];
+                let info = match &entry.info {
+                    Ok(info) => info,
+                    Err(m) => return vec![Error::tensor(&self.path, &entry.name, m.clone())],
+                };
+                info.components
+                    .iter()
+                    .filter_map(|(cname, c)| {
+                        if let Some(crate::Digest::Unknown(d)) = &c.digest {
+                            return Some(Error::tensor(
+                                &self.path,
+                                &info.name,
+                                format!("component '{cname}': cannot verify digest of unknown algorithm '{d}'"),
+                            ));
+                        }
+                        self.fetch(idx, info, cname, c, false).err()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn lookup(&self, name: &str) -> Result<usize> {
+        self.index
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::NotFound {
+                path: self.path.clone(),
+                name: name.to_string(),
+            })
+    }
+
+    fn check_element<T: Element>(&self, info: &TensorInfo) -> Result<()> {
+        let err = |m: String| Error::tensor(&self.path, &info.name, m);
+        if info.layout != Layout::Dense {
+            return Err(err(format!(
+                "has layout {}; read its components instead",
+                info.layout
+            )));
+        }
+        let dtype = info.dtype().expect("dense tensors have a data component");
+        if dtype != T::DTYPE {
+            return Err(err(format!("is {dtype}, not {}", T::DTYPE)));
+        }
+        Ok(())
+    }
+
+    fn read_dense(&self, name: &str, copy: bool) -> Result<TensorBytes> {
+        let idx = self.lookup(name)?;
+        let info = self.info(name)?;
+        if info.layout != Layout::Dense {
+            return Err(Error::tensor(
+                &self.path,
+                name,
+                format!(
+                    "has layout {}, not dense; read its components instead",
+                    info.layout
+                ),
+            ));
+        }
+        self.fetch(idx, info, "data", &info.components["data"], copy)
+    }
+
+    fn fetch(
+        &self,
+        idx: usize,
+        info: &TensorInfo,
+        cname: &str,
+        c: &Component,
+        copy: bool,
+    ) -> Result<TensorBytes> {
+        let err =
+            |m: String| Error::tensor(&self.path, &info.name, format!("component '{cname}': {m}"));
+        let stored = match (self.source.backing(), copy && c.encoding == Encoding::Raw) {
+            (Some(backing), false) => TensorBytes::Shared(SharedBytes::new(
+                backing,
+                c.offset as usize,
+                c.length as usize,
+            )),
+            _ => {
+                let mut buf = AlignedBuf::zeroed(c.length as usize).map_err(err)?;
+                self.source
+                    .read_into(c.offset, buf.as_mut_slice())
+                    .map_err(|e| Error::io(&self.path, e))?;
+                TensorBytes::Owned(buf)
+            }
+        };
+        self.check_digest(idx, info, cname, c, &stored)?;
+        if c.encoding == Encoding::Raw {
+            return Ok(stored);
+        }
+        let expected = if info.layout == Layout::Dense && cname == "data" {
+            info.dense_nbytes()
+        } else {
+            c.decoded_len()
+        };
+        let out = match expected {
+            Some(n) => {
+                let mut out = AlignedBuf::zeroed(n as usize).map_err(err)?;
+                codec::decompress_exact(&stored, out.as_mut_slice()).map_err(err)?;
+                out
+            }
+            None => {
+                let v = codec::decompress_bounded(&stored, u64::MAX).map_err(err)?;
+                AlignedBuf::copy_from(&v).map_err(err)?
+            }
+        };
+        Ok(TensorBytes::Owned(out))
+    }
+
+    fn check_digest(
+        &self,
+        idx: usize,
+        info: &TensorInfo,
+        cname: &str,
+        c: &Component,
+        stored: &[u8],
+    ) -> Result<()> {
+        let Some(digest) = &c.digest else {
+            return Ok(());
+        };
+        let bit = info
+            .components
+            .keys()
+            .position(|k| k == cname)
+            .filter(|&p| p < 64)
+            .map(|p| 1u64 << p);
+        if let Some(bit) = bit {
+            if self.verified[idx].load(Ordering::Acquire) & bit != 0 {
+                return Ok(());
+            }
+        }
+        match digest.verify(stored) {
+            Ok(true) => {
+                if let Some(bit) = bit {
+                    self.verified[idx].fetch_or(bit, Ordering::AcqRel);
+                }
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(m) => Err(Error::tensor(
+                &self.path,
+                &info.name,
+                format!("component '{cname}': {m}"),
+            )),
+        }
+    }
+}
+
+/// Reads the header, footer and manifest through `read_at`, then validates.
+fn parse(path: &Path, len: u64, read_at: impl Fn(u64, u64) -> Result<Vec<u8>>) -> Result<Manifest> {
+    let bad = |m: String| Error::format(path, m);
+    if len < 8 {
+        return Err(bad(format!(
+            "file is {len} bytes, too short to be a .zt file"
+        )));
+    }
+    let magic = read_at(0, 8)?;
+    let (mut manifest, manifest_start) = if magic == MAGIC {
+        if len < 24 {
+            return Err(bad(format!(
+                "file is {len} bytes, too short for a .zt header and footer"
+            )));
+        }
+        let footer = read_at(len - 16, 16)?;
+        if &footer[8..] != MAGIC {
+            return Err(bad(format!(
+                "footer magic is {}, not ZTEN1000: the file is truncated or damaged",
+                printable(&footer[8..])
+            )));
+        }
+        let size = u64::from_le_bytes(footer[..8].try_into().expect("8 bytes"));
+        let start = manifest_start(size, len, 24).map_err(bad)?;
+        (
+            manifest::decode(&read_at(start, size)?).map_err(bad)?,
+            start,
+        )
+    } else if magic == LEGACY_MAGIC {
+        if len < 16 {
+            return Err(bad(format!(
+                "file is {len} bytes, too short for a legacy .zt file"
+            )));
+        }
+        let size = u64::from_le_bytes(read_at(len - 8, 8)?.try_into().expect("8 bytes"));
+        let start = manifest_start(size, len, 16).map_err(bad)?;
+        (legacy::decode(&read_at(start, size)?).map_err(bad)?, start)
+    } else {
+        return Err(bad(format!(
+            "not a .zt file: it starts with {}",
+            printable(&magic)
+        )));
+    };
+    validate::validate(&mut manifest.entries, 8, manifest_start);
+    Ok(manifest)
+}
+
+fn manifest_start(size: u64, len: u64, overhead: u64) -> Result<u64, String> {
+    if size > MAX_MANIFEST {
+        return Err(format!("manifest size {size} exceeds the 1 GiB limit"));
+    }
+    if size > len - overhead {
+        return Err(format!(
+            "manifest size {size} does not fit in a {len}-byte file: the file is truncated or damaged"
+        ));
+    }
+    Ok(len - overhead + 8 - size)
+}
+
+/// A Rust `bool` must be 0 or 1; other bytes (which some writers store) are refused.
+fn check_bools<T: Element>(bytes: &[u8]) -> Result<(), String> {
+    if T::DTYPE == crate::DType::Bool && bytes.iter().any(|&b| b > 1) {
+        return Err("bool data holds bytes other than 0 and 1".into());
+    }
+    Ok(())
+}
+
+fn printable(bytes: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(bytes))
+}

@@ -1,0 +1,144 @@
+//! Where tensor bytes come from: a file (mapped copy-on-write, or read with
+//! `pread`) or a buffer in memory. Zero-copy views keep their source alive.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use crate::buffer::AlignedBuf;
+
+/// Memory that zero-copy views point into. Views hold an `Arc` of it, so
+/// the memory lives as long as the longest-lived view.
+pub trait Backing: Send + Sync {
+    /// The whole source.
+    fn bytes(&self) -> &[u8];
+}
+
+impl Backing for memmap2::MmapMut {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+impl Backing for AlignedBuf {
+    fn bytes(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+/// A byte range of a [`Backing`], kept alive by an `Arc`.
+#[derive(Clone)]
+pub struct SharedBytes {
+    owner: Arc<dyn Backing>,
+    start: usize,
+    len: usize,
+}
+
+impl SharedBytes {
+    pub(crate) fn new(owner: Arc<dyn Backing>, start: usize, len: usize) -> SharedBytes {
+        assert!(
+            start + len <= owner.bytes().len(),
+            "range checked by the caller"
+        );
+        SharedBytes { owner, start, len }
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.owner.bytes()[self.start..self.start + self.len]
+    }
+
+    /// The memory these bytes live in (for handing to another runtime).
+    pub fn owner(&self) -> &Arc<dyn Backing> {
+        &self.owner
+    }
+}
+
+/// Tensor bytes: either a zero-copy view of the source or an owned copy.
+pub enum TensorBytes {
+    /// Points into the mapped file (private copy-on-write) or the in-memory source.
+    Shared(SharedBytes),
+    /// A fresh, aligned buffer (copied, or decompressed).
+    Owned(AlignedBuf),
+}
+
+impl TensorBytes {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            TensorBytes::Shared(s) => s.as_slice(),
+            TensorBytes::Owned(b) => b.as_slice(),
+        }
+    }
+
+    /// True when the bytes point into the source rather than a copy.
+    pub fn is_zero_copy(&self) -> bool {
+        matches!(self, TensorBytes::Shared(_))
+    }
+}
+
+impl std::ops::Deref for TensorBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl std::fmt::Debug for TensorBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.is_zero_copy() {
+            "shared"
+        } else {
+            "owned"
+        };
+        write!(f, "TensorBytes({kind}, {} bytes)", self.len())
+    }
+}
+
+/// The reader's view of its input.
+pub(crate) enum Source {
+    /// A file; `map` is present in [`crate::ReadMode::Mmap`].
+    File {
+        file: File,
+        map: Option<Arc<memmap2::MmapMut>>,
+    },
+    /// Bytes already in memory.
+    Memory(Arc<AlignedBuf>),
+}
+
+/// Copies larger than this are split across threads.
+const PARALLEL_READ: usize = 64 << 20;
+
+impl Source {
+    /// The memory zero-copy views can point into, if any.
+    pub(crate) fn backing(&self) -> Option<Arc<dyn Backing>> {
+        match self {
+            Source::File { map: Some(m), .. } => Some(m.clone() as Arc<dyn Backing>),
+            Source::File { map: None, .. } => None,
+            Source::Memory(b) => Some(b.clone() as Arc<dyn Backing>),
+        }
+    }
+
+    /// Fills `dst` with the bytes at `offset` (bounds checked by the caller).
+    pub(crate) fn read_into(&self, offset: u64, dst: &mut [u8]) -> std::io::Result<()> {
+        match self {
+            Source::File { file, .. } => {
+                if dst.len() < PARALLEL_READ {
+                    return file.read_exact_at(dst, offset);
+                }
+                let (a, b) = dst.split_at_mut(dst.len() / 2);
+                let mid = offset + a.len() as u64;
+                let (ra, rb) = rayon::join(
+                    || file.read_exact_at(a, offset),
+                    || file.read_exact_at(b, mid),
+                );
+                ra.and(rb)
+            }
+            Source::Memory(m) => {
+                let start = offset as usize;
+                dst.copy_from_slice(&m.as_slice()[start..start + dst.len()]);
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Structural checks run once when a file is opened (format rules 8 and 10).
+//!
+//! Every failure is local: it marks the offending tensor as unreadable with
+//! a message, and the rest of the file stays usable.
+
+use crate::codec;
+use crate::manifest::Entry;
+use crate::model::{Encoding, Layout, TensorInfo};
+
+/// Checks every entry against the data region `[data_start, data_end)`.
+pub(crate) fn validate(entries: &mut [Entry], data_start: u64, data_end: u64) {
+    for entry in entries.iter_mut() {
+        if let Ok(info) = &entry.info {
+            if let Err(e) = check_tensor(info, data_start, data_end) {
+                entry.info = Err(e);
+            }
+        }
+    }
+    check_overlaps(entries);
+}
+
+fn check_tensor(info: &TensorInfo, data_start: u64, data_end: u64) -> Result<(), String> {
+    info.numel().ok_or_else(|| {
+        format!(
+            "shape {:?} has more elements than fit in 64 bits",
+            info.shape
+        )
+    })?;
+    for (name, c) in &info.components {
+        let end = c.offset.checked_add(c.length).ok_or_else(|| {
+            format!(
+                "component '{name}': offset {} + length {} overflows",
+                c.offset, c.length
+            )
+        })?;
+        let inside = if c.length == 0 {
+            c.offset <= data_end
+        } else {
+            c.offset >= data_start && end <= data_end
+        };
+        if !inside {
+            return Err(format!(
+                "component '{name}': bytes [{}, {end}) lie outside the data region [{data_start}, {data_end})",
+                c.offset
+            ));
+        }
+        if let Encoding::Zstd {
+            uncompressed_length: Some(u),
+        } = c.encoding
+        {
+            codec::check_ratio(c.length, u).map_err(|e| format!("component '{name}': {e}"))?;
+        }
+    }
+    if info.layout == Layout::Dense {
+        let data = info
+            .components
+            .get("data")
+            .ok_or("dense tensor has no 'data' component")?;
+        let expected = info
+            .dense_nbytes()
+            .ok_or_else(|| format!("shape {:?} is too large to address", info.shape))?;
+        match data.encoding {
+            Encoding::Raw if data.length != expected => {
+                return Err(format!(
+                    "'data' holds {} bytes but shape {:?} of {} needs {expected}",
+                    data.length,
+                    info.shape,
+                    info.logical_type().unwrap_or(data.dtype.name())
+                ))
+            }
+            Encoding::Zstd {
+                uncompressed_length,
+            } => {
+                if let Some(u) = uncompressed_length.filter(|&u| u != expected) {
+                    return Err(format!(
+                        "'data' declares {u} uncompressed bytes but shape {:?} needs {expected}",
+                        info.shape
+                    ));
+                }
+                codec::check_ratio(data.length, expected).map_err(|e| format!("'data': {e}"))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Blobs may alias exactly (same offset and length) but never partially overlap.
+fn check_overlaps(entries: &mut [Entry]) {
+    let mut ranges: Vec<(u64, u64, usize)> = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        if let Ok(info) = &entry.info {
+            for c in info.components.values().filter(|c| c.length > 0) {
+                ranges.push((c.offset, c.offset + c.length, i));
+            }
+        }
+    }
+    ranges.sort_unstable();
+    let mut bad: Vec<(usize, usize)> = Vec::new();
+    let mut prev: Option<(u64, u64, usize)> = None;
+    for r in ranges {
+        if let Some((start, end, owner)) = prev {
+            if (r.0, r.1) == (start, end) {
+                continue;
+            }
+            if r.0 < end {
+                bad.push((r.2, owner));
+                // Keep the range reaching furthest, so later overlaps are caught too.
+                if r.1 <= end {
+                    continue;
+                }
+            }
+        }
+        prev = Some(r);
+    }
+    for (i, other) in bad {
+        if i != other {
+            let other_name = entries[other].name.clone();
+            entries[i].info = Err(format!(
+                "its bytes partially overlap those of tensor '{other_name}'"
+            ));
+        } else {
+            entries[i].info = Err("two of its components partially overlap".into());
+        }
+    }
+}
