@@ -1,0 +1,17 @@
+"""zTensor: fast, safe, zero-copy tensor files.
+
+``import ztensor`` loads NumPy and the native module only; PyTorch is
+imported by ``ztensor.torch`` alone.
+"""
+
+from ._metadata import TensorMetadata
+from ._reader import Reader
+from ._writer import Writer
+from ._ztensor import ZTensorError, __version__
+
+__all__ = ["Reader", "Writer", "TensorMetadata", "ZTensorError", "open", "__version__"]
+
+
+def open(path) -> Reader:  # noqa: A001 - the contract's name
+    """Opens a tensor file; the same as ``Reader(path)``."""
+    return Reader(path)

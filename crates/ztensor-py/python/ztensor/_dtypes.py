@@ -1,0 +1,97 @@
+"""Mapping between NumPy dtypes and zTensor storage dtypes / logical types."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+_NATIVE = {
+    "float64": np.float64,
+    "float32": np.float32,
+    "float16": np.float16,
+    "int64": np.int64,
+    "int32": np.int32,
+    "int16": np.int16,
+    "int8": np.int8,
+    "uint64": np.uint64,
+    "uint32": np.uint32,
+    "uint16": np.uint16,
+    "uint8": np.uint8,
+    "bool": np.bool_,
+}
+
+# ml_dtypes name -> logical type stored on uint8.
+_FP8 = {
+    "float8_e4m3fn": "f8_e4m3fn",
+    "float8_e5m2": "f8_e5m2",
+    "float8_e4m3fnuz": "f8_e4m3fnuz",
+    "float8_e5m2fnuz": "f8_e5m2fnuz",
+}
+_FP8_BACK = {v: k for k, v in _FP8.items()}
+
+_COMPLEX = {"complex64": "float32", "complex128": "float64"}
+
+_U8 = np.dtype(np.uint8)
+
+
+def _ml_dtypes():
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ImportError(
+            "bfloat16 and float8 arrays need the 'ml_dtypes' package: "
+            "pip install 'ztensor[bfloat16]'"
+        ) from None
+    return ml_dtypes
+
+
+@functools.lru_cache(maxsize=None)
+def numpy_dtype(storage: str, logical: str | None) -> np.dtype:
+    """The NumPy dtype that presents a tensor of this storage and logical type."""
+    if logical in _COMPLEX and _COMPLEX[logical] == storage:
+        return np.dtype(logical)
+    if logical in _FP8_BACK and storage == "uint8":
+        return np.dtype(getattr(_ml_dtypes(), _FP8_BACK[logical]))
+    if storage == "bfloat16":
+        return np.dtype(_ml_dtypes().bfloat16)
+    return np.dtype(_NATIVE[storage])
+
+
+def to_storage(arr: np.ndarray):
+    """Returns (C-contiguous little-endian array, storage dtype, logical type).
+
+    Raises TypeError for dtypes the format cannot hold.
+    """
+    dt = arr.dtype
+    name = dt.name
+    if dt.byteorder == ">":
+        arr = arr.astype(dt.newbyteorder("<"))
+        dt = arr.dtype
+    if dt.kind == "b":
+        arr = np.ascontiguousarray(arr)
+        raw = arr.view(np.uint8)
+        if raw.size and raw.max() > 1:  # bools made from views of other bytes
+            arr = raw != 0
+        return arr, "bool", None
+    if dt.kind in "iuf" and name in _NATIVE:
+        return np.ascontiguousarray(arr), name, None
+    if dt.kind == "c" and name in _COMPLEX:
+        return np.ascontiguousarray(arr), _COMPLEX[name], name
+    if name == "bfloat16":
+        return np.ascontiguousarray(arr), "bfloat16", None
+    if name in _FP8:
+        return np.ascontiguousarray(arr), "uint8", _FP8[name]
+    raise TypeError(
+        f"unsupported dtype {dt} (supported: float64/32/16, bfloat16, int8-64, "
+        "uint8-64, bool, float8 from ml_dtypes, complex64/128)"
+    )
+
+
+def as_array(buf, storage: str, logical: str | None, shape) -> np.ndarray:
+    """Wraps a native buffer as an array of the tensor's dtype and shape (no copy)."""
+    a = np.asarray(buf)
+    dt = numpy_dtype(storage, logical)
+    if dt != _U8:
+        a = a.view(dt)
+    return a.reshape(shape)

@@ -1,0 +1,131 @@
+"""Reader: dict-like, zero-copy access to the tensors of a file."""
+
+from __future__ import annotations
+
+from ._dtypes import as_array
+from ._metadata import TensorMetadata
+from ._options import fspath
+from ._ztensor import ZTensorError, _Reader
+
+
+class Reader:
+    """An open tensor file.
+
+    ``reader[name]`` returns a NumPy array that views the file's private
+    copy-on-write mapping: no copy is made, the array is writable, and writes
+    never reach the file. Arrays stay valid after the reader is closed.
+    Pass ``copy=True`` to the read methods for arrays that own their memory.
+    """
+
+    def __init__(self, path, *, eager: bool = False):
+        self._r = _Reader(fspath(path), eager)
+
+    @classmethod
+    def _from_bytes(cls, data: bytes) -> "Reader":
+        self = cls.__new__(cls)
+        self._r = _Reader.from_bytes(bytes(data))
+        return self
+
+    # --- dict protocol -------------------------------------------------
+    def keys(self) -> list:
+        """Tensor names, sorted."""
+        return self._r.names()
+
+    def __len__(self) -> int:
+        return len(self._r)
+
+    def __contains__(self, name) -> bool:
+        return isinstance(name, str) and self._r.contains(name)
+
+    def __iter__(self):
+        return iter(self._r.names())
+
+    def __getitem__(self, name: str):
+        return self.read_tensor(name)
+
+    # --- metadata -----------------------------------------------------
+    @property
+    def format(self) -> str:
+        """The file format: ``"zt"``."""
+        return "zt"
+
+    def metadata(self, name: str | None = None):
+        """``metadata(name)``: the tensor's TensorMetadata.
+        ``metadata()``: the file-level metadata dict (empty if none)."""
+        if name is None:
+            return self._r.attributes()
+        if isinstance(name, list):
+            return [self.metadata(n) for n in name]
+        if not isinstance(name, str):
+            raise TypeError(f"tensor name must be str, not {type(name).__name__}")
+        return TensorMetadata(*self._r.info(name))
+
+    # --- reading ------------------------------------------------------
+    def read_tensor(self, name: str, *, copy: bool = False):
+        """One dense tensor as a NumPy array."""
+        if not isinstance(name, str):
+            raise TypeError(f"tensor name must be str, not {type(name).__name__}")
+        return self._read([name], copy)[name]
+
+    def read_tensors(self, names, *, copy: bool = False) -> dict:
+        """Several dense tensors, as a dict in the order given."""
+        if isinstance(names, str):
+            raise TypeError("read_tensors takes a list of names; use read_tensor for one")
+        names = list(names)
+        for n in names:
+            if not isinstance(n, str):
+                raise TypeError(f"tensor name must be str, not {type(n).__name__}")
+        return self._read(names, copy)
+
+    def load_numpy(self, *, copy: bool = False) -> dict:
+        """Every tensor, as a dict in file order."""
+        return self._read(self._r.names_in_file_order(), copy)
+
+    def read_components(self, name: str, *, copy: bool = False) -> dict:
+        """The raw 1-D component arrays of a tensor of any layout (e.g. sparse)."""
+        meta = self.metadata(name)
+        return {
+            cname: as_array(self._r.read_component(name, cname, copy), c["dtype"], None, (-1,))
+            for cname, c in meta.components.items()
+        }
+
+    def _read(self, names, copy: bool) -> dict:
+        infos = [self._r.info(n) for n in names]
+        buffers = self._r.read(names, bool(copy))
+        return {
+            info[0]: _wrap(info, buf)
+            for info, buf in zip(infos, buffers)
+        }
+
+    def verify(self) -> None:
+        """Checks every digest and compressed stream in the file; raises
+        ZTensorError listing every problem found."""
+        problems = self._r.verify()
+        if problems:
+            raise ZTensorError("; ".join(problems))
+
+    # --- lifetime -----------------------------------------------------
+    def close(self) -> None:
+        """Releases the file. Arrays already returned stay valid."""
+        self._r.close()
+
+    def __enter__(self) -> "Reader":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
+
+    def __repr__(self) -> str:
+        if self._r.closed:
+            return "<ztensor.Reader (closed)>"
+        return f"<ztensor.Reader {self._r.path!r} [zt, {len(self)} tensor(s)]>"
+
+
+def _wrap(info, buf):
+    name, shape, dtype, logical, fmt = info[:5]
+    if fmt != "dense":
+        raise ZTensorError(
+            f"tensor '{name}' has layout {fmt}; use Reader.read_components() to read it"
+        )
+    return as_array(buf, dtype, logical, shape)

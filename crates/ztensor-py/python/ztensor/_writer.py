@@ -1,0 +1,64 @@
+"""Writer: builds a .zt file tensor by tensor, published atomically."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._dtypes import to_storage
+from ._options import check_metadata, compression_level, fspath
+from ._ztensor import _Writer
+
+
+class Writer:
+    """Writes a ``.zt`` file.
+
+    Data goes to a hidden temporary file next to ``path``; ``finish()``
+    renames it over ``path`` atomically. If the ``with`` block raises, or
+    the writer is dropped unfinished, nothing is published and any existing
+    file at ``path`` is left as it was.
+    """
+
+    def __init__(self, path, *, metadata=None, alignment: int = 64):
+        self._w = _Writer(None if path is None else fspath(path), alignment)
+        metadata = check_metadata(metadata)
+        if metadata is not None:
+            self._w.set_attributes(metadata)
+
+    @classmethod
+    def _in_memory(cls, metadata=None) -> "Writer":
+        return cls(None, metadata=metadata)
+
+    def add(self, name: str, data, compress=None, checksum: str = "none") -> None:
+        """Adds a dense tensor from a NumPy array (any layout; made contiguous)."""
+        if not isinstance(name, str):
+            raise TypeError(f"tensor name must be str, not {type(name).__name__}")
+        if not isinstance(checksum, str):
+            raise TypeError(f"checksum must be a str, not {type(checksum).__name__}")
+        level = compression_level(compress, "compress")
+        arr = data if isinstance(data, np.ndarray) else np.asarray(data)
+        storage, dtype, logical = to_storage(arr)
+        self._w.add(name, storage, dtype, list(arr.shape), logical, level, checksum)
+
+    def finish(self) -> int:
+        """Writes the manifest, publishes the file and returns its size in bytes."""
+        return self._w.finish()
+
+    def _finish_bytes(self) -> bytes:
+        return self._w.finish()
+
+    def discard(self) -> None:
+        """Abandons the file: nothing is published."""
+        self._w.discard()
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            self.discard()
+        elif not self._w.finished:
+            self.finish()
+        return False
+
+    def __repr__(self) -> str:
+        return f"<ztensor.Writer ({'finished' if self._w.finished else 'open'})>"

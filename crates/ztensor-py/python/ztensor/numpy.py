@@ -1,0 +1,58 @@
+"""NumPy front end, API-compatible with ``safetensors.numpy``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._options import compression_level
+from ._reader import Reader
+from ._writer import Writer
+
+__all__ = ["save_file", "load_file", "save", "load"]
+
+
+def _write(writer: Writer, tensors, compression) -> None:
+    if not isinstance(tensors, dict):
+        raise TypeError(f"tensors must be a dict of name -> numpy.ndarray, not {type(tensors).__name__}")
+    level = compression_level(compression)
+    for name, arr in tensors.items():
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"tensor {name!r} is a {type(arr).__name__}, expected numpy.ndarray")
+        writer.add(name, arr, compress=level)
+
+
+def save_file(tensors: dict, filename, metadata=None, compression=False) -> None:
+    """Saves arrays to a ``.zt`` file (replacing an existing file atomically)."""
+    w = Writer(filename, metadata=metadata)
+    try:
+        _write(w, tensors, compression)
+    except BaseException:
+        w.discard()
+        raise
+    w.finish()
+
+
+def save(tensors: dict, metadata=None, compression=False) -> bytes:
+    """Serialises arrays to the bytes of a ``.zt`` file."""
+    w = Writer._in_memory(metadata=metadata)
+    _write(w, tensors, compression)
+    return w._finish_bytes()
+
+
+def load_file(filename, copy: bool = False) -> dict:
+    """Loads every tensor of a file, in file order.
+
+    ``copy=False`` (default): zero-copy, writable copy-on-write views of the
+    file. ``copy=True``: arrays that own their memory.
+    """
+    with Reader(filename) as r:
+        return r.load_numpy(copy=copy)
+
+
+def load(data: bytes) -> dict:
+    """Loads every tensor from the bytes of a ``.zt`` file."""
+    r = Reader._from_bytes(data)
+    try:
+        return r.load_numpy()
+    finally:
+        r.close()

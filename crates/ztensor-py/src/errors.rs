@@ -1,0 +1,51 @@
+//! Mapping core errors to Python exceptions, and keeping panics out of Python.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
+use pyo3::prelude::*;
+
+pyo3::create_exception!(
+    ztensor,
+    ZTensorError,
+    pyo3::exceptions::PyException,
+    "A tensor file's content is invalid, or a tensor in it cannot be read."
+);
+
+/// Converts a core error into the exception a Python user expects.
+pub fn to_py(err: ztensor::Error) -> PyErr {
+    match err {
+        ztensor::Error::Io { path, source } => match source.raw_os_error() {
+            // OSError(errno, strerror, filename) picks the right subclass
+            // (FileNotFoundError, IsADirectoryError, PermissionError, ...).
+            Some(code) => PyOSError::new_err((code, strip_os_suffix(&source), path.display().to_string())),
+            None => PyOSError::new_err(format!("{}: {source}", path.display())),
+        },
+        ztensor::Error::NotFound { path, name } => {
+            PyKeyError::new_err(format!("no tensor named '{name}' in {}", path.display()))
+        }
+        ztensor::Error::InvalidArgument(m) => PyValueError::new_err(m),
+        e @ ztensor::Error::Format { .. } => ZTensorError::new_err(e.to_string()),
+    }
+}
+
+fn strip_os_suffix(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Runs `f`, turning a panic (a bug, never expected) into a ZTensorError
+/// instead of letting pyo3 raise a `BaseException`.
+pub fn shield<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(ZTensorError::new_err(format!("internal error (please report): {msg}")))
+    })
+}

@@ -1,0 +1,22 @@
+//! `ztensor._ztensor`: the native half of the Python package. It exposes the
+//! core reader and writer with the GIL released around all I/O and compute;
+//! the Python half (dtype mapping, NumPy arrays, the public API) lives in
+//! `python/ztensor/`.
+
+use pyo3::prelude::*;
+
+mod buffer;
+mod cbor;
+mod errors;
+mod reader;
+mod writer;
+
+#[pymodule]
+fn _ztensor(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("ZTensorError", m.py().get_type::<errors::ZTensorError>())?;
+    m.add_class::<buffer::Buffer>()?;
+    m.add_class::<reader::PyReader>()?;
+    m.add_class::<writer::PyWriter>()?;
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! `_Reader`: the native reader, GIL released around every read.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use ztensor::{Encoding, ReadMode, Reader, TensorInfo};
+
+use crate::buffer::Buffer;
+use crate::cbor;
+use crate::errors::{shield, to_py};
+
+#[pyclass(name = "_Reader", module = "ztensor._ztensor", frozen)]
+pub struct PyReader {
+    inner: RwLock<Option<Arc<Reader>>>,
+}
+
+impl PyReader {
+    fn get(&self) -> PyResult<Arc<Reader>> {
+        self.inner
+            .read()
+            .expect("lock is never poisoned: no code panics while holding it")
+            .clone()
+            .ok_or_else(|| PyValueError::new_err("I/O operation on a closed Reader"))
+    }
+}
+
+#[pymethods]
+impl PyReader {
+    /// Opens a `.zt` file; `eager=True` reads with pread instead of mapping.
+    #[new]
+    #[pyo3(signature = (path, eager = false))]
+    fn new(py: Python<'_>, path: PathBuf, eager: bool) -> PyResult<Self> {
+        shield(|| {
+            let mode = if eager { ReadMode::Eager } else { ReadMode::Mmap };
+            let reader = py.detach(|| Reader::open_with(&path, mode)).map_err(to_py)?;
+            Ok(PyReader {
+                inner: RwLock::new(Some(Arc::new(reader))),
+            })
+        })
+    }
+
+    /// Reads a file image from bytes (copied once into aligned memory).
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: &Bound<'_, PyBytes>) -> PyResult<Self> {
+        shield(|| {
+            let bytes = data.as_bytes();
+            let reader = py.detach(|| Reader::from_bytes(bytes)).map_err(to_py)?;
+            Ok(PyReader {
+                inner: RwLock::new(Some(Arc::new(reader))),
+            })
+        })
+    }
+
+    fn close(&self) {
+        self.inner.write().expect("lock is never poisoned").take();
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.read().expect("lock is never poisoned").is_none()
+    }
+
+    #[getter]
+    fn path(&self) -> PyResult<String> {
+        Ok(self.get()?.path().display().to_string())
+    }
+
+    #[getter]
+    fn version(&self) -> PyResult<String> {
+        Ok(self.get()?.version().to_string())
+    }
+
+    /// Names sorted byte-wise.
+    fn names(&self) -> PyResult<Vec<String>> {
+        Ok(self.get()?.names().map(str::to_string).collect())
+    }
+
+    /// Names in the order their data lies in the file.
+    fn names_in_file_order(&self) -> PyResult<Vec<String>> {
+        Ok(self.get()?.names_in_file_order().map(str::to_string).collect())
+    }
+
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self.get()?.len())
+    }
+
+    fn contains(&self, name: &str) -> PyResult<bool> {
+        Ok(self.get()?.contains(name))
+    }
+
+    /// File-level attributes as a dict (empty when the file has none).
+    fn attributes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self.get()?.attributes() {
+            Some(v) => cbor::to_py(py, v),
+            None => Ok(PyDict::new(py).into_any()),
+        }
+    }
+
+    /// `(name, shape, dtype, type, format, components, attributes)` of one tensor.
+    fn info<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let reader = self.get()?;
+        let info = reader.info(name).map_err(to_py)?;
+        info_tuple(py, info)
+    }
+
+    /// Reads dense tensors (in parallel, without the GIL); one buffer per name.
+    fn read<'py>(&self, py: Python<'py>, names: Vec<String>, copy: bool) -> PyResult<Bound<'py, PyList>> {
+        shield(|| {
+            let reader = self.get()?;
+            let results = py.detach(|| {
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                reader.read_many(&refs, copy)
+            });
+            let list = PyList::empty(py);
+            for r in results {
+                list.append(Bound::new(py, Buffer::new(r.map_err(to_py)?))?)?;
+            }
+            Ok(list)
+        })
+    }
+
+    /// Reads one component of a tensor of any layout.
+    fn read_component(&self, py: Python<'_>, name: &str, component: &str, copy: bool) -> PyResult<Buffer> {
+        shield(|| {
+            let reader = self.get()?;
+            let bytes = py
+                .detach(|| reader.read_component(name, component, copy))
+                .map_err(to_py)?;
+            Ok(Buffer::new(bytes))
+        })
+    }
+
+    /// Checks every digest and compressed stream; returns the problems found.
+    fn verify(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        shield(|| {
+            let reader = self.get()?;
+            Ok(py.detach(|| reader.verify()).into_iter().map(|e| e.to_string()).collect())
+        })
+    }
+}
+
+fn info_tuple<'py>(py: Python<'py>, info: &TensorInfo) -> PyResult<Bound<'py, PyAny>> {
+    let components = PyDict::new(py);
+    for (cname, c) in &info.components {
+        let d = PyDict::new(py);
+        d.set_item("dtype", c.dtype.name())?;
+        d.set_item("type", c.logical_type.as_deref())?;
+        d.set_item("offset", c.offset)?;
+        d.set_item("length", c.length)?;
+        d.set_item("encoding", c.encoding.as_str())?;
+        let uncompressed = match c.encoding {
+            Encoding::Raw => Some(c.length),
+            Encoding::Zstd {
+                uncompressed_length,
+            } => uncompressed_length,
+        };
+        d.set_item("uncompressed_length", uncompressed)?;
+        d.set_item("digest", c.digest.as_ref().map(|d| d.to_string()))?;
+        components.set_item(cname, d)?;
+    }
+    let attributes = match &info.attributes {
+        Some(a) => cbor::to_py(py, a)?,
+        None => py.None().into_bound(py),
+    };
+    let dtype = info.dtype().map_or("unknown", |d| d.name());
+    let tuple = (
+        info.name.as_str(),
+        info.shape.clone(),
+        dtype,
+        info.logical_type(),
+        info.layout.as_str(),
+        components,
+        attributes,
+    );
+    Ok(tuple.into_pyobject(py)?.into_any())
+}
