@@ -18,7 +18,9 @@ pub fn to_py(err: ztensor::Error) -> PyErr {
         ztensor::Error::Io { path, source } => match source.raw_os_error() {
             // OSError(errno, strerror, filename) picks the right subclass
             // (FileNotFoundError, IsADirectoryError, PermissionError, ...).
-            Some(code) => PyOSError::new_err((code, strip_os_suffix(&source), path.display().to_string())),
+            Some(code) => {
+                PyOSError::new_err((code, strip_os_suffix(&source), path.display().to_string()))
+            }
             None => PyOSError::new_err(format!("{}: {source}", path.display())),
         },
         ztensor::Error::NotFound { path, name } => {
@@ -46,6 +48,8 @@ pub fn shield<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        Err(ZTensorError::new_err(format!("internal error (please report): {msg}")))
+        Err(ZTensorError::new_err(format!(
+            "internal error (please report): {msg}"
+        )))
     })
 }

@@ -34,8 +34,14 @@ impl PyReader {
     #[pyo3(signature = (path, eager = false))]
     fn new(py: Python<'_>, path: PathBuf, eager: bool) -> PyResult<Self> {
         shield(|| {
-            let mode = if eager { ReadMode::Eager } else { ReadMode::Mmap };
-            let reader = py.detach(|| Reader::open_with(&path, mode)).map_err(to_py)?;
+            let mode = if eager {
+                ReadMode::Eager
+            } else {
+                ReadMode::Mmap
+            };
+            let reader = py
+                .detach(|| Reader::open_with(&path, mode))
+                .map_err(to_py)?;
             Ok(PyReader {
                 inner: RwLock::new(Some(Arc::new(reader))),
             })
@@ -80,7 +86,11 @@ impl PyReader {
 
     /// Names in the order their data lies in the file.
     fn names_in_file_order(&self) -> PyResult<Vec<String>> {
-        Ok(self.get()?.names_in_file_order().map(str::to_string).collect())
+        Ok(self
+            .get()?
+            .names_in_file_order()
+            .map(str::to_string)
+            .collect())
     }
 
     fn __len__(&self) -> PyResult<usize> {
@@ -107,7 +117,12 @@ impl PyReader {
     }
 
     /// Reads dense tensors (in parallel, without the GIL); one buffer per name.
-    fn read<'py>(&self, py: Python<'py>, names: Vec<String>, copy: bool) -> PyResult<Bound<'py, PyList>> {
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        names: Vec<String>,
+        copy: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
         shield(|| {
             let reader = self.get()?;
             let results = py.detach(|| {
@@ -123,7 +138,13 @@ impl PyReader {
     }
 
     /// Reads one component of a tensor of any layout.
-    fn read_component(&self, py: Python<'_>, name: &str, component: &str, copy: bool) -> PyResult<Buffer> {
+    fn read_component(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        component: &str,
+        copy: bool,
+    ) -> PyResult<Buffer> {
         shield(|| {
             let reader = self.get()?;
             let bytes = py
@@ -137,7 +158,11 @@ impl PyReader {
     fn verify(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         shield(|| {
             let reader = self.get()?;
-            Ok(py.detach(|| reader.verify()).into_iter().map(|e| e.to_string()).collect())
+            Ok(py
+                .detach(|| reader.verify())
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect())
         })
     }
 }

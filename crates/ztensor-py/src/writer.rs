@@ -31,7 +31,10 @@ struct ArrayBytes {
 impl ArrayBytes {
     /// Reads the array interface of `array` and checks it is C-contiguous.
     fn of(array: &Bound<'_, PyAny>) -> PyResult<ArrayBytes> {
-        let contiguous: bool = array.getattr("flags")?.get_item("C_CONTIGUOUS")?.extract()?;
+        let contiguous: bool = array
+            .getattr("flags")?
+            .get_item("C_CONTIGUOUS")?
+            .extract()?;
         if !contiguous {
             return Err(PyValueError::new_err("array must be C-contiguous"));
         }
@@ -59,10 +62,15 @@ impl ArrayBytes {
 
 impl PyWriter {
     fn with<T>(&self, f: impl FnOnce(&mut Target) -> PyResult<T>) -> PyResult<T> {
-        let mut guard = self.inner.lock().map_err(|_| PyValueError::new_err("writer is unusable after an internal error"))?;
+        let mut guard = self
+            .inner
+            .lock()
+            .map_err(|_| PyValueError::new_err("writer is unusable after an internal error"))?;
         match guard.as_mut() {
             Some(t) => f(t),
-            None => Err(PyValueError::new_err("the Writer is already finished or closed")),
+            None => Err(PyValueError::new_err(
+                "the Writer is already finished or closed",
+            )),
         }
     }
 
@@ -83,8 +91,17 @@ impl PyWriter {
     fn new(path: Option<PathBuf>, alignment: u64) -> PyResult<Self> {
         shield(|| {
             let target = match path {
-                Some(p) => Target::File(Writer::create(&p).map_err(to_py)?.with_alignment(alignment).map_err(to_py)?),
-                None => Target::Memory(Writer::in_memory().with_alignment(alignment).map_err(to_py)?),
+                Some(p) => Target::File(
+                    Writer::create(&p)
+                        .map_err(to_py)?
+                        .with_alignment(alignment)
+                        .map_err(to_py)?,
+                ),
+                None => Target::Memory(
+                    Writer::in_memory()
+                        .with_alignment(alignment)
+                        .map_err(to_py)?,
+                ),
             };
             Ok(PyWriter {
                 inner: Mutex::new(Some(target)),
@@ -117,9 +134,12 @@ impl PyWriter {
         level: Option<i32>,
         checksum: &str,
     ) -> PyResult<()> {
-        let dtype = DType::from_name(dtype).ok_or_else(|| PyTypeError::new_err(format!("unsupported dtype {dtype}")))?;
+        let dtype = DType::from_name(dtype)
+            .ok_or_else(|| PyTypeError::new_err(format!("unsupported dtype {dtype}")))?;
         let checksum = Checksum::parse(checksum).ok_or_else(|| {
-            PyValueError::new_err(format!("unknown checksum {checksum:?}; use 'none', 'crc32c' or 'sha256'"))
+            PyValueError::new_err(format!(
+                "unknown checksum {checksum:?}; use 'none', 'crc32c' or 'sha256'"
+            ))
         })?;
         let opts = WriteOptions {
             compression: level.map(|l| l.clamp(1, 22)),
@@ -148,7 +168,11 @@ impl PyWriter {
     /// returns the bytes for an in-memory writer.
     fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         shield(|| match self.take()? {
-            Target::File(w) => Ok(py.detach(|| w.finish()).map_err(to_py)?.into_pyobject(py)?.into_any()),
+            Target::File(w) => Ok(py
+                .detach(|| w.finish())
+                .map_err(to_py)?
+                .into_pyobject(py)?
+                .into_any()),
             Target::Memory(w) => {
                 let bytes = py.detach(|| w.finish_into_vec()).map_err(to_py)?;
                 Ok(PyBytes::new(py, &bytes).into_any())

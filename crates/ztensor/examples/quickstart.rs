@@ -15,8 +15,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ids: Vec<i64> = (0..1000).collect();
     let mut w = Writer::create(&path)?;
     w.add("embed.weight", &[64, 64], &embed)?;
-    w.add_with("head.bias", &[64], &bias, &WriteOptions::raw().with_checksum(Checksum::Crc32c))?;
-    w.add_with("ids", &[1000], &ids, &WriteOptions::zstd(3).with_checksum(Checksum::Sha256))?;
+    w.add_with(
+        "head.bias",
+        &[64],
+        &bias,
+        &WriteOptions::raw().with_checksum(Checksum::Crc32c),
+    )?;
+    w.add_with(
+        "ids",
+        &[1000],
+        &ids,
+        &WriteOptions::zstd(3).with_checksum(Checksum::Sha256),
+    )?;
     let size = w.finish()?;
     println!("wrote {} ({size} bytes)", path.display());
 
@@ -31,13 +41,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             t.shape,
             c.length,
             c.encoding.as_str(),
-            c.digest.as_ref().map_or("none".to_string(), |d| d.to_string()),
+            c.digest
+                .as_ref()
+                .map_or("none".to_string(), |d| d.to_string()),
         );
     }
     let embed_back: &[bf16] = r.view("embed.weight")?;
     let ids_back: Vec<i64> = r.to_vec("ids")?;
     assert_eq!(embed_back, &embed[..]);
     assert_eq!(ids_back, ids);
-    println!("read back bit-exactly; verify(): {} problem(s)", r.verify().len());
+    println!(
+        "read back bit-exactly; verify(): {} problem(s)",
+        r.verify().len()
+    );
     Ok(())
 }

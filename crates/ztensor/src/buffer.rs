@@ -12,6 +12,10 @@ const SMALL_ALIGN: usize = 64;
 const MAP_THRESHOLD: usize = 1 << 20;
 const HUGE: usize = 2 << 20;
 
+/// Gives empty buffers a page-aligned dangling pointer.
+#[repr(align(4096))]
+struct PageAligned;
+
 /// Where a buffer's memory came from, so that it is released the same way.
 enum Origin {
     Empty,
@@ -41,7 +45,7 @@ impl AlignedBuf {
     pub fn zeroed(len: usize) -> Result<AlignedBuf, String> {
         if len == 0 {
             return Ok(AlignedBuf {
-                ptr: NonNull::<[u8; 4096]>::dangling().cast(),
+                ptr: NonNull::<PageAligned>::dangling().cast(),
                 len: 0,
                 origin: Origin::Empty,
             });

@@ -511,3 +511,13 @@ fn check_bools<T: Element>(bytes: &[u8]) -> Result<(), String> {
 fn printable(bytes: &[u8]) -> String {
     format!("{:?}", String::from_utf8_lossy(bytes))
 }
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("path", &self.path)
+            .field("version", &self.version)
+            .field("tensors", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}

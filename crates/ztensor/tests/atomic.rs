@@ -1,0 +1,69 @@
+//! Saving never leaves a torn file at the target.
+
+use ztensor::{Reader, Writer};
+
+fn dir_entries(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn dropped_writer_publishes_nothing_and_leaves_no_temporary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.zt");
+    let mut w = Writer::create(&path).unwrap();
+    w.add("a", &[4], &[1u32, 2, 3, 4]).unwrap();
+    assert_eq!(
+        dir_entries(dir.path()).len(),
+        1,
+        "a temporary exists while writing"
+    );
+    assert!(!path.exists());
+    drop(w);
+    assert!(dir_entries(dir.path()).is_empty());
+}
+
+#[test]
+fn existing_file_is_replaced_only_on_finish_and_mapped_readers_stay_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.zt");
+    let mut w = Writer::create(&path).unwrap();
+    w.add("a", &[2], &[1.0f64, 2.0]).unwrap();
+    w.finish().unwrap();
+    let old = std::fs::read(&path).unwrap();
+    let reader = Reader::open(&path).unwrap();
+    let view: &[f64] = reader.view("a").unwrap();
+
+    let mut w = Writer::create(&path).unwrap();
+    w.add("a", &[2], &[9.0f64, 9.0]).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), old, "unchanged until finish");
+    drop(w);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        old,
+        "unchanged after an abandoned write"
+    );
+
+    let mut w = Writer::create(&path).unwrap().durable(true);
+    w.add("a", &[2], &[9.0f64, 9.0]).unwrap();
+    let size = w.finish().unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+    assert_eq!(
+        Reader::open(&path).unwrap().to_vec::<f64>("a").unwrap(),
+        vec![9.0, 9.0]
+    );
+    assert_eq!(view, &[1.0, 2.0], "the old mapping still sees the old file");
+    assert_eq!(dir_entries(dir.path()), vec!["m.zt".to_string()]);
+}
+
+#[test]
+fn missing_directory_is_an_io_error() {
+    let err = Writer::create("/nonexistent-dir-for-ztensor/x.zt")
+        .err()
+        .unwrap();
+    assert!(matches!(err, ztensor::Error::Io { .. }));
+}
