@@ -15,20 +15,36 @@ pyo3::create_exception!(
 /// Converts a core error into the exception a Python user expects.
 pub fn to_py(err: ztensor::Error) -> PyErr {
     match err {
-        ztensor::Error::Io { path, source } => match source.raw_os_error() {
-            // OSError(errno, strerror, filename) picks the right subclass
-            // (FileNotFoundError, IsADirectoryError, PermissionError, ...).
-            Some(code) => {
-                PyOSError::new_err((code, strip_os_suffix(&source), path.display().to_string()))
+        ztensor::Error::Io { path, source } => {
+            match source.raw_os_error().or_else(|| errno_of(source.kind())) {
+                // OSError(errno, strerror, filename) picks the right subclass
+                // (FileNotFoundError, IsADirectoryError, PermissionError, ...).
+                Some(code) => {
+                    PyOSError::new_err((code, strip_os_suffix(&source), path.display().to_string()))
+                }
+                None => PyOSError::new_err(format!("{}: {source}", path.display())),
             }
-            None => PyOSError::new_err(format!("{}: {source}", path.display())),
-        },
+        }
         ztensor::Error::NotFound { path, name } => {
             PyKeyError::new_err(format!("no tensor named '{name}' in {}", path.display()))
         }
         ztensor::Error::InvalidArgument(m) => PyValueError::new_err(m),
         e @ ztensor::Error::Format { .. } => ZTensorError::new_err(e.to_string()),
     }
+}
+
+/// Some wrappers (e.g. the temp-file crate) drop the OS error code; recover
+/// it from the kind so Python still raises the specific OSError subclass.
+fn errno_of(kind: std::io::ErrorKind) -> Option<i32> {
+    use std::io::ErrorKind::*;
+    Some(match kind {
+        NotFound => 2,
+        PermissionDenied => 13,
+        AlreadyExists => 17,
+        NotADirectory => 20,
+        IsADirectory => 21,
+        _ => return None,
+    })
 }
 
 fn strip_os_suffix(e: &std::io::Error) -> String {

@@ -176,8 +176,9 @@ fn info_tuple<'py>(py: Python<'py>, info: &TensorInfo) -> PyResult<Bound<'py, Py
         d.set_item("offset", c.offset)?;
         d.set_item("length", c.length)?;
         d.set_item("encoding", c.encoding.as_str())?;
+        // As in the manifest: only compressed components state it.
         let uncompressed = match c.encoding {
-            Encoding::Raw => Some(c.length),
+            Encoding::Raw => None,
             Encoding::Zstd {
                 uncompressed_length,
             } => uncompressed_length,

@@ -27,6 +27,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Manifest, String> {
             Some(Value::Text(n)) => n.clone(),
             _ => return Err(format!("legacy record {i} has no text 'name'")),
         };
+        // v0.1 sparse records have no defined component structure; every
+        // reader (the reference included) has always skipped them.
+        if matches!(field(map, "layout"), Some(Value::Text(l)) if l != "dense") {
+            continue;
+        }
         by_name.insert(name.clone(), decode_record(&name, map));
     }
     Ok(Manifest {
@@ -40,11 +45,6 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Manifest, String> {
 }
 
 fn decode_record(name: &str, map: &[(Value, Value)]) -> Result<TensorInfo, String> {
-    if let Some(Value::Text(layout)) = field(map, "layout") {
-        if layout != "dense" {
-            return Err(format!("legacy layout '{layout}' is not supported"));
-        }
-    }
     let dtype = match field(map, "dtype") {
         Some(Value::Text(d)) => {
             DType::from_name(d).ok_or_else(|| format!("unknown legacy dtype '{d}'"))?

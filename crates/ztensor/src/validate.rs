@@ -96,31 +96,43 @@ fn check_overlaps(entries: &mut [Entry]) {
         }
     }
     ranges.sort_unstable();
-    let mut bad: Vec<(usize, usize)> = Vec::new();
-    let mut prev: Option<(u64, u64, usize)> = None;
-    for r in ranges {
-        if let Some((start, end, owner)) = prev {
-            if (r.0, r.1) == (start, end) {
-                continue;
-            }
-            if r.0 < end {
-                bad.push((r.2, owner));
-                // Keep the range reaching furthest, so later overlaps are caught too.
-                if r.1 <= end {
+    // Identical ranges form one group (aliases are fine).
+    let mut groups: Vec<(u64, u64, Vec<usize>)> = Vec::new();
+    for (start, end, owner) in ranges {
+        match groups.last_mut() {
+            Some(g) if (g.0, g.1) == (start, end) => g.2.push(owner),
+            _ => groups.push((start, end, vec![owner])),
+        }
+    }
+    // Sweep by start; `reach` is the group extending furthest so far.
+    let mut clashes: Vec<(usize, usize)> = Vec::new();
+    let mut reach: Option<usize> = None;
+    for g in 0..groups.len() {
+        if let Some(r) = reach {
+            if groups[g].0 < groups[r].1 {
+                clashes.push((g, r));
+                if groups[g].1 <= groups[r].1 {
                     continue;
                 }
             }
         }
-        prev = Some(r);
+        reach = Some(g);
     }
-    for (i, other) in bad {
-        if i != other {
-            let other_name = entries[other].name.clone();
-            entries[i].info = Err(format!(
-                "its bytes partially overlap those of tensor '{other_name}'"
-            ));
-        } else {
-            entries[i].info = Err("two of its components partially overlap".into());
+    // Neither side of a partial overlap can be trusted: all involved become unreadable.
+    for (a, b) in clashes {
+        let name_of = |owners: &[usize], entries: &[Entry]| entries[owners[0]].name.clone();
+        let (name_a, name_b) = (
+            name_of(&groups[a].2, entries),
+            name_of(&groups[b].2, entries),
+        );
+        for (owners, other) in [(&groups[a].2, &name_b), (&groups[b].2, &name_a)] {
+            for &i in owners {
+                entries[i].info = Err(if &entries[i].name == other {
+                    "two of its components partially overlap".to_string()
+                } else {
+                    format!("its bytes partially overlap those of tensor '{other}'")
+                });
+            }
         }
     }
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from ._dtypes import to_storage
@@ -19,6 +21,9 @@ class Writer:
     """
 
     def __init__(self, path, *, metadata=None, alignment: int = 64):
+        alignment = operator.index(alignment)
+        if alignment < 64 or alignment & (alignment - 1):
+            raise ValueError(f"alignment must be a power of two of at least 64, not {alignment}")
         self._w = _Writer(None if path is None else fspath(path), alignment)
         metadata = check_metadata(metadata)
         if metadata is not None:

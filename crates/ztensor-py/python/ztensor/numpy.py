@@ -51,6 +51,8 @@ def load_file(filename, copy: bool = False) -> dict:
 
 def load(data: bytes) -> dict:
     """Loads every tensor from the bytes of a ``.zt`` file."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, not {type(data).__name__}")
     r = Reader._from_bytes(data)
     try:
         return r.load_numpy()
