@@ -1,12 +1,15 @@
-//! Tensor bytes handed to Python through the NumPy array interface.
+//! Tensor bytes handed to Python through the buffer protocol.
 
+use std::os::raw::c_int;
+
+use pyo3::exceptions::PyBufferError;
+use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 use ztensor::TensorBytes;
 
 /// A block of tensor bytes (a view of a mapped file, or an owned aligned
-/// copy). `numpy.asarray(buffer)` wraps it without copying; the array keeps
-/// the buffer, and so the mapping or allocation, alive.
+/// copy). `numpy.frombuffer(buffer, dtype)` wraps it without copying; the
+/// array keeps the buffer, and so the mapping or allocation, alive.
 #[pyclass(frozen, module = "ztensor._ztensor")]
 pub struct Buffer {
     bytes: TensorBytes,
@@ -30,17 +33,36 @@ impl Buffer {
         self.bytes.is_zero_copy()
     }
 
-    /// NumPy array interface, version 3: a writable 1-D uint8 array.
+    /// Exports the bytes as a writable, C-contiguous unsigned-byte buffer.
     ///
-    /// Writable is sound: mapped files are mapped private copy-on-write
-    /// (writes stay in this process), and owned copies belong to this buffer.
-    #[getter]
-    fn __array_interface__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("shape", (self.bytes.len(),))?;
-        d.set_item("typestr", "|u1")?;
-        d.set_item("data", (self.bytes.as_ptr() as usize, false))?;
-        d.set_item("version", 3)?;
-        Ok(d)
+    /// # Safety
+    /// Called by CPython with a valid `view` to fill.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let bytes = &slf.get().bytes;
+        // SAFETY: `view` is valid (CPython's contract). The pointer stays
+        // valid while the exporter lives, and FillInfo stores a new reference
+        // to `slf` in view->obj. Exporting it writable is sound for what
+        // users can do with it: mapped files are mapped private copy-on-write
+        // (writes stay in this process and never reach the file), and owned
+        // copies belong to this buffer alone.
+        let rc = unsafe {
+            ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                bytes.as_ptr() as *mut std::ffi::c_void,
+                bytes.len() as ffi::Py_ssize_t,
+                0,
+                flags,
+            )
+        };
+        if rc != 0 {
+            return Err(PyErr::take(slf.py())
+                .unwrap_or_else(|| PyBufferError::new_err("cannot export buffer")));
+        }
+        Ok(())
     }
 }

@@ -116,22 +116,37 @@ impl PyReader {
         info_tuple(py, info)
     }
 
-    /// Reads dense tensors (in parallel, without the GIL); one buffer per name.
-    fn read<'py>(
+    /// Reads dense tensors (all of them, in file order, when `names` is None)
+    /// and returns `(name, buffer, dtype, type, shape)` tuples: everything
+    /// the Python side needs to wrap each as an array, in one call.
+    #[pyo3(signature = (names, copy))]
+    fn read_arrays<'py>(
         &self,
         py: Python<'py>,
-        names: Vec<String>,
+        names: Option<Vec<String>>,
         copy: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         shield(|| {
             let reader = self.get()?;
+            let names =
+                names.unwrap_or_else(|| reader.names_in_file_order().map(str::to_string).collect());
             let results = py.detach(|| {
                 let refs: Vec<&str> = names.iter().map(String::as_str).collect();
                 reader.read_many(&refs, copy)
             });
             let list = PyList::empty(py);
-            for r in results {
-                list.append(Bound::new(py, Buffer::new(r.map_err(to_py)?))?)?;
+            for (name, r) in names.iter().zip(results) {
+                let bytes = r.map_err(to_py)?;
+                let info = reader.info(name).map_err(to_py)?;
+                let dtype = info.dtype().map_or("unknown", |d| d.name());
+                let item = (
+                    name,
+                    Buffer::new(bytes),
+                    dtype,
+                    info.logical_type(),
+                    info.shape.clone(),
+                );
+                list.append(item.into_pyobject(py)?)?;
             }
             Ok(list)
         })

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -22,42 +23,42 @@ pub struct PyWriter {
     inner: Mutex<Option<Target>>,
 }
 
-/// A C-contiguous NumPy array's memory, borrowed while `owner` is held.
-struct ArrayBytes {
-    ptr: usize,
-    len: usize,
-}
+/// The memory of a C-contiguous object exporting the buffer protocol,
+/// pinned (numpy refuses to resize an exported array) until dropped.
+struct ArrayBytes(PyUntypedBuffer);
 
 impl ArrayBytes {
-    /// Reads the array interface of `array` and checks it is C-contiguous.
     fn of(array: &Bound<'_, PyAny>) -> PyResult<ArrayBytes> {
-        let contiguous: bool = array
-            .getattr("flags")?
-            .get_item("C_CONTIGUOUS")?
-            .extract()?;
-        if !contiguous {
+        let buf = PyUntypedBuffer::get(array)?;
+        if !buf.is_c_contiguous() {
             return Err(PyValueError::new_err("array must be C-contiguous"));
         }
-        let interface = array.getattr("__array_interface__")?;
-        let (ptr, _readonly): (usize, bool) = interface.get_item("data")?.extract()?;
-        let len: usize = array.getattr("nbytes")?.extract()?;
-        if ptr == 0 && len > 0 {
-            return Err(PyValueError::new_err("array has no data"));
-        }
-        Ok(ArrayBytes { ptr, len })
+        Ok(ArrayBytes(buf))
     }
 
-    /// # Safety
-    /// The array these bytes came from must stay alive (and not be resized)
-    /// for as long as the returned slice is used.
-    unsafe fn as_slice<'a>(&self) -> &'a [u8] {
-        if self.len == 0 {
+    fn as_slice(&self) -> &[u8] {
+        if self.0.len_bytes() == 0 {
             return &[];
         }
-        // SAFETY: for a live C-contiguous ndarray, `data` points at `nbytes`
-        // readable bytes (the caller keeps the array alive).
-        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+        // SAFETY: a C-contiguous exported buffer is `len_bytes` readable
+        // bytes at `buf_ptr`, valid until the export is released (on drop).
+        unsafe { std::slice::from_raw_parts(self.0.buf_ptr() as *const u8, self.0.len_bytes()) }
     }
+}
+
+/// One tensor for `add_many`, as the Python side prepared it.
+#[derive(FromPyObject)]
+pub struct ArrayItem<'py> {
+    #[pyo3(item(0))]
+    name: String,
+    #[pyo3(item(1))]
+    array: Bound<'py, PyAny>,
+    #[pyo3(item(2))]
+    dtype: String,
+    #[pyo3(item(3))]
+    shape: Vec<u64>,
+    #[pyo3(item(4))]
+    logical_type: Option<String>,
 }
 
 impl PyWriter {
@@ -120,22 +121,18 @@ impl PyWriter {
         })
     }
 
-    /// Adds a dense tensor whose bytes are the C-contiguous `array`'s memory.
-    #[pyo3(signature = (name, array, dtype, shape, logical_type, level, checksum))]
-    #[allow(clippy::too_many_arguments)]
-    fn add(
+    /// Adds dense tensors, in order, each given as `(name, array, dtype,
+    /// shape, logical_type)` where `array` is C-contiguous and its memory
+    /// holds the little-endian storage bytes. One call for many tensors, so
+    /// the GIL is released once.
+    #[pyo3(signature = (items, level, checksum))]
+    fn add_many(
         &self,
         py: Python<'_>,
-        name: &str,
-        array: &Bound<'_, PyAny>,
-        dtype: &str,
-        shape: Vec<u64>,
-        logical_type: Option<&str>,
+        items: Vec<ArrayItem<'_>>,
         level: Option<i32>,
         checksum: &str,
     ) -> PyResult<()> {
-        let dtype = DType::from_name(dtype)
-            .ok_or_else(|| PyTypeError::new_err(format!("unsupported dtype {dtype}")))?;
         let checksum = Checksum::parse(checksum).ok_or_else(|| {
             PyValueError::new_err(format!(
                 "unknown checksum {checksum:?}; use 'none', 'crc32c' or 'sha256'"
@@ -145,19 +142,33 @@ impl PyWriter {
             compression: level.map(|l| l.clamp(1, 22)),
             checksum,
         };
-        let bytes = ArrayBytes::of(array)?;
+        let prepared = items
+            .iter()
+            .map(|item| {
+                let dtype = DType::from_name(&item.dtype).ok_or_else(|| {
+                    PyTypeError::new_err(format!("unsupported dtype {}", item.dtype))
+                })?;
+                Ok((item, dtype, ArrayBytes::of(&item.array)?))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let jobs: Vec<(&str, &[u64], ComponentData<'_>)> = prepared
+            .iter()
+            .map(|(item, dtype, bytes)| {
+                let data = ComponentData {
+                    dtype: *dtype,
+                    logical_type: item.logical_type.as_deref(),
+                    bytes: bytes.as_slice(),
+                };
+                (item.name.as_str(), item.shape.as_slice(), data)
+            })
+            .collect();
         shield(|| {
             self.with(|t| {
-                // SAFETY: `array` is borrowed for the whole call, so its
-                // memory stays alive while the GIL is released.
-                let data = ComponentData {
-                    dtype,
-                    logical_type,
-                    bytes: unsafe { bytes.as_slice() },
-                };
-                py.detach(|| match t {
-                    Target::File(w) => w.add_dense(name, &shape, data, &opts),
-                    Target::Memory(w) => w.add_dense(name, &shape, data, &opts),
+                py.detach(|| {
+                    jobs.iter().try_for_each(|(name, shape, data)| match t {
+                        Target::File(w) => w.add_dense(name, shape, *data, &opts),
+                        Target::Memory(w) => w.add_dense(name, shape, *data, &opts),
+                    })
                 })
                 .map_err(to_py)
             })

@@ -58,40 +58,60 @@ def numpy_dtype(storage: str, logical: str | None) -> np.dtype:
     return np.dtype(_NATIVE[storage])
 
 
-def to_storage(arr: np.ndarray):
-    """Returns (C-contiguous little-endian array, storage dtype, logical type).
+def _classify(dt: np.dtype):
+    """(storage dtype, logical type) for a native-order dtype, or None."""
+    name = dt.name
+    if dt.kind == "b":
+        return "bool", None
+    if dt.kind in "iuf" and name in _NATIVE:
+        return name, None
+    if dt.kind == "c" and name in _COMPLEX:
+        return _COMPLEX[name], name
+    if name == "bfloat16":
+        return "bfloat16", None
+    if name in _FP8:
+        return "uint8", _FP8[name]
+    return None
 
+
+_CLASSES: dict = {}
+# NumPy cannot export these (ml_dtypes) dtypes through the buffer protocol.
+_NEEDS_BYTE_VIEW = frozenset(_FP8) | {"bfloat16"}
+
+
+def to_storage(arr: np.ndarray):
+    """Returns (C-contiguous little-endian buffer, storage dtype, logical type).
+
+    The buffer exports the storage bytes through the buffer protocol (ml_dtypes
+    arrays are passed as uint8 views, since NumPy cannot export their dtype).
     Raises TypeError for dtypes the format cannot hold.
     """
     dt = arr.dtype
-    name = dt.name
-    if dt.byteorder == ">":
-        arr = arr.astype(dt.newbyteorder("<"))
-        dt = arr.dtype
-    if dt.kind == "b":
+    cls = _CLASSES.get(dt)
+    if cls is None:
+        if dt.byteorder == ">":
+            arr = arr.astype(dt.newbyteorder("<"))
+            return to_storage(arr)
+        cls = _classify(dt)
+        if cls is None:
+            raise TypeError(
+                f"unsupported dtype {dt} (supported: float64/32/16, bfloat16, int8-64, "
+                "uint8-64, bool, float8 from ml_dtypes, complex64/128)"
+            )
+        _CLASSES[dt] = cls
+    if not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr)
+    if cls[0] == "bool":
         raw = arr.view(np.uint8)
         if raw.size and raw.max() > 1:  # bools made from views of other bytes
             arr = raw != 0
-        return arr, "bool", None
-    if dt.kind in "iuf" and name in _NATIVE:
-        return np.ascontiguousarray(arr), name, None
-    if dt.kind == "c" and name in _COMPLEX:
-        return np.ascontiguousarray(arr), _COMPLEX[name], name
-    if name == "bfloat16":
-        return np.ascontiguousarray(arr), "bfloat16", None
-    if name in _FP8:
-        return np.ascontiguousarray(arr), "uint8", _FP8[name]
-    raise TypeError(
-        f"unsupported dtype {dt} (supported: float64/32/16, bfloat16, int8-64, "
-        "uint8-64, bool, float8 from ml_dtypes, complex64/128)"
-    )
+    if dt.name in _NEEDS_BYTE_VIEW:
+        arr = arr.reshape(-1).view(np.uint8)
+    elif arr.ndim == 0:  # 0-d exports have no shape, which the native side refuses
+        arr = arr.reshape(1)
+    return arr, cls[0], cls[1]
 
 
 def as_array(buf, storage: str, logical: str | None, shape) -> np.ndarray:
     """Wraps a native buffer as an array of the tensor's dtype and shape (no copy)."""
-    a = np.asarray(buf)
-    dt = numpy_dtype(storage, logical)
-    if dt != _U8:
-        a = a.view(dt)
-    return a.reshape(shape)
+    return np.frombuffer(buf, dtype=numpy_dtype(storage, logical)).reshape(shape)

@@ -79,7 +79,7 @@ class Reader:
 
     def load_numpy(self, *, copy: bool = False) -> dict:
         """Every tensor, as a dict in file order."""
-        return self._read(self._r.names_in_file_order(), copy)
+        return self._read(None, copy)
 
     def read_components(self, name: str, *, copy: bool = False) -> dict:
         """The raw 1-D component arrays of a tensor of any layout (e.g. sparse)."""
@@ -90,11 +90,10 @@ class Reader:
         }
 
     def _read(self, names, copy: bool) -> dict:
-        infos = [self._r.info(n) for n in names]
-        buffers = self._r.read(names, bool(copy))
+        """Dense tensors by name (None: all, in file order) as arrays."""
         return {
-            info[0]: _wrap(info, buf)
-            for info, buf in zip(infos, buffers)
+            name: as_array(buf, dtype, logical, shape)
+            for name, buf, dtype, logical, shape in self._r.read_arrays(names, bool(copy))
         }
 
     def verify(self) -> None:
@@ -120,12 +119,3 @@ class Reader:
         if self._r.closed:
             return "<ztensor.Reader (closed)>"
         return f"<ztensor.Reader {self._r.path!r} [zt, {len(self)} tensor(s)]>"
-
-
-def _wrap(info, buf):
-    name, shape, dtype, logical, fmt = info[:5]
-    if fmt != "dense":
-        raise ZTensorError(
-            f"tensor '{name}' has layout {fmt}; use Reader.read_components() to read it"
-        )
-    return as_array(buf, dtype, logical, shape)

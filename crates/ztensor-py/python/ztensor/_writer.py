@@ -41,8 +41,19 @@ class Writer:
             raise TypeError(f"checksum must be a str, not {type(checksum).__name__}")
         level = compression_level(compress, "compress")
         arr = data if isinstance(data, np.ndarray) else np.asarray(data)
-        storage, dtype, logical = to_storage(arr)
-        self._w.add(name, storage, dtype, list(arr.shape), logical, level, checksum)
+        self._w.add_many([(name, *_prepare(arr))], level, checksum)
+
+    def _add_many(self, tensors: dict, compress=None, checksum: str = "none") -> None:
+        """Adds every (name, ndarray) of a dict in one native call."""
+        level = compression_level(compress, "compress")
+        items = []
+        for name, arr in tensors.items():
+            if not isinstance(name, str):
+                raise TypeError(f"tensor name must be str, not {type(name).__name__}")
+            if not isinstance(arr, np.ndarray):
+                raise TypeError(f"tensor {name!r} is a {type(arr).__name__}, expected numpy.ndarray")
+            items.append((name, *_prepare(arr)))
+        self._w.add_many(items, level, checksum)
 
     def finish(self) -> int:
         """Writes the manifest, publishes the file and returns its size in bytes."""
@@ -67,3 +78,9 @@ class Writer:
 
     def __repr__(self) -> str:
         return f"<ztensor.Writer ({'finished' if self._w.finished else 'open'})>"
+
+
+def _prepare(arr: np.ndarray):
+    """(storage array, dtype, shape, logical type) for the native writer."""
+    storage, dtype, logical = to_storage(arr)
+    return storage, dtype, list(arr.shape), logical

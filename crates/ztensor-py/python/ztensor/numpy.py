@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ._options import compression_level
 from ._reader import Reader
 from ._writer import Writer
@@ -14,11 +12,7 @@ __all__ = ["save_file", "load_file", "save", "load"]
 def _write(writer: Writer, tensors, compression) -> None:
     if not isinstance(tensors, dict):
         raise TypeError(f"tensors must be a dict of name -> numpy.ndarray, not {type(tensors).__name__}")
-    level = compression_level(compression)
-    for name, arr in tensors.items():
-        if not isinstance(arr, np.ndarray):
-            raise TypeError(f"tensor {name!r} is a {type(arr).__name__}, expected numpy.ndarray")
-        writer.add(name, arr, compress=level)
+    writer._add_many(tensors, compress=compression_level(compression))
 
 
 def save_file(tensors: dict, filename, metadata=None, compression=False) -> None:
