@@ -8,7 +8,7 @@ use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use ztensor::{AtomicFile, Checksum, ComponentData, DType, WriteOptions, Writer};
+use ztensor::{AtomicFile, Checksum, ComponentData, DType, Layout, WriteOptions, Writer};
 
 use crate::cbor;
 use crate::errors::{shield, to_py};
@@ -44,6 +44,18 @@ impl ArrayBytes {
         // bytes at `buf_ptr`, valid until the export is released (on drop).
         unsafe { std::slice::from_raw_parts(self.0.buf_ptr() as *const u8, self.0.len_bytes()) }
     }
+}
+
+fn options(level: Option<i32>, checksum: &str) -> PyResult<WriteOptions> {
+    let checksum = Checksum::parse(checksum).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "unknown checksum {checksum:?}; use 'none', 'crc32c' or 'sha256'"
+        ))
+    })?;
+    Ok(WriteOptions {
+        compression: level.map(|l| l.clamp(1, 22)),
+        checksum,
+    })
 }
 
 /// One tensor for `add_many`, as the Python side prepared it.
@@ -169,6 +181,64 @@ impl PyWriter {
                         Target::File(w) => w.add_dense(name, shape, *data, &opts),
                         Target::Memory(w) => w.add_dense(name, shape, *data, &opts),
                     })
+                })
+                .map_err(to_py)
+            })
+        })
+    }
+
+    /// Adds a tensor of any layout (`"sparse_csr"`, `"sparse_coo"`,
+    /// `"quantized_group"`, ...) from `(component, array, dtype, logical_type)`
+    /// items, written in order.
+    #[pyo3(signature = (name, shape, layout, components, level, checksum, attributes = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn add_object(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        shape: Vec<u64>,
+        layout: &str,
+        components: Vec<(String, Bound<'_, PyAny>, String, Option<String>)>,
+        level: Option<i32>,
+        checksum: &str,
+        attributes: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let opts = options(level, checksum)?;
+        let attributes = attributes.map(|a| cbor::from_py(&a)).transpose()?;
+        let prepared = components
+            .iter()
+            .map(|(cname, array, dtype, logical)| {
+                let dtype = DType::from_name(dtype)
+                    .ok_or_else(|| PyTypeError::new_err(format!("unsupported dtype {dtype}")))?;
+                Ok((
+                    cname.as_str(),
+                    dtype,
+                    logical.as_deref(),
+                    ArrayBytes::of(array)?,
+                ))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let parts: Vec<(&str, ComponentData<'_>)> = prepared
+            .iter()
+            .map(|(cname, dtype, logical_type, bytes)| {
+                let data = ComponentData {
+                    dtype: *dtype,
+                    logical_type: *logical_type,
+                    bytes: bytes.as_slice(),
+                };
+                (*cname, data)
+            })
+            .collect();
+        let layout = Layout::parse(layout);
+        shield(|| {
+            self.with(|t| {
+                py.detach(|| match t {
+                    Target::File(w) => {
+                        w.add_tensor(name, &shape, layout, attributes, &parts, &opts)
+                    }
+                    Target::Memory(w) => {
+                        w.add_tensor(name, &shape, layout, attributes, &parts, &opts)
+                    }
                 })
                 .map_err(to_py)
             })

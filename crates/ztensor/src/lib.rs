@@ -37,6 +37,7 @@ mod manifest;
 mod model;
 mod reader;
 mod source;
+mod sparse;
 mod validate;
 mod writer;
 

@@ -171,12 +171,17 @@ impl TensorInfo {
             .checked_mul(c.dtype.size() as u64)
     }
 
-    /// The smallest stored offset, used to list tensors in file order.
-    pub(crate) fn first_offset(&self) -> u64 {
-        self.components
+    /// Sort key recovering write order: the smallest stored offset, with
+    /// empty tensors first on a tie (a zero-length blob takes the aligned
+    /// position the next blob then starts at).
+    pub(crate) fn file_order_key(&self) -> (u64, bool) {
+        let offset = self
+            .components
             .values()
             .map(|c| c.offset)
             .min()
-            .unwrap_or(0)
+            .unwrap_or(0);
+        let non_empty = self.components.values().any(|c| c.length > 0);
+        (offset, non_empty)
     }
 }

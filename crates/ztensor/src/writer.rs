@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::manifest;
 use crate::model::{Component, Encoding, Layout, TensorInfo, Value};
 use crate::reader::MAGIC;
+use crate::sparse;
 
 /// Default blob alignment (every v1 offset is a multiple of it).
 pub const DEFAULT_ALIGNMENT: u64 = 64;
@@ -202,33 +203,6 @@ impl<W: Write> Writer<W> {
         indptr: &[u64],
         opts: &WriteOptions,
     ) -> Result<()> {
-        let nnz = self.count(name, &values)?;
-        let bad = |m: String| Error::invalid(format!("tensor '{name}': {m}"));
-        if indptr.len() as u64 != shape[0].saturating_add(1) {
-            return Err(bad(format!(
-                "indptr has {} entries, expected rows + 1 = {}",
-                indptr.len(),
-                shape[0] as u128 + 1
-            )));
-        }
-        if indices.len() as u64 != nnz {
-            return Err(bad(format!(
-                "indices has {} entries but there are {nnz} values",
-                indices.len()
-            )));
-        }
-        if indptr.first() != Some(&0)
-            || indptr.last() != Some(&nnz)
-            || indptr.windows(2).any(|w| w[0] > w[1])
-        {
-            return Err(bad("indptr must rise from 0 to the number of values".into()));
-        }
-        if let Some(i) = indices.iter().find(|&&i| i >= shape[1]) {
-            return Err(bad(format!(
-                "column index {i} is out of range for {} columns",
-                shape[1]
-            )));
-        }
         let components = [
             ("values", values),
             ("indices", ComponentData::of(indices)),
@@ -247,23 +221,6 @@ impl<W: Write> Writer<W> {
         coords: &[u64],
         opts: &WriteOptions,
     ) -> Result<()> {
-        let nnz = self.count(name, &values)?;
-        let bad = |m: String| Error::invalid(format!("tensor '{name}': {m}"));
-        if Some(coords.len() as u64) != nnz.checked_mul(shape.len() as u64) {
-            return Err(bad(format!(
-                "coords has {} entries, expected ndim x nnz = {} x {nnz}",
-                coords.len(),
-                shape.len()
-            )));
-        }
-        for (d, &extent) in shape.iter().enumerate() {
-            let row = &coords[d * nnz as usize..(d + 1) * nnz as usize];
-            if let Some(i) = row.iter().find(|&&i| i >= extent) {
-                return Err(bad(format!(
-                    "coordinate {i} is out of range for dimension {d} of size {extent}"
-                )));
-            }
-        }
         let components = [("values", values), ("coords", ComponentData::of(coords))];
         self.add_tensor(name, shape, Layout::SparseCoo, None, &components, opts)
     }
@@ -320,6 +277,11 @@ impl<W: Write> Writer<W> {
                 )));
             }
         }
+        match layout {
+            Layout::SparseCsr => sparse::check_csr(shape, components).map_err(bad)?,
+            Layout::SparseCoo => sparse::check_coo(shape, components).map_err(bad)?,
+            _ => {}
+        }
         if self.failed {
             return Err(Error::invalid(
                 "the writer failed earlier and cannot continue",
@@ -374,16 +336,6 @@ impl<W: Write> Writer<W> {
             return Err(Error::invalid(format!("duplicate tensor name '{name}'")));
         }
         Ok(())
-    }
-
-    fn count(&self, name: &str, values: &ComponentData<'_>) -> Result<u64> {
-        let per = values.dtype.size() as u64 * storage_elements_per_item(values.logical_type);
-        if values.bytes.len() as u64 % per != 0 {
-            return Err(Error::invalid(format!(
-                "tensor '{name}': values are not a whole number of elements"
-            )));
-        }
-        Ok(values.bytes.len() as u64 / per)
     }
 
     fn write_component(

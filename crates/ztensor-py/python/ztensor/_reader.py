@@ -81,6 +81,12 @@ class Reader:
         """Every tensor, as a dict in file order."""
         return self._read(None, copy)
 
+    def load_torch(self, *, device="cpu", copy: bool = False) -> dict:
+        """Every tensor as torch tensors (sparse layouts as torch sparse tensors)."""
+        from .torch import _load
+
+        return _load(self, device, copy)
+
     def read_components(self, name: str, *, copy: bool = False) -> dict:
         """The raw 1-D component arrays of a tensor of any layout (e.g. sparse)."""
         meta = self.metadata(name)

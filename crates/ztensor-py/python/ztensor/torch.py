@@ -1,0 +1,327 @@
+"""PyTorch front end: a drop-in replacement for ``safetensors.torch``.
+
+Same names, parameters, defaults and errors, plus compression, zero-copy
+copy-on-write loading, sparse tensors, every torch dtype, and staged
+loading onto accelerators.
+"""
+
+from __future__ import annotations
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - exercised without torch installed
+    raise ImportError("ztensor.torch needs PyTorch: pip install torch (or 'ztensor[torch]')") from None
+
+from collections import defaultdict
+
+from ._options import check_metadata, compression_level
+from ._reader import Reader
+from ._writer import Writer
+from ._torch_device import to_device, parse_device
+from ._ztensor import ZTensorError
+
+__all__ = ["save_file", "load_file", "save", "load", "save_model", "load_model"]
+
+# torch dtype <-> (storage dtype, logical type)
+_TO_STORAGE = {
+    torch.float64: ("float64", None),
+    torch.float32: ("float32", None),
+    torch.float16: ("float16", None),
+    torch.bfloat16: ("bfloat16", None),
+    torch.int64: ("int64", None),
+    torch.int32: ("int32", None),
+    torch.int16: ("int16", None),
+    torch.int8: ("int8", None),
+    torch.uint8: ("uint8", None),
+    torch.bool: ("bool", None),
+    torch.complex64: ("float32", "complex64"),
+    torch.complex128: ("float64", "complex128"),
+}
+for _name, _logical in (("float8_e4m3fn", "f8_e4m3fn"), ("float8_e5m2", "f8_e5m2"),
+                        ("float8_e4m3fnuz", "f8_e4m3fnuz"), ("float8_e5m2fnuz", "f8_e5m2fnuz")):
+    if hasattr(torch, _name):
+        _TO_STORAGE[getattr(torch, _name)] = ("uint8", _logical)
+for _name in ("uint16", "uint32", "uint64"):
+    if hasattr(torch, _name):
+        _TO_STORAGE[getattr(torch, _name)] = (_name, None)
+_FROM_STORAGE = {v: k for k, v in _TO_STORAGE.items()}
+
+
+def torch_dtype(storage: str, logical: str | None) -> "torch.dtype":
+    """The torch dtype of a stored tensor."""
+    dt = _FROM_STORAGE.get((storage, logical)) or _FROM_STORAGE.get((storage, None))
+    if dt is None:
+        raise ZTensorError(f"PyTorch {torch.__version__} has no dtype for {storage}"
+                           + (f" ({logical})" if logical else ""))
+    return dt
+
+
+# ---------------------------------------------------------------- saving
+
+
+def _storage_bytes(t: "torch.Tensor"):
+    """A uint8 NumPy view of a CPU tensor's contiguous bytes (no copy when possible)."""
+    flat = t.reshape(-1)
+    if flat.is_complex():
+        flat = torch.view_as_real(flat).reshape(-1)
+    return flat.view(torch.uint8).numpy()
+
+
+def _dense_item(name: str, t: "torch.Tensor"):
+    try:
+        storage, logical = _TO_STORAGE[t.dtype]
+    except KeyError:
+        raise ZTensorError(f"tensor {name!r}: unsupported torch dtype {t.dtype}") from None
+    t = t.detach().to("cpu").contiguous()
+    return (name, _storage_bytes(t), storage, list(t.shape), logical)
+
+
+def _sparse_parts(name: str, t: "torch.Tensor"):
+    """(layout, components) of a COO or CSR tensor, indices as uint64."""
+    t = t.detach().to("cpu")
+    if t.dense_dim() or (t.layout == torch.sparse_csr and t.dim() != 2):
+        raise ValueError(f"tensor {name!r}: hybrid or batched sparse tensors are not supported")
+    storage, logical = _TO_STORAGE.get(t.dtype, (None, None))
+    if storage is None:
+        raise ZTensorError(f"tensor {name!r}: unsupported torch dtype {t.dtype}")
+
+    def u64(x):
+        return x.contiguous().to(torch.int64).view(torch.uint64).numpy() if hasattr(torch, "uint64") \
+            else x.contiguous().to(torch.int64).numpy().view("uint64")
+
+    if t.layout == torch.sparse_coo:
+        t = t.coalesce()
+        values = t.values().contiguous()
+        return "sparse_coo", [("values", _storage_bytes(values), storage, logical),
+                              ("coords", u64(t.indices().reshape(-1)), "uint64", None)]
+    if t.layout == torch.sparse_csr:
+        values = t.values().contiguous()
+        return "sparse_csr", [("values", _storage_bytes(values), storage, logical),
+                              ("indices", u64(t.col_indices()), "uint64", None),
+                              ("indptr", u64(t.crow_indices()), "uint64", None)]
+    raise ValueError(f"tensor {name!r}: layout {t.layout} is not supported")
+
+
+def _storage_key(t: "torch.Tensor"):
+    return (t.device, t.untyped_storage().data_ptr())
+
+
+def _check_shared(tensors: dict) -> None:
+    """Refuses dense tensors that share memory, exactly like safetensors."""
+    groups = defaultdict(set)
+    for name, t in tensors.items():
+        if t.layout == torch.strided and t.device.type != "meta" and t.numel() > 0:
+            groups[_storage_key(t)].add(name)
+    shared = [names for names in groups.values() if len(names) > 1]
+    if shared:
+        raise RuntimeError(
+            f"""
+            Some tensors share memory, this will lead to duplicate memory on disk and potential differences when loading them again: {shared}.
+            A potential way to correctly save your model is to use `save_model`.
+            More information at https://huggingface.co/docs/safetensors/torch_shared_tensors
+            """
+        )
+
+
+def _write(w: Writer, tensors: dict, compression) -> None:
+    if not isinstance(tensors, dict):
+        raise ValueError(f"Expected a dict of [str, torch.Tensor] but received {type(tensors)}")
+    for name, t in tensors.items():
+        if not isinstance(name, str):
+            raise TypeError(f"tensor names must be str, not {type(name).__name__}")
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"Key `{name}` is invalid, expected torch.Tensor but received {type(t)}")
+    _check_shared(tensors)
+    level = compression_level(compression)
+    dense = []
+    for name, t in tensors.items():
+        if t.layout == torch.strided:
+            dense.append(_dense_item(name, t))
+            continue
+        if dense:
+            w._w.add_many(dense, level, "none")
+            dense = []
+        layout, parts = _sparse_parts(name, t)
+        w._w.add_object(name, list(t.shape), layout, parts, level, "none")
+    if dense:
+        w._w.add_many(dense, level, "none")
+
+
+def save_file(tensors: dict, filename, metadata=None, compression=False) -> None:
+    """Saves tensors to a ``.zt`` file, replacing an existing file atomically.
+
+    ``metadata``: a dict (str -> str as in safetensors, or JSON-like values),
+    returned by ``Reader(filename).metadata()``. ``compression``: False, True
+    (zstd level 3) or a level 1-22.
+    """
+    w = Writer(filename, metadata=check_metadata(metadata))
+    try:
+        _write(w, tensors, compression)
+    except BaseException:
+        w.discard()
+        raise
+    w.finish()
+
+
+def save(tensors: dict, metadata=None, compression=False) -> bytes:
+    """Serialises tensors to the bytes of a ``.zt`` file."""
+    w = Writer._in_memory(metadata=check_metadata(metadata))
+    _write(w, tensors, compression)
+    return w._finish_bytes()
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _as_tensor(buf, storage: str, logical: str | None, shape) -> "torch.Tensor":
+    dtype = torch_dtype(storage, logical)
+    if len(buf) == 0:
+        return torch.empty(shape, dtype=dtype)
+    return torch.frombuffer(buf, dtype=torch.uint8).view(dtype).reshape(shape)
+
+
+def _sparse_tensor(reader: Reader, name: str, meta, copy: bool) -> "torch.Tensor":
+    parts = reader._r
+    comps = meta.components
+    values_c = comps["values"]
+    values = _as_tensor(parts.read_component(name, "values", copy), values_c["dtype"], values_c["type"], (-1,))
+
+    def index(cname):
+        return _as_tensor(parts.read_component(name, cname, copy), "int64", None, (-1,))
+
+    # A hostile file can hold out-of-range indices: have torch check them,
+    # since unchecked sparse tensors can read out of bounds.
+    try:
+        if meta.format == "sparse_coo":
+            coords = index("coords").reshape(len(meta.shape), -1)
+            return torch.sparse_coo_tensor(coords, values, meta.shape, check_invariants=True)
+        return torch.sparse_csr_tensor(index("indptr"), index("indices"), values, meta.shape,
+                                       check_invariants=True)
+    except RuntimeError as e:
+        raise ZTensorError(f"{reader._r.path}: tensor '{name}': invalid {meta.format} structure: {e}") from None
+
+
+def _load(reader: Reader, device, copy: bool) -> dict:
+    device = parse_device(device)
+    order = reader._r.names_in_file_order()
+    metas = {name: reader.metadata(name) for name in order}
+    for name, meta in metas.items():
+        if meta.format not in ("dense", "sparse_coo", "sparse_csr"):
+            raise ZTensorError(f"tensor {name!r} has layout {meta.format}, which has no torch equivalent;"
+                               " use Reader.read_components()")
+    # Host copies are made only when asked for on CPU: a device load streams
+    # straight from the mapping through pinned staging buffers.
+    host_copy = bool(copy) and device.type == "cpu"
+    dense = [n for n in order if metas[n].format == "dense"]
+    arrays = {n: _as_tensor(b, d, l, s) for n, b, d, l, s in reader._r.read_arrays(dense, host_copy)}
+    out = {
+        name: arrays[name] if name in arrays else _sparse_tensor(reader, name, metas[name], host_copy)
+        for name in order
+    }
+    return out if device.type == "cpu" else to_device(out, device)
+
+
+def load_file(filename, device="cpu", copy: bool = False) -> dict:
+    """Loads every tensor of a file as torch tensors, in file order.
+
+    ``copy=False`` (default): zero-copy, writable copy-on-write views of the
+    file (in-place ops never touch it). ``copy=True``: independent tensors.
+    ``device``: "cpu", "cuda:N", an int (CUDA index) or any torch device.
+    """
+    with Reader(filename) as r:
+        return _load(r, device, copy)
+
+
+def load(data: bytes) -> dict:
+    """Loads every tensor from the bytes of a ``.zt`` file (on CPU)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, not {type(data).__name__}")
+    r = Reader._from_bytes(data)
+    try:
+        return _load(r, "cpu", False)
+    finally:
+        r.close()
+
+
+# ---------------------------------------------------------------- models
+
+
+def _shared_groups(state_dict: dict) -> list:
+    groups = defaultdict(set)
+    for name, t in state_dict.items():
+        if t.device.type != "meta" and t.layout == torch.strided and t.numel() > 0:
+            groups[_storage_key(t)].add(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def _covers_storage(t: "torch.Tensor") -> bool:
+    return t.data_ptr() == t.untyped_storage().data_ptr() and \
+        t.nelement() * t.element_size() == t.untyped_storage().nbytes()
+
+
+def _names_to_remove(state_dict: dict, preferred=()) -> dict:
+    """For each group of tensors sharing storage: kept name -> names to drop."""
+    preferred = set(preferred)
+    result = {}
+    for group in _shared_groups(state_dict):
+        complete = sorted(n for n in group if _covers_storage(state_dict[n]))
+        if not complete:
+            raise RuntimeError(
+                f"Error while trying to find names to remove to save state dict, but found no suitable name to keep"
+                f" for saving amongst: {sorted(group)}. None is covering the entire storage. Refusing to save/load"
+                " the model since you could be storing much more memory than needed. Please refer to"
+                " https://huggingface.co/docs/safetensors/torch_shared_tensors for more information."
+                " Or open an issue."
+            )
+        keep = next((n for n in complete if n in preferred), complete[0])
+        result[keep] = sorted(n for n in group if n != keep)
+    return result
+
+
+def save_model(model: "torch.nn.Module", filename, metadata=None, force_contiguous: bool = True) -> None:
+    """Saves a model's state dict, storing tied/shared tensors once.
+
+    The names dropped for sharing are recorded in the file metadata as
+    ``{dropped_name: kept_name}``, which ``load_model`` and readers can see.
+    """
+    state_dict = model.state_dict()
+    to_remove = _names_to_remove(state_dict)
+    metadata = dict(check_metadata(metadata) or {})
+    for kept, dropped in to_remove.items():
+        for name in dropped:
+            metadata.setdefault(name, kept)
+            del state_dict[name]
+    if force_contiguous:
+        state_dict = {k: v.contiguous() for k, v in state_dict.items()}
+    try:
+        save_file(state_dict, filename, metadata=metadata or None)
+    except ValueError as e:
+        raise ValueError(f"{e}. Consider passing `force_contiguous=True` to save_model.") from e
+
+
+def load_model(model: "torch.nn.Module", filename, strict: bool = True, device="cpu", copy: bool = False):
+    """Loads a file into ``model``; returns ``(missing, unexpected)`` like safetensors.
+
+    Tied weights stay tied (the shared parameter is filled once).
+    """
+    state_dict = load_file(filename, device=device, copy=copy)
+    model_state = model.state_dict()
+    to_remove = _names_to_remove(model_state, preferred=state_dict.keys())
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    missing = set(missing)
+    for dropped in to_remove.values():
+        for name in dropped:
+            if name not in missing:
+                unexpected.append(name)
+            else:
+                missing.remove(name)
+    if strict and (missing or unexpected):
+        missing_keys = ", ".join(f'"{k}"' for k in sorted(missing))
+        unexpected_keys = ", ".join(f'"{k}"' for k in sorted(unexpected))
+        error = f"Error(s) in loading state_dict for {model.__class__.__name__}:"
+        if missing:
+            error += f"\n    Missing key(s) in state_dict: {missing_keys}"
+        if unexpected:
+            error += f"\n    Unexpected key(s) in state_dict: {unexpected_keys}"
+        raise RuntimeError(error)
+    return missing, unexpected
