@@ -119,11 +119,11 @@ impl Reader {
             .collect();
         let mut file_order: Vec<usize> = (0..entries.len()).collect();
         file_order.sort_by_key(|&i| {
-            let offset = entries[i]
+            let key = entries[i]
                 .info
                 .as_ref()
-                .map_or(u64::MAX, TensorInfo::first_offset);
-            (offset, i)
+                .map_or((u64::MAX, true), TensorInfo::file_order_key);
+            (key, i)
         });
         let verified = entries.iter().map(|_| AtomicU64::new(0)).collect();
         Reader {
