@@ -11,7 +11,7 @@ pub const MAX_RATIO: u64 = 1 << 16;
 
 /// Inputs above this size are split into independent frames of this size,
 /// compressed in parallel and decodable in parallel.
-pub const FRAME_CHUNK: usize = 4 << 20;
+pub const FRAME_CHUNK: usize = 1 << 20;
 
 /// Compresses `data` at `level` (1..=22).
 ///

@@ -23,6 +23,9 @@ use crate::{legacy, validate};
 pub const MAGIC: &[u8; 8] = b"ZTEN1000";
 /// Magic bytes at the start of a legacy v0.1 file.
 pub const LEGACY_MAGIC: &[u8; 8] = b"ZTEN0001";
+/// Copies below this size come from the mapping rather than `pread`.
+const SMALL_COPY: u64 = 256 << 10;
+
 /// Largest manifest a reader accepts (1 GiB, as the reference).
 pub const MAX_MANIFEST: u64 = 1 << 30;
 
@@ -212,9 +215,10 @@ impl Reader {
 
     /// Reads many dense tensors in parallel (decompression and copies use every core).
     pub fn read_many(&self, names: &[&str], copy: bool) -> Vec<Result<TensorBytes>> {
+        // Zero-copy reads are cheap per tensor (batch them); copies are not.
         names
             .par_iter()
-            .with_min_len(16)
+            .with_min_len(if copy { 1 } else { 8 })
             .map(|n| self.read_dense(n, copy))
             .collect()
     }
@@ -365,12 +369,16 @@ impl Reader {
     ) -> Result<TensorBytes> {
         let err =
             |m: String| Error::tensor(&self.path, &info.name, format!("component '{cname}': {m}"));
-        let stored = match (self.source.backing(), copy && c.encoding == Encoding::Raw) {
-            (Some(backing), false) => TensorBytes::Shared(SharedBytes::new(
-                backing,
-                c.offset as usize,
-                c.length as usize,
-            )),
+        let backing = self.source.backing();
+        let stored = match backing {
+            Some(backing) if !(copy && c.encoding == Encoding::Raw) => TensorBytes::Shared(
+                SharedBytes::new(backing, c.offset as usize, c.length as usize),
+            ),
+            // Small copies: a memcpy from the mapping beats a syscall each.
+            Some(backing) if c.length < SMALL_COPY => {
+                let range = c.offset as usize..(c.offset + c.length) as usize;
+                TensorBytes::Owned(AlignedBuf::copy_from(&backing.bytes()[range]).map_err(err)?)
+            }
             _ => {
                 let mut buf = AlignedBuf::zeroed(c.length as usize).map_err(err)?;
                 self.source
