@@ -34,6 +34,7 @@ mod dtype;
 mod error;
 mod legacy;
 mod manifest;
+mod manifest_fast;
 mod model;
 mod reader;
 mod source;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use ciborium::Value;
+use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::dtype::DType;
@@ -30,6 +31,14 @@ pub(crate) struct Manifest {
 /// Decodes v1 manifest bytes. Errors here make the whole file unreadable;
 /// defects of one object only mark that entry.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Manifest, String> {
+    if let Some(manifest) = crate::manifest_fast::decode(bytes) {
+        return Ok(manifest);
+    }
+    decode_general(bytes)
+}
+
+/// The general decoder: any well-formed CBOR, per-tensor errors.
+pub(crate) fn decode_general(bytes: &[u8]) -> Result<Manifest, String> {
     let root: Value =
         ciborium::de::from_reader(bytes).map_err(|e| format!("manifest is not valid CBOR: {e}"))?;
     let root = as_map(&root).ok_or("manifest is not a CBOR map")?;
@@ -144,68 +153,90 @@ fn decode_component(value: &Value) -> Result<Component, String> {
 
 /// Encodes a manifest exactly as the reference writer does: schema maps in
 /// struct-field order, name-keyed maps in byte-wise key order, optional
-/// fields omitted, shortest-width integers and floats (ciborium).
+/// fields omitted, shortest-width integers and floats (ciborium + serde, as
+/// the reference; the structs below borrow, so no intermediate tree is built).
 pub(crate) fn encode(
     attributes: Option<&Value>,
     objects: &BTreeMap<String, TensorInfo>,
 ) -> Vec<u8> {
-    let mut root = vec![(text("version"), text(FORMAT_VERSION))];
-    if let Some(a) = attributes {
-        root.push((text("attributes"), sorted_top_level(a)));
-    }
-    let objects = objects
-        .iter()
-        .map(|(name, info)| (text(name), encode_object(info)))
-        .collect();
-    root.push((text("objects"), Value::Map(objects)));
+    let root = RootOut {
+        version: FORMAT_VERSION,
+        attributes: attributes.map(sorted_top_level),
+        objects: objects
+            .iter()
+            .map(|(name, info)| (name.as_str(), ObjectOut::from(info)))
+            .collect(),
+    };
     let mut out = Vec::new();
-    ciborium::ser::into_writer(&Value::Map(root), &mut out)
-        .expect("writing CBOR to a Vec cannot fail");
+    ciborium::ser::into_writer(&root, &mut out).expect("writing CBOR to a Vec cannot fail");
     out
 }
 
-fn encode_object(info: &TensorInfo) -> Value {
-    let shape = info
-        .shape
-        .iter()
-        .map(|&d| Value::Integer(d.into()))
-        .collect();
-    let mut map = vec![
-        (text("shape"), Value::Array(shape)),
-        (text("format"), text(info.layout.as_str())),
-    ];
-    if let Some(a) = &info.attributes {
-        map.push((text("attributes"), sorted_top_level(a)));
-    }
-    let components = info
-        .components
-        .iter()
-        .map(|(name, c)| (text(name), encode_component(c)))
-        .collect();
-    map.push((text("components"), Value::Map(components)));
-    Value::Map(map)
+#[derive(Serialize)]
+struct RootOut<'a> {
+    version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attributes: Option<Value>,
+    objects: BTreeMap<&'a str, ObjectOut<'a>>,
 }
 
-fn encode_component(c: &Component) -> Value {
-    let mut map = vec![(text("dtype"), text(c.dtype.manifest_name()))];
-    if let Some(t) = &c.logical_type {
-        map.push((text("type"), text(t)));
-    }
-    map.push((text("offset"), Value::Integer(c.offset.into())));
-    map.push((text("length"), Value::Integer(c.length.into())));
-    if let Encoding::Zstd {
-        uncompressed_length,
-    } = c.encoding
-    {
-        if let Some(u) = uncompressed_length {
-            map.push((text("uncompressed_length"), Value::Integer(u.into())));
+#[derive(Serialize)]
+struct ObjectOut<'a> {
+    shape: &'a [u64],
+    format: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attributes: Option<Value>,
+    components: BTreeMap<&'a str, ComponentOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct ComponentOut<'a> {
+    dtype: &'static str,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    logical_type: Option<&'a str>,
+    offset: u64,
+    length: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uncompressed_length: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
+}
+
+impl<'a> From<&'a TensorInfo> for ObjectOut<'a> {
+    fn from(info: &'a TensorInfo) -> Self {
+        ObjectOut {
+            shape: &info.shape,
+            format: info.layout.as_str(),
+            attributes: info.attributes.as_ref().map(sorted_top_level),
+            components: info
+                .components
+                .iter()
+                .map(|(name, c)| (name.as_str(), ComponentOut::from(c)))
+                .collect(),
         }
-        map.push((text("encoding"), text("zstd")));
     }
-    if let Some(d) = &c.digest {
-        map.push((text("digest"), text(&d.to_string())));
+}
+
+impl<'a> From<&'a Component> for ComponentOut<'a> {
+    fn from(c: &'a Component) -> Self {
+        let (uncompressed_length, encoding) = match c.encoding {
+            Encoding::Raw => (None, None),
+            Encoding::Zstd {
+                uncompressed_length,
+            } => (uncompressed_length, Some("zstd")),
+        };
+        ComponentOut {
+            dtype: c.dtype.manifest_name(),
+            logical_type: c.logical_type.as_deref(),
+            offset: c.offset,
+            length: c.length,
+            uncompressed_length,
+            encoding,
+            digest: c.digest.as_ref().map(ToString::to_string),
+        }
     }
-    Value::Map(map)
 }
 
 /// Top-level attribute maps are `BTreeMap<String, _>` in the reference, so
@@ -222,10 +253,6 @@ fn sorted_top_level(value: &Value) -> Value {
         }
         other => other.clone(),
     }
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.to_string())
 }
 
 pub(crate) fn as_map(v: &Value) -> Option<&[(Value, Value)]> {

@@ -1,7 +1,6 @@
 //! Opening `.zt` files and reading tensors: zero-copy from a private
 //! copy-on-write mapping, or copied with `pread` into aligned buffers.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -56,7 +55,6 @@ pub struct Reader {
     version: String,
     attributes: Option<Value>,
     entries: Vec<Entry>,
-    index: HashMap<String, usize>,
     file_order: Vec<usize>,
     /// Per entry, a bit per component whose digest has been verified.
     verified: Vec<AtomicU64>,
@@ -115,11 +113,6 @@ impl Reader {
 
     fn assemble(path: PathBuf, source: Source, manifest: Manifest) -> Reader {
         let entries = manifest.entries;
-        let index = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.name.clone(), i))
-            .collect();
         let mut file_order: Vec<usize> = (0..entries.len()).collect();
         file_order.sort_by_key(|&i| {
             let key = entries[i]
@@ -135,7 +128,6 @@ impl Reader {
             version: manifest.version,
             attributes: manifest.attributes,
             entries,
-            index,
             file_order,
             verified,
         }
@@ -168,7 +160,7 @@ impl Reader {
 
     /// True when a tensor of that name is listed.
     pub fn contains(&self, name: &str) -> bool {
-        self.index.contains_key(name)
+        self.lookup(name).is_ok()
     }
 
     /// Tensor names in byte-wise sorted order.
@@ -319,13 +311,12 @@ impl Reader {
     }
 
     fn lookup(&self, name: &str) -> Result<usize> {
-        self.index
-            .get(name)
-            .copied()
-            .ok_or_else(|| Error::NotFound {
-                path: self.path.clone(),
-                name: name.to_string(),
-            })
+        // Entries are sorted by name (byte-wise), so no separate index is kept.
+        let found = self.entries.binary_search_by(|e| e.name.as_str().cmp(name));
+        found.map_err(|_| Error::NotFound {
+            path: self.path.clone(),
+            name: name.to_string(),
+        })
     }
 
     fn check_element<T: Element>(&self, info: &TensorInfo) -> Result<()> {

@@ -16,8 +16,8 @@ fn get<'a>(
 }
 
 /// Little-endian u64 index values of an index component.
-fn indices<'a>(
-    components: &'a [(&str, ComponentData<'_>)],
+fn indices(
+    components: &[(&str, ComponentData<'_>)],
     name: &str,
 ) -> Result<Vec<u64>, String> {
     let c = get(components, name)?;
