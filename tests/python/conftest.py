@@ -681,3 +681,28 @@ def dtype_samples():
 def zt_path(tmp_path):
     """A fresh (not yet existing) .zt path in a private temporary directory."""
     return tmp_path / "t.zt"
+
+
+@pytest.fixture(scope="session")
+def run_ref_torch(ref_dir, tmp_path_factory) -> SnippetRunner:
+    """Like run_ref, but torch is importable: for the reference's ``ztensor.torch``.
+
+    The snippet also sees ``torch`` and the reference's ``ztensor.torch`` (as
+    ``zt_torch``).
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["PYTHONPATH"] = str(ref_dir)
+    env["ZT_REF_DIR"] = str(ref_dir)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    preamble = (
+        "import numpy as np, ml_dtypes\n"
+        "import torch\n"
+        "import ztensor\n"
+        "_ref = os.path.realpath(os.environ['ZT_REF_DIR'])\n"
+        "assert os.path.realpath(ztensor.__file__).startswith(_ref + os.sep), "
+        "('not the reference', ztensor.__file__)\n"
+        "import ztensor.numpy\n"
+        "import ztensor.torch as zt_torch\n"
+        "assert os.path.realpath(zt_torch.__file__).startswith(_ref + os.sep), zt_torch.__file__\n"
+    )
+    return SnippetRunner(env, preamble, tmp_path_factory.mktemp("ref_torch_runs"), "reftorch")

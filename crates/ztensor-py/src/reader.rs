@@ -29,7 +29,8 @@ impl PyReader {
 
 #[pymethods]
 impl PyReader {
-    /// Opens a `.zt` file; `eager=True` reads with pread instead of mapping.
+    /// Opens a tensor file of any supported format; `eager=True` reads with
+    /// pread instead of handing out views of a mapping.
     #[new]
     #[pyo3(signature = (path, eager = false))]
     fn new(py: Python<'_>, path: PathBuf, eager: bool) -> PyResult<Self> {
@@ -53,7 +54,9 @@ impl PyReader {
     fn from_bytes(py: Python<'_>, data: &Bound<'_, PyBytes>) -> PyResult<Self> {
         shield(|| {
             let bytes = data.as_bytes();
-            let reader = py.detach(|| Reader::from_bytes(bytes)).map_err(to_py)?;
+            let reader = py
+                .detach(|| ztensor_formats::from_bytes(bytes))
+                .map_err(to_py)?;
             Ok(PyReader {
                 inner: RwLock::new(Some(Arc::new(reader))),
             })
@@ -72,6 +75,12 @@ impl PyReader {
     #[getter]
     fn path(&self) -> PyResult<String> {
         Ok(self.get()?.path().display().to_string())
+    }
+
+    /// The detected file format (`"zt"`, `"safetensors"`, `"pickle"`, ...).
+    #[getter]
+    fn format(&self) -> PyResult<&'static str> {
+        Ok(self.get()?.format())
     }
 
     #[getter]
@@ -192,11 +201,9 @@ fn info_tuple<'py>(py: Python<'py>, info: &TensorInfo) -> PyResult<Bound<'py, Py
         d.set_item("length", c.length)?;
         d.set_item("encoding", c.encoding.as_str())?;
         // As in the manifest: only compressed components state it.
-        let uncompressed = match c.encoding {
+        let uncompressed = match &c.encoding {
             Encoding::Raw => None,
-            Encoding::Zstd {
-                uncompressed_length,
-            } => uncompressed_length,
+            _ => c.decoded_len(),
         };
         d.set_item("uncompressed_length", uncompressed)?;
         d.set_item("digest", c.digest.as_ref().map(|d| d.to_string()))?;

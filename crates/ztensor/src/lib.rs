@@ -28,7 +28,9 @@ compile_error!("ztensor supports 64-bit little-endian targets only");
 
 mod atomic;
 mod buffer;
+mod catalog;
 pub mod codec;
+mod container;
 mod digest;
 mod dtype;
 mod error;
@@ -44,11 +46,13 @@ mod writer;
 
 pub use atomic::AtomicFile;
 pub use buffer::AlignedBuf;
+pub use catalog::{Catalog, Entry};
+pub use container::{is_zt, LEGACY_MAGIC, MAGIC, MAX_MANIFEST};
 pub use digest::{Checksum, Digest};
 pub use dtype::{storage_elements_per_item, DType, Element};
 pub use error::{Error, Result};
 pub use manifest::FORMAT_VERSION;
-pub use model::{Component, Encoding, Layout, TensorInfo, Value};
-pub use reader::{ReadMode, Reader, LEGACY_MAGIC, MAGIC, MAX_MANIFEST};
+pub use model::{Component, Encoding, Layout, TensorInfo, Transform, Value};
+pub use reader::{ReadMode, Reader};
 pub use source::{Backing, SharedBytes, TensorBytes};
 pub use writer::{ComponentData, WriteOptions, Writer, DEFAULT_ALIGNMENT};

@@ -13,12 +13,7 @@ use crate::model::{Component, Encoding, Layout, TensorInfo};
 /// The `version` string every v1 writer stores.
 pub const FORMAT_VERSION: &str = "1.2.0";
 
-/// A tensor entry as listed in a file: its description, or why it is unusable.
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    pub name: String,
-    pub info: Result<TensorInfo, String>,
-}
+pub(crate) use crate::catalog::Entry;
 
 /// A decoded manifest.
 #[derive(Debug)]
@@ -221,11 +216,14 @@ impl<'a> From<&'a TensorInfo> for ObjectOut<'a> {
 
 impl<'a> From<&'a Component> for ComponentOut<'a> {
     fn from(c: &'a Component) -> Self {
-        let (uncompressed_length, encoding) = match c.encoding {
+        let (uncompressed_length, encoding) = match &c.encoding {
             Encoding::Raw => (None, None),
             Encoding::Zstd {
                 uncompressed_length,
-            } => (uncompressed_length, Some("zstd")),
+            } => (*uncompressed_length, Some("zstd")),
+            Encoding::Transformed(t) => {
+                unreachable!("the writer never stores a '{}' component", t.name())
+            }
         };
         ComponentOut {
             dtype: c.dtype.manifest_name(),

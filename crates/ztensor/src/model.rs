@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 pub use ciborium::Value;
 
@@ -68,8 +69,20 @@ impl fmt::Display for Layout {
     }
 }
 
+/// A decoding step supplied by a foreign-format reader: inflating a zip
+/// member, byte-swapping a big-endian array, gathering a strided view...
+/// The reader that creates it has validated `decoded_len`.
+pub trait Transform: Send + Sync + fmt::Debug {
+    /// Short name reported as the component's encoding (e.g. `"deflate"`).
+    fn name(&self) -> &str;
+    /// Exact size of the decoded bytes.
+    fn decoded_len(&self) -> u64;
+    /// Decodes the stored bytes into `out`, which is `decoded_len` bytes long.
+    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), String>;
+}
+
 /// How a component's stored bytes turn into its element bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Encoding {
     /// The stored bytes are the elements.
     Raw,
@@ -78,14 +91,35 @@ pub enum Encoding {
         /// Declared decoded size, when the file states it.
         uncompressed_length: Option<u64>,
     },
+    /// A format-specific decoding step (foreign formats only; never written).
+    Transformed(Arc<dyn Transform>),
+}
+
+impl PartialEq for Encoding {
+    fn eq(&self, other: &Encoding) -> bool {
+        match (self, other) {
+            (Encoding::Raw, Encoding::Raw) => true,
+            (
+                Encoding::Zstd {
+                    uncompressed_length: a,
+                },
+                Encoding::Zstd {
+                    uncompressed_length: b,
+                },
+            ) => a == b,
+            (Encoding::Transformed(a), Encoding::Transformed(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 impl Encoding {
-    /// The manifest name (`"raw"` or `"zstd"`).
-    pub fn as_str(&self) -> &'static str {
+    /// The encoding's name (`"raw"`, `"zstd"`, or the transform's name).
+    pub fn as_str(&self) -> &str {
         match self {
             Encoding::Raw => "raw",
             Encoding::Zstd { .. } => "zstd",
+            Encoding::Transformed(t) => t.name(),
         }
     }
 }
@@ -110,11 +144,12 @@ pub struct Component {
 impl Component {
     /// The byte size of the decoded component, when it is known without decoding.
     pub fn decoded_len(&self) -> Option<u64> {
-        match self.encoding {
+        match &self.encoding {
             Encoding::Raw => Some(self.length),
             Encoding::Zstd {
                 uncompressed_length,
-            } => uncompressed_length,
+            } => *uncompressed_length,
+            Encoding::Transformed(t) => Some(t.decoded_len()),
         }
     }
 }

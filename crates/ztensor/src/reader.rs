@@ -2,7 +2,6 @@
 //! copy-on-write mapping, or copied with `pread` into aligned buffers.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,23 +9,17 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::buffer::AlignedBuf;
+use crate::catalog::{Catalog, Entry};
 use crate::codec;
+use crate::container;
 use crate::dtype::Element;
 use crate::error::{Error, Result};
-use crate::manifest::{self, Entry, Manifest};
 use crate::model::{Component, Encoding, Layout, TensorInfo, Value};
 use crate::source::{SharedBytes, Source, TensorBytes};
-use crate::{legacy, validate};
+use crate::validate;
 
-/// Magic bytes at both ends of a v1 file.
-pub const MAGIC: &[u8; 8] = b"ZTEN1000";
-/// Magic bytes at the start of a legacy v0.1 file.
-pub const LEGACY_MAGIC: &[u8; 8] = b"ZTEN0001";
 /// Copies below this size come from the mapping rather than `pread`.
 const SMALL_COPY: u64 = 256 << 10;
-
-/// Largest manifest a reader accepts (1 GiB, as the reference).
-pub const MAX_MANIFEST: u64 = 1 << 30;
 
 /// How a [`Reader`] gets at the bytes of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,6 +45,7 @@ pub enum ReadMode {
 pub struct Reader {
     path: PathBuf,
     source: Source,
+    format: &'static str,
     version: String,
     attributes: Option<Value>,
     entries: Vec<Entry>,
@@ -66,8 +60,20 @@ impl Reader {
         Reader::open_with(path, ReadMode::Mmap)
     }
 
-    /// Opens a file with the given [`ReadMode`].
+    /// Opens a `.zt` file with the given [`ReadMode`].
     pub fn open_with(path: impl AsRef<Path>, mode: ReadMode) -> Result<Reader> {
+        Reader::open_with_parser(path, mode, container::parse)
+    }
+
+    /// Opens a file of any format: `parse` turns the file's bytes into a
+    /// [`Catalog`] (foreign-format readers supply their own). The file is
+    /// mapped privately for parsing; in [`ReadMode::Eager`] the mapping is
+    /// dropped afterwards and reads use `pread`.
+    pub fn open_with_parser(
+        path: impl AsRef<Path>,
+        mode: ReadMode,
+        parse: impl FnOnce(&[u8]) -> Result<Catalog, String>,
+    ) -> Result<Reader> {
         let path = path.as_ref().to_path_buf();
         let io = |e| Error::io(&path, e);
         let file = File::open(&path).map_err(io)?;
@@ -75,44 +81,61 @@ impl Reader {
         if meta.is_dir() {
             return Err(io(std::io::Error::from_raw_os_error(libc::EISDIR)));
         }
-        let len = meta.len();
-        let read_at = |offset: u64, n: u64| -> Result<Vec<u8>> {
-            let mut buf = vec![0u8; n as usize];
-            file.read_exact_at(&mut buf, offset).map_err(io)?;
-            Ok(buf)
+        let map = if meta.len() > 0 {
+            // SAFETY: a private (copy-on-write) mapping: our writes never
+            // reach the file. If another process truncates the file while
+            // it is mapped, touching the lost pages raises SIGBUS; that
+            // hazard is inherent to every mmap reader and documented, and
+            // ReadMode::Eager exists for files that may change.
+            let m = unsafe { memmap2::MmapOptions::new().map_copy(&file) }.map_err(io)?;
+            Some(Arc::new(m))
+        } else {
+            None
         };
-        let manifest = parse(&path, len, read_at)?;
-        let map = match mode {
-            ReadMode::Mmap if len > 0 => {
-                // SAFETY: a private (copy-on-write) mapping: our writes never
-                // reach the file. If another process truncates the file while
-                // it is mapped, touching the lost pages raises SIGBUS; that
-                // hazard is inherent to every mmap reader and documented, and
-                // ReadMode::Eager exists for files that may change.
-                let m = unsafe { memmap2::MmapOptions::new().map_copy(&file) }.map_err(io)?;
-                Some(Arc::new(m))
-            }
-            _ => None,
-        };
-        Ok(Reader::assemble(path, Source::File { file, map }, manifest))
+        let bytes: &[u8] = map.as_deref().map_or(&[], |m| &m[..]);
+        let catalog = parse(bytes).map_err(|m| Error::format(&path, m))?;
+        let map = if mode == ReadMode::Mmap { map } else { None };
+        Ok(Reader::assemble(path, Source::File { file, map }, catalog))
     }
 
-    /// Reads a file held in memory (the bytes are copied once into an aligned buffer).
+    /// Parses a `.zt` file image into a [`Catalog`] (the parser `open_with` uses).
+    pub fn parse_zt(bytes: &[u8]) -> std::result::Result<Catalog, String> {
+        container::parse(bytes)
+    }
+
+    /// Reads a `.zt` file held in memory (the bytes are copied once into an aligned buffer).
     pub fn from_bytes(bytes: &[u8]) -> Result<Reader> {
+        Reader::from_bytes_with_parser(bytes, container::parse)
+    }
+
+    /// Reads a file of any format held in memory, parsed by `parse`.
+    pub fn from_bytes_with_parser(
+        bytes: &[u8],
+        parse: impl FnOnce(&[u8]) -> Result<Catalog, String>,
+    ) -> Result<Reader> {
         let path = PathBuf::from("<bytes>");
         let buf = AlignedBuf::copy_from(bytes).map_err(|e| Error::format(&path, e))?;
-        let manifest = parse(&path, bytes.len() as u64, |offset, n| {
-            Ok(buf[offset as usize..(offset + n) as usize].to_vec())
-        })?;
+        let catalog = parse(&buf).map_err(|m| Error::format(&path, m))?;
         Ok(Reader::assemble(
             path,
             Source::Memory(Arc::new(buf)),
-            manifest,
+            catalog,
         ))
     }
 
-    fn assemble(path: PathBuf, source: Source, manifest: Manifest) -> Reader {
-        let entries = manifest.entries;
+    fn assemble(path: PathBuf, source: Source, catalog: Catalog) -> Reader {
+        let mut entries = catalog.entries;
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        for i in 1..entries.len() {
+            if entries[i].name == entries[i - 1].name {
+                for j in [i - 1, i] {
+                    entries[j].info = Err("the file lists this name more than once".into());
+                }
+            }
+        }
+        entries.dedup_by(|a, b| a.name == b.name);
+        let (start, end) = catalog.data_region;
+        validate::validate(&mut entries, start, end, catalog.overlaps_allowed);
         let mut file_order: Vec<usize> = (0..entries.len()).collect();
         file_order.sort_by_key(|&i| {
             let key = entries[i]
@@ -125,12 +148,18 @@ impl Reader {
         Reader {
             path,
             source,
-            version: manifest.version,
-            attributes: manifest.attributes,
+            format: catalog.format,
+            version: catalog.version,
+            attributes: catalog.attributes,
             entries,
             file_order,
             verified,
         }
+    }
+
+    /// The file's format (`"zt"`, `"safetensors"`, ...).
+    pub fn format(&self) -> &'static str {
+        self.format
     }
 
     /// The path the reader was opened from.
@@ -379,15 +408,19 @@ impl Reader {
             }
         };
         self.check_digest(idx, info, cname, c, &stored)?;
-        if c.encoding == Encoding::Raw {
-            return Ok(stored);
-        }
-        let expected = if info.layout == Layout::Dense && cname == "data" {
-            info.dense_nbytes()
-        } else {
-            c.decoded_len()
+        let zstd_expected = match &c.encoding {
+            Encoding::Raw => return Ok(stored),
+            Encoding::Transformed(t) => {
+                let mut out = AlignedBuf::zeroed(t.decoded_len() as usize).map_err(err)?;
+                t.decode(&stored, out.as_mut_slice()).map_err(err)?;
+                return Ok(TensorBytes::Owned(out));
+            }
+            Encoding::Zstd { .. } if info.layout == Layout::Dense && cname == "data" => {
+                info.dense_nbytes()
+            }
+            Encoding::Zstd { .. } => c.decoded_len(),
         };
-        let out = match expected {
+        let out = match zstd_expected {
             Some(n) => {
                 let mut out = AlignedBuf::zeroed(n as usize).map_err(err)?;
                 codec::decompress_exact(&stored, out.as_mut_slice()).map_err(err)?;
@@ -440,75 +473,12 @@ impl Reader {
     }
 }
 
-/// Reads the header, footer and manifest through `read_at`, then validates.
-fn parse(path: &Path, len: u64, read_at: impl Fn(u64, u64) -> Result<Vec<u8>>) -> Result<Manifest> {
-    let bad = |m: String| Error::format(path, m);
-    if len < 8 {
-        return Err(bad(format!(
-            "file is {len} bytes, too short to be a .zt file"
-        )));
-    }
-    let magic = read_at(0, 8)?;
-    let (mut manifest, manifest_start) = if magic == MAGIC {
-        if len < 24 {
-            return Err(bad(format!(
-                "file is {len} bytes, too short for a .zt header and footer"
-            )));
-        }
-        let footer = read_at(len - 16, 16)?;
-        if &footer[8..] != MAGIC {
-            return Err(bad(format!(
-                "footer magic is {}, not ZTEN1000: the file is truncated or damaged",
-                printable(&footer[8..])
-            )));
-        }
-        let size = u64::from_le_bytes(footer[..8].try_into().expect("8 bytes"));
-        let start = manifest_start(size, len, 24).map_err(bad)?;
-        (
-            manifest::decode(&read_at(start, size)?).map_err(bad)?,
-            start,
-        )
-    } else if magic == LEGACY_MAGIC {
-        if len < 16 {
-            return Err(bad(format!(
-                "file is {len} bytes, too short for a legacy .zt file"
-            )));
-        }
-        let size = u64::from_le_bytes(read_at(len - 8, 8)?.try_into().expect("8 bytes"));
-        let start = manifest_start(size, len, 16).map_err(bad)?;
-        (legacy::decode(&read_at(start, size)?).map_err(bad)?, start)
-    } else {
-        return Err(bad(format!(
-            "not a .zt file: it starts with {}",
-            printable(&magic)
-        )));
-    };
-    validate::validate(&mut manifest.entries, 8, manifest_start);
-    Ok(manifest)
-}
-
-fn manifest_start(size: u64, len: u64, overhead: u64) -> Result<u64, String> {
-    if size > MAX_MANIFEST {
-        return Err(format!("manifest size {size} exceeds the 1 GiB limit"));
-    }
-    if size > len - overhead {
-        return Err(format!(
-            "manifest size {size} does not fit in a {len}-byte file: the file is truncated or damaged"
-        ));
-    }
-    Ok(len - overhead + 8 - size)
-}
-
 /// A Rust `bool` must be 0 or 1; other bytes (which some writers store) are refused.
 fn check_bools<T: Element>(bytes: &[u8]) -> Result<(), String> {
     if T::DTYPE == crate::DType::Bool && bytes.iter().any(|&b| b > 1) {
         return Err("bool data holds bytes other than 0 and 1".into());
     }
     Ok(())
-}
-
-fn printable(bytes: &[u8]) -> String {
-    format!("{:?}", String::from_utf8_lossy(bytes))
 }
 
 impl std::fmt::Debug for Reader {

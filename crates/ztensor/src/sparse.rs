@@ -16,10 +16,7 @@ fn get<'a>(
 }
 
 /// Little-endian u64 index values of an index component.
-fn indices(
-    components: &[(&str, ComponentData<'_>)],
-    name: &str,
-) -> Result<Vec<u64>, String> {
+fn indices(components: &[(&str, ComponentData<'_>)], name: &str) -> Result<Vec<u64>, String> {
     let c = get(components, name)?;
     if c.dtype != DType::U64 {
         return Err(format!("'{name}' must be uint64, not {}", c.dtype));

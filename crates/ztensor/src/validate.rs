@@ -3,12 +3,17 @@
 //! Every failure is local: it marks the offending tensor as unreadable with
 //! a message, and the rest of the file stays usable.
 
+use crate::catalog::Entry;
 use crate::codec;
-use crate::manifest::Entry;
 use crate::model::{Encoding, Layout, TensorInfo};
 
 /// Checks every entry against the data region `[data_start, data_end)`.
-pub(crate) fn validate(entries: &mut [Entry], data_start: u64, data_end: u64) {
+pub(crate) fn validate(
+    entries: &mut [Entry],
+    data_start: u64,
+    data_end: u64,
+    overlaps_allowed: bool,
+) {
     for entry in entries.iter_mut() {
         if let Ok(info) = &entry.info {
             if let Err(e) = check_tensor(info, data_start, data_end) {
@@ -16,7 +21,9 @@ pub(crate) fn validate(entries: &mut [Entry], data_start: u64, data_end: u64) {
             }
         }
     }
-    check_overlaps(entries);
+    if !overlaps_allowed {
+        check_overlaps(entries);
+    }
 }
 
 fn check_tensor(info: &TensorInfo, data_start: u64, data_end: u64) -> Result<(), String> {
@@ -59,7 +66,7 @@ fn check_tensor(info: &TensorInfo, data_start: u64, data_end: u64) -> Result<(),
         let expected = info
             .dense_nbytes()
             .ok_or_else(|| format!("shape {:?} is too large to address", info.shape))?;
-        match data.encoding {
+        match &data.encoding {
             Encoding::Raw if data.length != expected => {
                 return Err(format!(
                     "'data' holds {} bytes but shape {:?} of {} needs {expected}",
@@ -78,6 +85,13 @@ fn check_tensor(info: &TensorInfo, data_start: u64, data_end: u64) -> Result<(),
                     ));
                 }
                 codec::check_ratio(data.length, expected).map_err(|e| format!("'data': {e}"))?;
+            }
+            Encoding::Transformed(t) if t.decoded_len() != expected => {
+                return Err(format!(
+                    "'data' decodes to {} bytes but shape {:?} needs {expected}",
+                    t.decoded_len(),
+                    info.shape
+                ))
             }
             _ => {}
         }

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 
 use crate::atomic::AtomicFile;
 use crate::codec;
+use crate::container::MAGIC;
 use crate::digest::Checksum;
 use crate::dtype::{as_bytes, storage_elements_per_item, DType, Element};
 use crate::error::{Error, Result};
 use crate::manifest;
 use crate::model::{Component, Encoding, Layout, TensorInfo, Value};
-use crate::reader::MAGIC;
 use crate::sparse;
 
 /// Default blob alignment (every v1 offset is a multiple of it).

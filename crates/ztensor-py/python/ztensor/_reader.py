@@ -46,8 +46,9 @@ class Reader:
     # --- metadata -----------------------------------------------------
     @property
     def format(self) -> str:
-        """The file format: ``"zt"``."""
-        return "zt"
+        """The detected file format: ``"zt"``, ``"safetensors"``, ``"pickle"``,
+        ``"npz"``, ``"npy"``, ``"gguf"``, ``"onnx"`` or ``"hdf5"``."""
+        return self._r.format
 
     def metadata(self, name: str | None = None):
         """``metadata(name)``: the tensor's TensorMetadata.
@@ -124,4 +125,4 @@ class Reader:
     def __repr__(self) -> str:
         if self._r.closed:
             return "<ztensor.Reader (closed)>"
-        return f"<ztensor.Reader {self._r.path!r} [zt, {len(self)} tensor(s)]>"
+        return f"<ztensor.Reader {self._r.path!r} [{self._r.format}, {len(self)} tensor(s)]>"

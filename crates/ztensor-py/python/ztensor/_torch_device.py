@@ -25,9 +25,9 @@ def parse_device(device) -> "torch.device":
     raise TypeError(f"device must be a str, int or torch.device, not {type(device).__name__}")
 
 
-def to_device(tensors: dict, device: "torch.device", staging_bytes: int = STAGING_BYTES) -> dict:
+def to_device(tensors: dict, device: "torch.device", staging_bytes: int | None = None) -> dict:
     if device.type == "cuda":
-        return _stage_cuda(tensors, device, staging_bytes)
+        return _stage_cuda(tensors, device, staging_bytes or STAGING_BYTES)
     return {name: t.to(device) for name, t in tensors.items()}
 
 

@@ -14,6 +14,8 @@ except ImportError:  # pragma: no cover - exercised without torch installed
 
 from collections import defaultdict
 
+import numpy as np
+
 from ._options import check_metadata, compression_level
 from ._reader import Reader
 from ._writer import Writer
@@ -61,6 +63,8 @@ def torch_dtype(storage: str, logical: str | None) -> "torch.dtype":
 
 def _storage_bytes(t: "torch.Tensor"):
     """A uint8 NumPy view of a CPU tensor's contiguous bytes (no copy when possible)."""
+    if t.numel() == 0:
+        return np.empty(0, np.uint8)
     flat = t.reshape(-1)
     if flat.is_complex():
         flat = torch.view_as_real(flat).reshape(-1)
@@ -106,13 +110,35 @@ def _storage_key(t: "torch.Tensor"):
     return (t.device, t.untyped_storage().data_ptr())
 
 
-def _check_shared(tensors: dict) -> None:
-    """Refuses dense tensors that share memory, exactly like safetensors."""
-    groups = defaultdict(set)
+def _overlapping_groups(tensors: dict) -> list:
+    """Groups of names whose memory overlaps (same storage, intersecting byte
+    ranges). Disjoint slices of one storage do not count, as in safetensors."""
+    by_storage = defaultdict(list)
     for name, t in tensors.items():
         if t.layout == torch.strided and t.device.type != "meta" and t.numel() > 0:
-            groups[_storage_key(t)].add(name)
-    shared = [names for names in groups.values() if len(names) > 1]
+            start = t.data_ptr()
+            span = sum((d - 1) * abs(st) for d, st in zip(t.shape, t.stride())) + 1
+            by_storage[_storage_key(t)].append((start, start + span * t.element_size(), name))
+    groups = []
+    for ranges in by_storage.values():
+        ranges.sort()
+        current, end = [], -1
+        for start, stop, name in ranges:
+            if current and start < end:
+                current.append(name)
+                end = max(end, stop)
+            else:
+                if len(current) > 1:
+                    groups.append(set(current))
+                current, end = [name], stop
+        if len(current) > 1:
+            groups.append(set(current))
+    return groups
+
+
+def _check_shared(tensors: dict) -> None:
+    """Refuses dense tensors whose memory overlaps, exactly like safetensors."""
+    shared = _overlapping_groups(tensors)
     if shared:
         raise RuntimeError(
             f"""
@@ -176,7 +202,7 @@ def save(tensors: dict, metadata=None, compression=False) -> bytes:
 def _as_tensor(buf, storage: str, logical: str | None, shape) -> "torch.Tensor":
     dtype = torch_dtype(storage, logical)
     if len(buf) == 0:
-        return torch.empty(shape, dtype=dtype)
+        return torch.empty(0, dtype=dtype).reshape(shape)
     return torch.frombuffer(buf, dtype=torch.uint8).view(dtype).reshape(shape)
 
 
@@ -194,11 +220,25 @@ def _sparse_tensor(reader: Reader, name: str, meta, copy: bool) -> "torch.Tensor
     try:
         if meta.format == "sparse_coo":
             coords = index("coords").reshape(len(meta.shape), -1)
-            return torch.sparse_coo_tensor(coords, values, meta.shape, check_invariants=True)
+            return torch.sparse_coo_tensor(coords, values, meta.shape, check_invariants=True,
+                                           is_coalesced=_is_coalesced(coords, meta.shape))
         return torch.sparse_csr_tensor(index("indptr"), index("indices"), values, meta.shape,
                                        check_invariants=True)
     except RuntimeError as e:
         raise ZTensorError(f"{reader._r.path}: tensor '{name}': invalid {meta.format} structure: {e}") from None
+
+
+def _is_coalesced(coords: "torch.Tensor", shape) -> bool:
+    """True when the coordinates are strictly increasing in row-major order
+    (what our writer stores), checked rather than trusted."""
+    if coords.shape[1] < 2:
+        return True
+    if ((coords < 0).any() or (coords >= torch.tensor(shape).reshape(-1, 1)).any()).item():
+        return False  # out of range: let torch's invariant check report it
+    linear = torch.zeros(coords.shape[1], dtype=torch.int64)
+    for d, extent in enumerate(shape):
+        linear = linear * extent + coords[d]
+    return bool((linear[1:] > linear[:-1]).all())
 
 
 def _load(reader: Reader, device, copy: bool) -> dict:
@@ -246,14 +286,6 @@ def load(data: bytes) -> dict:
 # ---------------------------------------------------------------- models
 
 
-def _shared_groups(state_dict: dict) -> list:
-    groups = defaultdict(set)
-    for name, t in state_dict.items():
-        if t.device.type != "meta" and t.layout == torch.strided and t.numel() > 0:
-            groups[_storage_key(t)].add(name)
-    return [names for names in groups.values() if len(names) > 1]
-
-
 def _covers_storage(t: "torch.Tensor") -> bool:
     return t.data_ptr() == t.untyped_storage().data_ptr() and \
         t.nelement() * t.element_size() == t.untyped_storage().nbytes()
@@ -263,7 +295,7 @@ def _names_to_remove(state_dict: dict, preferred=()) -> dict:
     """For each group of tensors sharing storage: kept name -> names to drop."""
     preferred = set(preferred)
     result = {}
-    for group in _shared_groups(state_dict):
+    for group in _overlapping_groups(state_dict):
         complete = sorted(n for n in group if _covers_storage(state_dict[n]))
         if not complete:
             raise RuntimeError(

@@ -1,0 +1,49 @@
+//! What a format parser hands the reader: the tensors of a file, described
+//! in the shared object model, plus where their bytes may lie.
+
+use crate::model::{TensorInfo, Value};
+
+/// One listed tensor: its description, or why it cannot be read.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Tensor name.
+    pub name: String,
+    /// The description, or a message saying what is wrong with this tensor.
+    pub info: Result<TensorInfo, String>,
+}
+
+impl Entry {
+    /// A readable tensor.
+    pub fn ok(info: TensorInfo) -> Entry {
+        Entry {
+            name: info.name.clone(),
+            info: Ok(info),
+        }
+    }
+
+    /// A listed tensor that cannot be read, and why.
+    pub fn broken(name: impl Into<String>, message: impl Into<String>) -> Entry {
+        Entry {
+            name: name.into(),
+            info: Err(message.into()),
+        }
+    }
+}
+
+/// A parsed file: every format's parser produces one of these.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// Format name (`"zt"`, `"safetensors"`, `"pickle"`, ...).
+    pub format: &'static str,
+    /// Format version string, as the file states it (may be empty).
+    pub version: String,
+    /// File-level metadata, a CBOR map with text keys.
+    pub attributes: Option<Value>,
+    /// The tensors, in any order (the reader sorts them by name).
+    pub entries: Vec<Entry>,
+    /// `[start, end)` byte range every component must lie in.
+    pub data_region: (u64, u64),
+    /// Whether components may partially overlap (views into one storage in
+    /// a PyTorch file do; `.zt` blobs never may).
+    pub overlaps_allowed: bool,
+}
