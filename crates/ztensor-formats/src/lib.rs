@@ -20,6 +20,9 @@ use std::path::Path;
 
 use ztensor::{Catalog, ReadMode, Reader};
 
+pub mod npz;
+pub mod pickle;
+pub mod safetensors;
 pub mod transforms;
 
 /// A file format this crate recognises.
@@ -62,6 +65,10 @@ impl Format {
     pub fn parse(self, bytes: &[u8]) -> Result<Catalog, String> {
         match self {
             Format::Zt => ztensor::Reader::parse_zt(bytes),
+            Format::Safetensors => safetensors::parse(bytes),
+            Format::Pickle => pickle::parse(bytes),
+            Format::Npz => npz::parse(bytes),
+            Format::Npy => npz::parse_npy(bytes),
             other => Err(format!(
                 "reading {} files is not supported yet",
                 other.name()
