@@ -46,6 +46,9 @@ impl ArrayBytes {
     }
 }
 
+/// Batches smaller than this are not worth a `fallocate` call.
+const RESERVE_FROM: u64 = 16 << 20;
+
 fn options(level: Option<i32>, checksum: &str) -> PyResult<WriteOptions> {
     let checksum = Checksum::parse(checksum).ok_or_else(|| {
         PyValueError::new_err(format!(
@@ -174,8 +177,18 @@ impl PyWriter {
                 (item.name.as_str(), item.shape.as_slice(), data)
             })
             .collect();
+        // Raw data of known size: reserve the disk space up front.
+        let raw_bytes: u64 = jobs
+            .iter()
+            .map(|(_, _, d)| d.bytes.len() as u64 + ztensor::DEFAULT_ALIGNMENT)
+            .sum();
         shield(|| {
             self.with(|t| {
+                if let (Target::File(w), None) = (&mut *t, opts.compression) {
+                    if raw_bytes > RESERVE_FROM {
+                        w.reserve(raw_bytes);
+                    }
+                }
                 py.detach(|| {
                     jobs.iter().try_for_each(|(name, shape, data)| match t {
                         Target::File(w) => w.add_dense(name, shape, *data, &opts),

@@ -110,6 +110,12 @@ impl Writer<AtomicFile> {
         self
     }
 
+    /// Pre-allocates room for `bytes` more bytes of tensor data (a hint that
+    /// speeds up large saves; see [`AtomicFile::reserve`]).
+    pub fn reserve(&mut self, bytes: u64) {
+        self.out.reserve(self.pos.saturating_add(bytes));
+    }
+
     /// Writes the manifest and publishes the file. Returns its size in bytes.
     pub fn finish(self) -> Result<u64> {
         let path = self.path.clone();

@@ -67,3 +67,18 @@ fn missing_directory_is_an_io_error() {
         .unwrap();
     assert!(matches!(err, ztensor::Error::Io { .. }));
 }
+
+#[test]
+fn reserved_space_is_trimmed_on_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.zt");
+    let mut w = Writer::create(&path).unwrap();
+    w.reserve(8 << 20);
+    w.add("a", &[3], &[1u16, 2, 3]).unwrap();
+    let size = w.finish().unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+    assert_eq!(
+        Reader::open(&path).unwrap().to_vec::<u16>("a").unwrap(),
+        vec![1, 2, 3]
+    );
+}
