@@ -84,3 +84,22 @@ def _prepare(arr: np.ndarray):
     """(storage array, dtype, shape, logical type) for the native writer."""
     storage, dtype, logical = to_storage(arr)
     return storage, dtype, list(arr.shape), logical
+
+
+def write_file(filename, metadata, fill) -> None:
+    """Creates a file with ``fill(writer)`` and publishes it atomically;
+    nothing is published if ``fill`` raises."""
+    w = Writer(filename, metadata=metadata)
+    try:
+        fill(w)
+    except BaseException:
+        w.discard()
+        raise
+    w.finish()
+
+
+def write_bytes(metadata, fill) -> bytes:
+    """The bytes of a file made with ``fill(writer)``."""
+    w = Writer._in_memory(metadata=metadata)
+    fill(w)
+    return w._finish_bytes()

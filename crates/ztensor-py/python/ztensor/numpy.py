@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._options import compression_level
 from ._reader import Reader
-from ._writer import Writer
+from ._writer import Writer, write_bytes, write_file
 
 __all__ = ["save_file", "load_file", "save", "load"]
 
@@ -17,20 +17,12 @@ def _write(writer: Writer, tensors, compression) -> None:
 
 def save_file(tensors: dict, filename, metadata=None, compression=False) -> None:
     """Saves arrays to a ``.zt`` file (replacing an existing file atomically)."""
-    w = Writer(filename, metadata=metadata)
-    try:
-        _write(w, tensors, compression)
-    except BaseException:
-        w.discard()
-        raise
-    w.finish()
+    write_file(filename, metadata, lambda w: _write(w, tensors, compression))
 
 
 def save(tensors: dict, metadata=None, compression=False) -> bytes:
     """Serialises arrays to the bytes of a ``.zt`` file."""
-    w = Writer._in_memory(metadata=metadata)
-    _write(w, tensors, compression)
-    return w._finish_bytes()
+    return write_bytes(metadata, lambda w: _write(w, tensors, compression))
 
 
 def load_file(filename, copy: bool = False) -> dict:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ._options import check_metadata, compression_level
 from ._reader import Reader
-from ._writer import Writer
+from ._writer import Writer, write_bytes, write_file
 from ._torch_device import to_device, parse_device
 from ._ztensor import ZTensorError
 
@@ -180,20 +180,12 @@ def save_file(tensors: dict, filename, metadata=None, compression=False) -> None
     returned by ``Reader(filename).metadata()``. ``compression``: False, True
     (zstd level 3) or a level 1-22.
     """
-    w = Writer(filename, metadata=check_metadata(metadata))
-    try:
-        _write(w, tensors, compression)
-    except BaseException:
-        w.discard()
-        raise
-    w.finish()
+    write_file(filename, check_metadata(metadata), lambda w: _write(w, tensors, compression))
 
 
 def save(tensors: dict, metadata=None, compression=False) -> bytes:
     """Serialises tensors to the bytes of a ``.zt`` file."""
-    w = Writer._in_memory(metadata=check_metadata(metadata))
-    _write(w, tensors, compression)
-    return w._finish_bytes()
+    return write_bytes(check_metadata(metadata), lambda w: _write(w, tensors, compression))
 
 
 # ---------------------------------------------------------------- loading
