@@ -98,42 +98,16 @@ fn out_of_range_and_overflowing_offsets_break_only_their_tensor() {
     let file = v1_file(
         &data,
         vec![
-            (
-                "ok",
-                object(&[4], "dense", vec![("data", map(component("f32", 64, 16)))]),
-            ),
+            ("ok", dense(&[4], "f32", 64, 16)),
             (
                 "overflow",
                 object(&[32], "dense", vec![("data", map(bad_overflow))]),
             ),
-            (
-                "past_end",
-                object(&[4], "dense", vec![("data", map(component("f32", 72, 16)))]),
-            ),
-            (
-                "header",
-                object(&[2], "dense", vec![("data", map(component("f32", 0, 8)))]),
-            ),
-            (
-                "wrong_len",
-                object(&[5], "dense", vec![("data", map(component("f32", 64, 16)))]),
-            ),
-            (
-                "huge_shape",
-                object(
-                    &[u64::MAX, 4],
-                    "dense",
-                    vec![("data", map(component("f32", 64, 16)))],
-                ),
-            ),
-            (
-                "unknown_dtype",
-                object(
-                    &[4],
-                    "dense",
-                    vec![("data", map(component("f128", 64, 16)))],
-                ),
-            ),
+            ("past_end", dense(&[4], "f32", 72, 16)),
+            ("header", dense(&[2], "f32", 0, 8)),
+            ("wrong_len", dense(&[5], "f32", 64, 16)),
+            ("huge_shape", dense(&[u64::MAX, 4], "f32", 64, 16)),
+            ("unknown_dtype", dense(&[4], "f128", 64, 16)),
             (
                 "odd_layout",
                 object(
@@ -172,22 +146,10 @@ fn partial_overlaps_are_refused_but_exact_aliases_allowed() {
     let file = v1_file(
         &data,
         vec![
-            (
-                "a",
-                object(&[4], "dense", vec![("data", map(component("f32", 64, 16)))]),
-            ),
-            (
-                "alias",
-                object(&[4], "dense", vec![("data", map(component("f32", 64, 16)))]),
-            ),
-            (
-                "partial",
-                object(&[4], "dense", vec![("data", map(component("f32", 72, 16)))]),
-            ),
-            (
-                "after",
-                object(&[2], "dense", vec![("data", map(component("f32", 88, 8)))]),
-            ),
+            ("a", dense(&[4], "f32", 64, 16)),
+            ("alias", dense(&[4], "f32", 64, 16)),
+            ("partial", dense(&[4], "f32", 72, 16)),
+            ("after", dense(&[2], "f32", 88, 8)),
         ],
     );
     let r = Reader::from_bytes(&file).unwrap();
@@ -200,14 +162,8 @@ fn partial_overlaps_are_refused_but_exact_aliases_allowed() {
     let file = v1_file(
         &data,
         vec![
-            (
-                "a",
-                object(&[4], "dense", vec![("data", map(component("f32", 64, 16)))]),
-            ),
-            (
-                "alias",
-                object(&[4], "dense", vec![("data", map(component("f32", 64, 16)))]),
-            ),
+            ("a", dense(&[4], "f32", 64, 16)),
+            ("alias", dense(&[4], "f32", 64, 16)),
         ],
     );
     let r = Reader::from_bytes(&file).unwrap();

@@ -52,3 +52,12 @@ pub fn v1_file_with_manifest(data: &[u8], manifest: &Value) -> Vec<u8> {
     out.extend_from_slice(b"ZTEN1000");
     out
 }
+
+/// A dense object whose `data` component is `dtype` at `[offset, offset + length)`.
+pub fn dense(shape: &[u64], dtype: &str, offset: u64, length: u64) -> Value {
+    object(
+        shape,
+        "dense",
+        vec![("data", map(component(dtype, offset, length)))],
+    )
+}
