@@ -1,0 +1,126 @@
+"""Loading foreign formats through ztensor vs each format's own library, in
+one run, on a ~1 GiB Llama-shaped checkpoint (warm page cache).
+
+A benchmark, not a test: prints median/best of --repeats (after a warm-up)
+and ratios ztensor/peer (< 1: ztensor faster) with PASS/FAIL next to the
+foreign-format targets.
+
+    python bench/bench_formats.py [--size-mib 1024] [--repeats 5]
+"""
+
+import argparse
+import gc
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+
+def checkpoint(size_mib: int, dtype) -> dict:
+    g = torch.Generator().manual_seed(0)
+    d, vocab, ff = 2048, 32000, 5504
+    t = {"model.embed_tokens.weight": torch.randn(vocab, d, generator=g).to(dtype)}
+    per_layer = (4 * d * d + 3 * d * ff) * 2
+    for i in range(max(1, (size_mib * 2**20 - vocab * d * 2) // per_layer)):
+        p = f"model.layers.{i}."
+        for n in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            t[p + f"self_attn.{n}.weight"] = torch.randn(d, d, generator=g).to(dtype)
+        for n, shape in (("gate_proj", (ff, d)), ("up_proj", (ff, d)), ("down_proj", (d, ff))):
+            t[p + f"mlp.{n}.weight"] = torch.randn(*shape, generator=g).to(dtype)
+        t[p + "input_layernorm.weight"] = torch.ones(d)
+    return t
+
+
+def warm(path):
+    with open(path, "rb") as f:
+        while f.read(64 << 20):
+            pass
+
+
+def timeit(fn, path, repeats):
+    times = []
+    for i in range(repeats + 1):
+        warm(path)
+        gc.collect()
+        t0 = time.perf_counter()
+        out = fn()
+        dt = time.perf_counter() - t0
+        del out
+        if i:
+            times.append(dt)
+    return statistics.median(times), min(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    import safetensors.numpy as stn
+    import safetensors.torch as st
+    import ztensor.numpy as zn
+    import ztensor.torch as zt
+
+    tmp = tempfile.mkdtemp(prefix="zt-bench-formats-")
+    sp, pp, npz = (os.path.join(tmp, n) for n in ("m.safetensors", "m.pt", "m.npz"))
+    tensors = checkpoint(args.size_mib, torch.bfloat16)
+    total = sum(v.numel() * v.element_size() for v in tensors.values())
+    st.save_file(tensors, sp)
+    torch.save(tensors, pp)
+    del tensors
+    half = checkpoint(args.size_mib, torch.float16)  # npz has no bfloat16
+    np.savez(npz, **{k: v.numpy() for k, v in half.items()})
+    del half
+    gc.collect()
+    print(f"checkpoint: {total / 2**30:.2f} GiB; load average {os.getloadavg()[0]:.2f}")
+
+    def touch_all(d):
+        for v in d.values():
+            (v.reshape(-1).view(torch.uint8) if isinstance(v, torch.Tensor) else v.reshape(-1).view(np.uint8))[::4096].sum()
+        return d
+
+    r = args.repeats
+    rows = {
+        "safetensors lazy: ztensor.torch": timeit(lambda: zt.load_file(sp), sp, r),
+        "safetensors lazy: safetensors.torch": timeit(lambda: st.load_file(sp), sp, r),
+        "safetensors touched: ztensor.torch": timeit(lambda: touch_all(zt.load_file(sp)), sp, r),
+        "safetensors touched: safetensors.torch": timeit(lambda: touch_all(st.load_file(sp)), sp, r),
+        "safetensors copy: ztensor.torch copy=True": timeit(lambda: zt.load_file(sp, copy=True), sp, r),
+        "safetensors copy: safetensors.torch+clone": timeit(
+            lambda: {k: v.clone() for k, v in st.load_file(sp).items()}, sp, r),
+        "safetensors copy: ztensor.numpy copy=True": timeit(lambda: zn.load_file(sp, copy=True), sp, r),
+        "safetensors copy: safetensors.numpy": timeit(lambda: stn.load_file(sp), sp, r),
+        "pt lazy: ztensor.torch": timeit(lambda: zt.load_file(pp), pp, r),
+        "pt lazy: torch.load(mmap=True)": timeit(lambda: torch.load(pp, mmap=True, weights_only=True), pp, r),
+        "pt copy: ztensor.torch copy=True": timeit(lambda: zt.load_file(pp, copy=True), pp, r),
+        "pt copy: torch.load": timeit(lambda: torch.load(pp, weights_only=True), pp, r),
+        "npz: ztensor.numpy": timeit(lambda: zn.load_file(npz), npz, r),
+        "npz: ztensor.numpy copy=True": timeit(lambda: zn.load_file(npz, copy=True), npz, r),
+        "npz: np.load (all members)": timeit(lambda: dict(np.load(npz)), npz, r),
+    }
+    print(f"{'operation':<46}{'median':>12}{'best':>12}")
+    for k, (m, b) in rows.items():
+        print(f"{k:<46}{m * 1e3:>10.2f}ms{b * 1e3:>10.2f}ms")
+
+    print("\nratios ztensor/peer (median, best):")
+    for a, b, label in (
+        ("safetensors lazy: ztensor.torch", "safetensors lazy: safetensors.torch", ".safetensors lazy"),
+        ("safetensors touched: ztensor.torch", "safetensors touched: safetensors.torch", ".safetensors lazy + touch"),
+        ("safetensors copy: ztensor.torch copy=True", "safetensors copy: safetensors.torch+clone", ".safetensors materialized (torch)"),
+        ("safetensors copy: ztensor.numpy copy=True", "safetensors copy: safetensors.numpy", ".safetensors materialized (numpy)"),
+        ("pt lazy: ztensor.torch", "pt lazy: torch.load(mmap=True)", ".pt vs torch.load(mmap=True, weights_only=True)"),
+        ("pt copy: ztensor.torch copy=True", "pt copy: torch.load", ".pt copy vs torch.load(weights_only=True)"),
+        ("npz: ztensor.numpy", "npz: np.load (all members)", ".npz vs np.load"),
+    ):
+        m, bst = rows[a][0] / rows[b][0], rows[a][1] / rows[b][1]
+        print(f"  {label:<52} {m:7.3f} {bst:7.3f} {'PASS' if m <= 1.0 else 'FAIL'}")
+    for p in (sp, pp, npz):
+        os.remove(p)
+    os.rmdir(tmp)
+
+
+if __name__ == "__main__":
+    main()
