@@ -20,6 +20,7 @@ use std::path::Path;
 
 use ztensor::{Catalog, ReadMode, Reader};
 
+mod npy;
 pub mod npz;
 pub mod pickle;
 pub mod safetensors;

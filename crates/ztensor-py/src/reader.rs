@@ -41,7 +41,7 @@ impl PyReader {
                 ReadMode::Mmap
             };
             let reader = py
-                .detach(|| Reader::open_with(&path, mode))
+                .detach(|| ztensor_formats::open_with(&path, mode))
                 .map_err(to_py)?;
             Ok(PyReader {
                 inner: RwLock::new(Some(Arc::new(reader))),

@@ -236,10 +236,19 @@ impl Reader {
 
     /// Reads many dense tensors in parallel (decompression and copies use every core).
     pub fn read_many(&self, names: &[&str], copy: bool) -> Vec<Result<TensorBytes>> {
-        // Zero-copy reads are cheap per tensor (batch them); copies are not.
+        // Zero-copy reads of raw, digest-free data are cheap per tensor (batch
+        // them); copies, digests and decoding are not (spread them out).
+        let heavy = copy
+            || names.iter().any(|n| {
+                self.info(n).is_ok_and(|i| {
+                    i.components
+                        .values()
+                        .any(|c| c.encoding != Encoding::Raw || c.digest.is_some())
+                })
+            });
         names
             .par_iter()
-            .with_min_len(if copy { 1 } else { 8 })
+            .with_min_len(if heavy { 1 } else { 8 })
             .map(|n| self.read_dense(n, copy))
             .collect()
     }
