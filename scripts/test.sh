@@ -8,6 +8,6 @@ cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -q -- -D warnings
 echo "==> cargo test"
-cargo test -p ztensor -q 2>&1 | tail -n 40
+cargo test -p ztensor -p ztensor-cli -q 2>&1 | tail -n 40
 echo "==> pytest"
 python -m pytest tests/python -q "$@"

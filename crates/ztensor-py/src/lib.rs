@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 
 mod buffer;
 mod cbor;
+mod cli;
 mod errors;
 mod reader;
 mod writer;
@@ -18,5 +19,6 @@ fn _ztensor(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<buffer::Buffer>()?;
     m.add_class::<reader::PyReader>()?;
     m.add_class::<writer::PyWriter>()?;
+    m.add_function(wrap_pyfunction!(cli::cli_main, m)?)?;
     Ok(())
 }

@@ -1,0 +1,273 @@
+//! `zt info`: what a file holds, as a table or as JSON.
+
+use std::io::Write;
+
+use serde::Serialize;
+use ztensor::{Reader, TensorInfo};
+
+use crate::args::InfoArgs;
+use crate::exit;
+use crate::util::{self, outln, Failure};
+
+/// The JSON document `zt info --json` prints.
+#[derive(Serialize)]
+struct FileJson {
+    file: String,
+    format: &'static str,
+    version: String,
+    file_size: u64,
+    tensor_count: usize,
+    total_bytes: u64,
+    stored_bytes: u64,
+    metadata: serde_json::Value,
+    tensors: Vec<TensorJson>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum TensorJson {
+    Ok {
+        name: String,
+        dtype: Option<&'static str>,
+        logical_type: Option<String>,
+        shape: Vec<u64>,
+        layout: String,
+        nbytes: u64,
+        stored_bytes: u64,
+        encoding: String,
+        digest: Option<String>,
+        components: Vec<ComponentJson>,
+        attributes: Option<serde_json::Value>,
+    },
+    Broken {
+        name: String,
+        error: String,
+    },
+}
+
+#[derive(Serialize)]
+struct ComponentJson {
+    name: String,
+    dtype: &'static str,
+    logical_type: Option<String>,
+    offset: u64,
+    length: u64,
+    encoding: String,
+    digest: Option<String>,
+}
+
+pub(crate) fn run(args: &InfoArgs) -> Result<i32, Failure> {
+    let reader = ztensor_formats::open(&args.file)?;
+    let file_size = std::fs::metadata(&args.file)
+        .map(|m| m.len())
+        .map_err(|e| Failure::Error(format!("{}: {e}", util::show(&args.file))))?;
+    let rows: Vec<(&str, Result<&TensorInfo, String>)> = reader
+        .names_in_file_order()
+        .map(|n| (n, reader.info(n).map_err(|e| broken_message(&e))))
+        .collect();
+    let broken = rows.iter().filter(|(_, r)| r.is_err()).count();
+    let total: u64 = rows
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .map(|t| util::decoded_bytes(t))
+        .sum();
+    let stored: u64 = rows
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .map(|t| util::stored_bytes(t))
+        .sum();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let doc = FileJson {
+            file: util::show(&args.file),
+            format: reader.format(),
+            version: reader.version().to_string(),
+            file_size,
+            tensor_count: rows.len(),
+            total_bytes: total,
+            stored_bytes: stored,
+            metadata: reader.attributes().map_or(
+                serde_json::Value::Object(Default::default()),
+                util::cbor_to_json,
+            ),
+            tensors: rows.iter().map(|(n, r)| tensor_json(n, r)).collect(),
+        };
+        serde_json::to_writer_pretty(&mut out, &doc).map_err(|e| util::stdout_error(e.into()))?;
+        outln!(out);
+    } else {
+        print_text(
+            &mut out, &reader, &args.file, file_size, &rows, total, stored,
+        )?;
+    }
+    out.flush().map_err(util::stdout_error)?;
+    drop(out);
+    if broken > 0 {
+        eprintln!(
+            "zt: {broken} of {} tensors cannot be read; run 'zt verify {}' for details",
+            rows.len(),
+            util::show(&args.file)
+        );
+        return Ok(exit::PROBLEMS);
+    }
+    Ok(exit::OK)
+}
+
+/// The part of a per-tensor error after the file and tensor names.
+fn broken_message(e: &ztensor::Error) -> String {
+    match e {
+        ztensor::Error::Format { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn tensor_json(name: &str, r: &Result<&TensorInfo, String>) -> TensorJson {
+    let info = match r {
+        Ok(info) => info,
+        Err(m) => {
+            return TensorJson::Broken {
+                name: name.to_string(),
+                error: m.clone(),
+            }
+        }
+    };
+    let mut components: Vec<(&String, &ztensor::Component)> = info.components.iter().collect();
+    components.sort_by_key(|(_, c)| c.offset);
+    let digest = util::digests(info);
+    TensorJson::Ok {
+        name: name.to_string(),
+        dtype: info.dtype().map(|d| d.name()),
+        logical_type: info.logical_type().map(str::to_string),
+        shape: info.shape.clone(),
+        layout: info.layout.to_string(),
+        nbytes: util::decoded_bytes(info),
+        stored_bytes: util::stored_bytes(info),
+        encoding: util::encodings(info),
+        digest: (digest != "-").then_some(digest),
+        components: components
+            .into_iter()
+            .map(|(cname, c)| ComponentJson {
+                name: cname.clone(),
+                dtype: c.dtype.name(),
+                logical_type: c.logical_type.clone(),
+                offset: c.offset,
+                length: c.length,
+                encoding: c.encoding.as_str().to_string(),
+                digest: c.digest.as_ref().map(util::digest_kind),
+            })
+            .collect(),
+        attributes: info.attributes.as_ref().map(util::cbor_to_json),
+    }
+}
+
+fn print_text(
+    out: &mut impl Write,
+    reader: &Reader,
+    path: &std::path::Path,
+    file_size: u64,
+    rows: &[(&str, Result<&TensorInfo, String>)],
+    total: u64,
+    stored: u64,
+) -> Result<(), Failure> {
+    let format = if reader.version().is_empty() {
+        reader.format().to_string()
+    } else {
+        format!("{} (version {})", reader.format(), reader.version())
+    };
+    outln!(out, "file:      {}", util::show(path));
+    outln!(out, "format:    {format}");
+    outln!(
+        out,
+        "size:      {} ({file_size} bytes)",
+        util::human(file_size)
+    );
+    outln!(out, "tensors:   {}", rows.len());
+    outln!(
+        out,
+        "data:      {} decoded, {} stored",
+        util::human(total),
+        util::human(stored)
+    );
+    match reader.attributes() {
+        Some(ztensor::Value::Map(m)) if !m.is_empty() => {
+            outln!(out, "metadata:");
+            for (k, v) in m {
+                let key = match k {
+                    ztensor::Value::Text(s) => s.clone(),
+                    other => util::cbor_to_json(other).to_string(),
+                };
+                let value = match v {
+                    ztensor::Value::Text(s) => s.clone(),
+                    other => util::cbor_to_json(other).to_string(),
+                };
+                outln!(out, "  {key}: {}", one_line(&value, 200));
+            }
+        }
+        Some(ztensor::Value::Map(_)) | None => outln!(out, "metadata:  none"),
+        Some(other) => outln!(out, "metadata:  {}", util::cbor_to_json(other)),
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    outln!(out);
+    let header = [
+        "NAME", "TYPE", "SHAPE", "LAYOUT", "STORED", "ENCODING", "DIGEST",
+    ];
+    let table: Vec<[String; 7]> = rows
+        .iter()
+        .map(|(name, r)| match r {
+            Ok(t) => [
+                name.to_string(),
+                util::type_label(t),
+                util::shape(&t.shape),
+                t.layout.to_string(),
+                util::human(util::stored_bytes(t)),
+                util::encodings(t),
+                util::digests(t),
+            ],
+            Err(m) => [
+                name.to_string(),
+                "UNREADABLE".into(),
+                one_line(m, 120),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &table {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 7]| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i == 6 {
+                s.push_str(cell);
+            } else if i == 4 {
+                s.push_str(&format!("{cell:>w$}  "));
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    outln!(out, "{}", line(header));
+    for row in &table {
+        outln!(out, "{}", line(row.each_ref().map(String::as_str)));
+    }
+    Ok(())
+}
+
+/// Collapses whitespace and cuts long values for the text view.
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > max {
+        let cut: String = flat.chars().take(max).collect();
+        format!("{cut}...")
+    } else {
+        flat
+    }
+}
