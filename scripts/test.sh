@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: Rust (core crate, lints) and Python (pytest).
+# Runs every test: Rust (format, lints, every crate's tests) and Python (pytest).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 
@@ -8,6 +8,11 @@ cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -q -- -D warnings
 echo "==> cargo test"
-cargo test -p ztensor -p ztensor-cli -q 2>&1 | tail -n 40
+log="$(mktemp)"
+if ! cargo test --workspace --exclude ztensor-py -q >"$log" 2>&1; then
+    tail -n 80 "$log"
+    exit 1
+fi
+grep -E "^test result" "$log"
 echo "==> pytest"
 python -m pytest tests/python -q "$@"
