@@ -34,7 +34,7 @@ pub(crate) fn run(args: &DiffArgs, interrupt: &Interrupt) -> Result<i32, Failure
                     Some(line) => lines.push(line),
                 }
             }
-            (Some(x), y) if y.map_or(true, |y| x < y) => {
+            (Some(x), y) if y.is_none_or(|y| x < y) => {
                 ia.next();
                 lines.push(format!("only in A: {x}"));
             }

@@ -35,7 +35,7 @@ impl NameFilter {
 
     /// True when `name` matches an include glob (or there is none) and no exclude glob.
     pub(crate) fn keeps(&self, name: &str) -> bool {
-        self.include.as_ref().map_or(true, |s| s.is_match(name)) && !self.exclude.is_match(name)
+        self.include.as_ref().is_none_or(|s| s.is_match(name)) && !self.exclude.is_match(name)
     }
 
     /// True when no glob was given.

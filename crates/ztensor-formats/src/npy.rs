@@ -552,7 +552,7 @@ mod tests {
 
     fn header(dict: &str) -> Vec<u8> {
         let mut text = dict.as_bytes().to_vec();
-        while (10 + text.len() + 1) % 64 != 0 {
+        while !(10 + text.len() + 1).is_multiple_of(64) {
             text.push(b' ');
         }
         text.push(b'\n');

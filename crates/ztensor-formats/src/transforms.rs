@@ -60,7 +60,7 @@ impl Transform for ByteSwap {
     }
 
     fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), String> {
-        if stored.len() != out.len() || self.width == 0 || out.len() % self.width != 0 {
+        if stored.len() != out.len() || self.width == 0 || !out.len().is_multiple_of(self.width) {
             return Err("byte-swapped data has the wrong size".into());
         }
         for (src, dst) in stored

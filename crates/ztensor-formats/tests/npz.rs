@@ -34,7 +34,7 @@ fn npy_v(major: u8, descr: &str, fortran: bool, shape: &[u64], data: &[u8]) -> V
 fn npy_raw(major: u8, dict: &str, data: &[u8]) -> Vec<u8> {
     let fixed = if major == 1 { 10 } else { 12 };
     let mut text = dict.as_bytes().to_vec();
-    while (fixed + text.len() + 1) % 64 != 0 {
+    while !(fixed + text.len() + 1).is_multiple_of(64) {
         text.push(b' ');
     }
     text.push(b'\n');

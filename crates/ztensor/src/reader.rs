@@ -282,7 +282,7 @@ impl Reader {
         let bytes = &backing.bytes()[data.offset as usize..(data.offset + data.length) as usize];
         self.check_digest(self.lookup(name)?, info, "data", data, bytes)?;
         check_bools::<T>(bytes).map_err(err)?;
-        if bytes.as_ptr() as usize % std::mem::align_of::<T>() != 0 {
+        if !(bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) {
             return Err(err(
                 "data is not aligned for a typed view; use to_vec()".into()
             ));

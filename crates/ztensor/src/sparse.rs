@@ -30,7 +30,7 @@ fn indices(components: &[(&str, ComponentData<'_>)], name: &str) -> Result<Vec<u
 fn nnz(components: &[(&str, ComponentData<'_>)]) -> Result<u64, String> {
     let v = get(components, "values")?;
     let per = v.dtype.size() as u64 * storage_elements_per_item(v.logical_type);
-    if v.bytes.len() as u64 % per != 0 {
+    if !(v.bytes.len() as u64).is_multiple_of(per) {
         return Err("values are not a whole number of elements".into());
     }
     Ok(v.bytes.len() as u64 / per)
