@@ -409,7 +409,7 @@ impl Reader {
                 TensorBytes::Owned(AlignedBuf::copy_from(&backing.bytes()[range]).map_err(err)?)
             }
             _ => {
-                let mut buf = AlignedBuf::zeroed(c.length as usize).map_err(err)?;
+                let mut buf = AlignedBuf::for_overwrite(c.length as usize).map_err(err)?;
                 self.source
                     .read_into(c.offset, buf.as_mut_slice())
                     .map_err(|e| Error::io(&self.path, e))?;
