@@ -706,3 +706,23 @@ def run_ref_torch(ref_dir, tmp_path_factory) -> SnippetRunner:
         "assert os.path.realpath(zt_torch.__file__).startswith(_ref + os.sep), zt_torch.__file__\n"
     )
     return SnippetRunner(env, preamble, tmp_path_factory.mktemp("ref_torch_runs"), "reftorch")
+
+
+def run_cases_in_child(tmp_path, child_src, paths):
+    """Runs ``child_src`` (reads a JSON list of paths from argv[1], writes a
+    JSON list of result dicts with ``ok``/``clean`` to argv[2]) in a fresh
+    interpreter, so that a crash cannot take pytest down; asserts the child
+    was not killed and every failure was a clean exception."""
+    cases = tmp_path / "cases.json"
+    out = tmp_path / "results.json"
+    cases.write_text(json.dumps([str(p) for p in paths]))
+    script = tmp_path / "child.py"
+    script.write_text(child_src)
+    proc = subprocess.run([sys.executable, str(script), str(cases), str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode >= 0, f"child killed by signal {-proc.returncode}:\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    for r in results:
+        assert r["ok"] or r["clean"], r
+    return results

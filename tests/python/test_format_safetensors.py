@@ -26,7 +26,7 @@ import torch
 
 import ztensor.numpy as ztnp
 import ztensor.torch as zttorch
-from conftest import all_dtypes, assert_bits_equal, file_sha256, np_dtype
+from conftest import all_dtypes, assert_bits_equal, file_sha256, np_dtype, run_cases_in_child
 from ztensor import Reader, ZTensorError
 
 # dtypes safetensors.numpy can write (its _TYPES): no bfloat16 / fp8 in numpy
@@ -245,18 +245,7 @@ json.dump(results, open(sys.argv[2], "w"))
 
 
 def run_child(tmp_path, paths):
-    cases = tmp_path / "cases.json"
-    out = tmp_path / "results.json"
-    cases.write_text(json.dumps([str(p) for p in paths]))
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
-    proc = subprocess.run([sys.executable, str(script), str(cases), str(out)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode >= 0, f"child killed by signal {-proc.returncode}:\n{proc.stderr[-3000:]}"
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(out.read_text())
-    for r in results:
-        assert r["ok"] or r["clean"], r
+    results = run_cases_in_child(tmp_path, CHILD, paths)
     return results
 
 
