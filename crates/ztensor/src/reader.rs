@@ -18,9 +18,6 @@ use crate::model::{Component, Encoding, Layout, TensorInfo, Value};
 use crate::source::{SharedBytes, Source, TensorBytes};
 use crate::validate;
 
-/// Copies below this size come from the mapping rather than `pread`.
-const SMALL_COPY: u64 = 256 << 10;
-
 /// How a [`Reader`] gets at the bytes of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReadMode {
@@ -403,10 +400,14 @@ impl Reader {
             Some(backing) if !(copy && c.encoding == Encoding::Raw) => TensorBytes::Shared(
                 SharedBytes::new(backing, c.offset as usize, c.length as usize),
             ),
-            // Small copies: a memcpy from the mapping beats a syscall each.
-            Some(backing) if c.length < SMALL_COPY => {
+            // Copies come from the mapping when there is one: measured here, a
+            // memcpy (with the mapping's page faults) beat pread, most on a
+            // first load (0.40 s vs 0.63 s per GiB), and no syscall per tensor.
+            Some(backing) => {
                 let range = c.offset as usize..(c.offset + c.length) as usize;
-                TensorBytes::Owned(AlignedBuf::copy_from(&backing.bytes()[range]).map_err(err)?)
+                let mut buf = AlignedBuf::for_overwrite(c.length as usize).map_err(err)?;
+                buf.as_mut_slice().copy_from_slice(&backing.bytes()[range]);
+                TensorBytes::Owned(buf)
             }
             _ => {
                 let mut buf = AlignedBuf::for_overwrite(c.length as usize).map_err(err)?;
