@@ -84,14 +84,15 @@ def main() -> None:
 
     try:
         import safetensors.numpy as st
-        from safetensors import safe_open
 
         src = os.path.join(out, "model.safetensors")
         st.save_file(tensors, src, metadata={"source": "demo"})
         conv = os.path.join(out, "converted.zt")
-        with safe_open(src, "np") as f:
-            save_file({k: f.get_tensor(k) for k in f.keys()}, conv, metadata=f.metadata())
-        print(f"converted {src} -> {conv}: bit-exact: {same(dict(sorted(tensors.items())), dict(sorted(load_file(conv).items())))}")
+        with ztensor.Reader(src) as r:  # any format loads through the same Reader
+            print(f"read {src}: format={r.format}, {len(r)} tensors, metadata {r.metadata()}")
+            save_file(r.load_numpy(), conv, metadata=r.metadata())
+        print(f"converted {src} -> {conv}: bit-exact: "
+              f"{same(dict(sorted(tensors.items())), dict(sorted(load_file(conv).items())))}")
     except ImportError:
         print("(safetensors not installed: conversion step skipped)")
     print(f"files are in {out}")
