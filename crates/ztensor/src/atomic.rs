@@ -30,12 +30,17 @@ impl AtomicFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let prefix = format!(".{stem}.");
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{stem}."))
-            .suffix(".tmp")
+            .prefix(&prefix)
+            .suffix(TMP_SUFFIX)
             // The usual mode of a new file (umask applies), not tempfile's private 0600.
             .permissions(Permissions::from_mode(0o666))
-            .tempfile_in(dir)?;
+            .tempfile_in(&dir)?;
+        // Our temporary stays locked while we write it, so another writer's
+        // clean-up can tell it from one left by a killed process.
+        lock(tmp.as_file(), libc::LOCK_EX | libc::LOCK_NB)?;
+        remove_stale_temporaries(&dir, &prefix, tmp.path());
         Ok(AtomicFile {
             target,
             out: BufWriter::with_capacity(1 << 20, tmp),
@@ -89,6 +94,39 @@ impl AtomicFile {
             }
         }
         Ok(())
+    }
+}
+
+const TMP_SUFFIX: &str = ".tmp";
+
+fn lock(file: &std::fs::File, op: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: flock on a file descriptor we own; it only takes an advisory lock.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(file), op) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Removes temporaries of the same target left behind by writers that were
+/// killed (SIGKILL skips every clean-up). A temporary is stale when nobody
+/// holds its lock; one still being written by a live writer is left alone.
+fn remove_stale_temporaries(dir: &Path, prefix: &str, ours: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let path = entry.path();
+        if !name.starts_with(prefix) || !name.ends_with(TMP_SUFFIX) || path == ours {
+            continue;
+        }
+        if let Ok(file) = std::fs::File::open(&path) {
+            if lock(&file, libc::LOCK_EX | libc::LOCK_NB).is_ok() {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
 }
 

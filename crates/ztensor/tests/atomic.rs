@@ -82,3 +82,21 @@ fn reserved_space_is_trimmed_on_finish() {
         vec![1, 2, 3]
     );
 }
+
+#[test]
+fn temporaries_of_killed_writers_are_cleaned_but_live_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.zt");
+    // A temporary left by a killed writer: nobody holds its lock.
+    let stale = dir.path().join(".m.zt.KILLED.tmp");
+    std::fs::write(&stale, b"half a file").unwrap();
+    // A writer still at work on the same target.
+    let mut live = Writer::create(&path).unwrap();
+    live.add("a", &[1], &[1u8]).unwrap();
+    assert!(!stale.exists(), "stale temporary removed");
+    let mut other = Writer::create(&path).unwrap();
+    other.add("b", &[1], &[2u8]).unwrap();
+    other.finish().unwrap();
+    live.finish().unwrap();
+    assert_eq!(dir_entries(dir.path()), vec!["m.zt".to_string()]);
+}
