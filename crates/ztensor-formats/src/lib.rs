@@ -20,6 +20,7 @@ use std::path::Path;
 
 use ztensor::{Catalog, ReadMode, Reader};
 
+pub mod gguf;
 mod npy;
 pub mod npz;
 pub mod pickle;
@@ -70,6 +71,7 @@ impl Format {
             Format::Pickle => pickle::parse(bytes),
             Format::Npz => npz::parse(bytes),
             Format::Npy => npz::parse_npy(bytes),
+            Format::Gguf => gguf::parse(bytes),
             other => Err(format!(
                 "reading {} files is not supported yet",
                 other.name()
