@@ -35,36 +35,15 @@ import ztensor  # noqa: E402
 import ztensor.numpy as ztnp  # noqa: E402
 import ztensor.torch as zt  # noqa: E402
 from ztensor import Reader, ZTensorError  # noqa: E402
+from torch_common import TORCH_DTYPES  # noqa: E402
 
 PYTHON = sys.executable
 
-DTYPES = {
-    "float64": torch.float64,
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "int64": torch.int64,
-    "int32": torch.int32,
-    "int16": torch.int16,
-    "int8": torch.int8,
-    "uint8": torch.uint8,
-    "uint16": torch.uint16,
-    "uint32": torch.uint32,
-    "uint64": torch.uint64,
-    "bool": torch.bool,
-    "float8_e4m3fn": torch.float8_e4m3fn,
-    "float8_e5m2": torch.float8_e5m2,
-    "float8_e4m3fnuz": torch.float8_e4m3fnuz,
-    "float8_e5m2fnuz": torch.float8_e5m2fnuz,
-    "complex64": torch.complex64,
-    "complex128": torch.complex128,
-}
 #: dtypes whose tensors torch writes with _rebuild_tensor_v2 and a typed storage
 #: (torch's own legacy loader cannot read the others back).
 V2_DTYPES = ["float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8",
              "uint8", "bool", "complex64", "complex128"]
 SERIALIZATIONS = ["zip", "legacy"]
-
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -147,7 +126,7 @@ def load_all_ways(path) -> dict:
 
 
 def every_dtype() -> dict:
-    return {name: make(dt, (3, 5), seed=i) for i, (name, dt) in enumerate(DTYPES.items())}
+    return {name: make(dt, (3, 5), seed=i) for i, (name, dt) in enumerate(TORCH_DTYPES.items())}
 
 
 @pytest.mark.parametrize("serialization", SERIALIZATIONS)
@@ -167,16 +146,16 @@ def test_every_dtype(serialization, tmp_path):
 
 
 def test_legacy_matches_torch_load(tmp_path):
-    tensors = {name: make(DTYPES[name], (4, 3), seed=7) for name in V2_DTYPES}
+    tensors = {name: make(TORCH_DTYPES[name], (4, 3), seed=7) for name in V2_DTYPES}
     tensors["t"] = tensors["float32"].t()
     path = save(tensors, tmp_path / "legacy.pt", "legacy")
     assert_same_dicts(load_all_ways(path), torch.load(path, weights_only=True), "torch.load")
 
 
 @pytest.mark.parametrize("copy", [False, True], ids=["zerocopy", "copy"])
-@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("dtype", list(TORCH_DTYPES))
 def test_each_dtype_with_views(dtype, copy, tmp_path):
-    base = make(DTYPES[dtype], (6, 7), seed=3)
+    base = make(TORCH_DTYPES[dtype], (6, 7), seed=3)
     tensors = {"base": base, "t": base.t(), "corner": base[1:, 2:], "row": base[4],
                "cols": base[:, ::3], "scalar": base[2, 3]}
     for serialization in SERIALIZATIONS:

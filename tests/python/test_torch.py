@@ -45,34 +45,13 @@ from conftest import (  # noqa: E402
     np_dtype,
 )
 
+from torch_common import TORCH_DTYPES, Tied  # noqa: E402
+
 nn = torch.nn
 
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-
-TORCH_DTYPE = {
-    "float64": torch.float64,
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "int64": torch.int64,
-    "int32": torch.int32,
-    "int16": torch.int16,
-    "int8": torch.int8,
-    "uint64": torch.uint64,
-    "uint32": torch.uint32,
-    "uint16": torch.uint16,
-    "uint8": torch.uint8,
-    "bool": torch.bool,
-    "float8_e4m3fn": torch.float8_e4m3fn,
-    "float8_e5m2": torch.float8_e5m2,
-    "float8_e4m3fnuz": torch.float8_e4m3fnuz,
-    "float8_e5m2fnuz": torch.float8_e5m2fnuz,
-    "complex64": torch.complex64,
-    "complex128": torch.complex128,
-}
-assert set(TORCH_DTYPE) == set(ALL_DTYPE_NAMES)
 
 #: dtypes safetensors.torch can store (it has no complex128)
 ST_DTYPES = tuple(n for n in ALL_DTYPE_NAMES if n != "complex128")
@@ -89,16 +68,16 @@ def np_to_torch(a: np.ndarray) -> "torch.Tensor":
     a = np.asarray(a).copy(order="C")  # (np.ascontiguousarray would make 0-d arrays 1-d)
     name = a.dtype.name
     if name in ML_DTYPE_NAMES:
-        return torch.from_numpy(a.view(f"u{a.dtype.itemsize}").copy()).view(TORCH_DTYPE[name])
+        return torch.from_numpy(a.view(f"u{a.dtype.itemsize}").copy()).view(TORCH_DTYPES[name])
     t = torch.from_numpy(a.copy())
-    assert t.dtype == TORCH_DTYPE[name], (name, t.dtype)
+    assert t.dtype == TORCH_DTYPES[name], (name, t.dtype)
     return t
 
 
 def torch_to_np(t: "torch.Tensor") -> np.ndarray:
     """The inverse of np_to_torch (ml_dtypes for bfloat16 / float8)."""
     t = t.detach().cpu().contiguous()
-    for name, dt in TORCH_DTYPE.items():
+    for name, dt in TORCH_DTYPES.items():
         if dt == t.dtype and name in ML_DTYPE_NAMES:
             u = {1: torch.uint8, 2: torch.int16}[t.element_size()]
             a = t.view(u).numpy()
@@ -158,7 +137,7 @@ def make(dtype: str, shape) -> "torch.Tensor":
     """A tensor of `dtype` and `shape` filled with the sample's bit patterns."""
     n = int(np.prod(shape, dtype=np.int64))
     if n == 0:
-        return torch.empty(shape, dtype=TORCH_DTYPE[dtype])
+        return torch.empty(shape, dtype=TORCH_DTYPES[dtype])
     src = SAMPLES_NP[dtype].reshape(-1)
     return np_to_torch(src[np.arange(n) % src.size].reshape(shape))
 
@@ -229,7 +208,7 @@ def test_shapes_0d_and_empty(dtype, shape, tmp_path):
 def test_empty_tensor_with_zero_stride(dtype, tmp_path):
     """Empty tensors may carry any strides, e.g. torch.from_numpy of an empty
     numpy array (numpy gives those stride 0). safetensors saves them."""
-    tensors = {"strided": torch.empty_strided((0,), (0,), dtype=TORCH_DTYPE[dtype]),
+    tensors = {"strided": torch.empty_strided((0,), (0,), dtype=TORCH_DTYPES[dtype]),
                "from_numpy": np_to_torch(np.zeros((5,), dtype=np_dtype(dtype))[np.arange(0)])}
     if dtype in ST_DTYPES:
         ref = st_roundtrip(tensors, tmp_path)
@@ -555,17 +534,6 @@ def test_disjoint_views_of_one_storage_save_like_safetensors(tmp_path):
 # ---------------------------------------------------------------------------
 # models: save_model / load_model
 # ---------------------------------------------------------------------------
-
-class Tied(nn.Module):
-    """An embedding tied to the output head (like most language models)."""
-
-    def __init__(self):
-        super().__init__()
-        self.emb = nn.Embedding(100, 16)
-        self.norm = nn.LayerNorm(16)
-        self.head = nn.Linear(16, 100, bias=False)
-        self.head.weight = self.emb.weight
-
 
 class Untied(nn.Module):
     def __init__(self):

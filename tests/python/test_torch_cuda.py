@@ -17,6 +17,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 import ztensor._torch_device as ztdev  # noqa: E402
 import ztensor.torch as ztorch  # noqa: E402
+from torch_common import Tied  # noqa: E402
 
 nn = torch.nn
 CUDA0 = torch.device("cuda", 0)
@@ -191,15 +192,6 @@ def test_cuda_load_leaves_file_unchanged_and_tensors_independent(ckpt):
     assert_same(b["i64"], cpu["i64"], "other load")
     assert sha(p) == digest
     assert_same(ztorch.load_file(p)["f32"], cpu["f32"], "CPU reload")
-
-
-class Tied(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.emb = nn.Embedding(100, 16)
-        self.norm = nn.LayerNorm(16)
-        self.head = nn.Linear(16, 100, bias=False)
-        self.head.weight = self.emb.weight
 
 
 def build(seed):
