@@ -21,8 +21,10 @@ use std::path::Path;
 use ztensor::{Catalog, ReadMode, Reader};
 
 pub mod gguf;
+pub mod hdf5;
 mod npy;
 pub mod npz;
+pub mod onnx;
 pub mod pickle;
 pub mod safetensors;
 pub mod transforms;
@@ -63,8 +65,10 @@ impl Format {
         }
     }
 
-    /// Parses a whole file image of this format.
-    pub fn parse(self, bytes: &[u8]) -> Result<Catalog, String> {
+    /// Parses a whole file image of this format. `path` is where the image
+    /// came from, when it came from a file: formats that refer to other
+    /// files (ONNX external data) resolve them next to it.
+    pub fn parse(self, bytes: &[u8], path: Option<&Path>) -> Result<Catalog, String> {
         match self {
             Format::Zt => ztensor::Reader::parse_zt(bytes),
             Format::Safetensors => safetensors::parse(bytes),
@@ -72,10 +76,8 @@ impl Format {
             Format::Npz => npz::parse(bytes),
             Format::Npy => npz::parse_npy(bytes),
             Format::Gguf => gguf::parse(bytes),
-            other => Err(format!(
-                "reading {} files is not supported yet",
-                other.name()
-            )),
+            Format::Onnx => onnx::parse(bytes, path),
+            Format::Hdf5 => hdf5::parse(bytes, path),
         }
     }
 }
@@ -146,13 +148,13 @@ pub fn open_with(path: impl AsRef<Path>, mode: ReadMode) -> ztensor::Result<Read
         Err(_) => 0, // the reader reports the I/O error with its path
     };
     let format = detect(&head[..n], Some(path)).unwrap_or(Format::Zt);
-    Reader::open_with_parser(path, mode, |bytes| format.parse(bytes))
+    Reader::open_with_parser(path, mode, |bytes| format.parse(bytes, Some(path)))
 }
 
 /// Reads a file image held in memory, detecting its format from its bytes.
 pub fn from_bytes(bytes: &[u8]) -> ztensor::Result<Reader> {
     let format = detect(&bytes[..bytes.len().min(16)], None).unwrap_or(Format::Zt);
-    Reader::from_bytes_with_parser(bytes, |b| format.parse(b))
+    Reader::from_bytes_with_parser(bytes, |b| format.parse(b, None))
 }
 
 fn read_head(f: &mut std::fs::File, head: &mut [u8]) -> usize {
