@@ -20,6 +20,8 @@ use std::path::Path;
 
 use ztensor::{Catalog, ReadMode, Reader};
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gguf;
 pub mod hdf5;
 mod npy;

@@ -7,6 +7,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use ztensor::TensorBytes;
 
+use crate::errors::shield;
+
 /// A block of tensor bytes (a view of a mapped file, or an owned aligned
 /// copy). `numpy.frombuffer(buffer, dtype)` wraps it without copying; the
 /// array keeps the buffer, and so the mapping or allocation, alive.
@@ -23,14 +25,14 @@ impl Buffer {
 
 #[pymethods]
 impl Buffer {
-    fn __len__(&self) -> usize {
-        self.bytes.len()
+    fn __len__(&self) -> PyResult<usize> {
+        shield(|| Ok(self.bytes.len()))
     }
 
     /// True when the bytes point into the file's private mapping.
     #[getter]
-    fn zero_copy(&self) -> bool {
-        self.bytes.is_zero_copy()
+    fn zero_copy(&self) -> PyResult<bool> {
+        shield(|| Ok(self.bytes.is_zero_copy()))
     }
 
     /// Exports the bytes as a writable, C-contiguous unsigned-byte buffer.
@@ -42,6 +44,17 @@ impl Buffer {
         view: *mut ffi::Py_buffer,
         flags: c_int,
     ) -> PyResult<()> {
+        // SAFETY: `view` comes from CPython, as `fill` requires.
+        shield(|| unsafe { Self::fill(&slf, view, flags) })
+    }
+}
+
+impl Buffer {
+    /// The body of `__getbuffer__` (kept apart so the panic guard wraps it).
+    ///
+    /// # Safety
+    /// `view` must be a valid `Py_buffer` to fill (CPython's contract).
+    unsafe fn fill(slf: &Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
         let bytes = &slf.get().bytes;
         // SAFETY: `view` is valid (CPython's contract). The pointer stays
         // valid while the exporter lives, and FillInfo stores a new reference

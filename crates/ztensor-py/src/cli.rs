@@ -11,12 +11,16 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
-use crate::errors::ZTensorError;
+use crate::errors::{shield, ZTensorError};
 
 /// Runs `zt` with `argv` (`sys.argv`: the program name first) and returns
 /// its exit status. Output goes straight to the process's stdout/stderr.
 #[pyfunction]
 pub fn cli_main(py: Python<'_>, argv: Vec<OsString>) -> PyResult<i32> {
+    shield(|| run(py, argv))
+}
+
+fn run(py: Python<'_>, argv: Vec<OsString>) -> PyResult<i32> {
     let interrupt = ztensor_cli::Interrupt::new();
     let worker_interrupt = interrupt.clone();
     let (tx, rx) = mpsc::channel();

@@ -69,3 +69,12 @@ pub fn shield<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
         )))
     })
 }
+
+/// Panics inside the same guard every entry point uses: the test suite
+/// calls it to prove a panic reaches Python as a `ZTensorError` and the
+/// process survives. Hidden (underscore name), never used by the package.
+#[pyfunction]
+#[pyo3(name = "_panic_for_tests")]
+pub fn panic_for_tests(message: &str) -> PyResult<()> {
+    shield(|| panic!("{message}"))
+}

@@ -63,66 +63,73 @@ impl PyReader {
         })
     }
 
-    fn close(&self) {
-        self.inner.write().expect("lock is never poisoned").take();
+    fn close(&self) -> PyResult<()> {
+        shield(|| {
+            self.inner.write().expect("lock is never poisoned").take();
+            Ok(())
+        })
     }
 
     #[getter]
-    fn closed(&self) -> bool {
-        self.inner.read().expect("lock is never poisoned").is_none()
+    fn closed(&self) -> PyResult<bool> {
+        shield(|| Ok(self.inner.read().expect("lock is never poisoned").is_none()))
     }
 
     #[getter]
     fn path(&self) -> PyResult<String> {
-        Ok(self.get()?.path().display().to_string())
+        shield(|| Ok(self.get()?.path().display().to_string()))
     }
 
     /// The detected file format (`"zt"`, `"safetensors"`, `"pickle"`, ...).
     #[getter]
     fn format(&self) -> PyResult<&'static str> {
-        Ok(self.get()?.format())
+        shield(|| Ok(self.get()?.format()))
     }
 
     #[getter]
     fn version(&self) -> PyResult<String> {
-        Ok(self.get()?.version().to_string())
+        shield(|| Ok(self.get()?.version().to_string()))
     }
 
     /// Names sorted byte-wise.
     fn names(&self) -> PyResult<Vec<String>> {
-        Ok(self.get()?.names().map(str::to_string).collect())
+        shield(|| Ok(self.get()?.names().map(str::to_string).collect()))
     }
 
     /// Names in the order their data lies in the file.
     fn names_in_file_order(&self) -> PyResult<Vec<String>> {
-        Ok(self
-            .get()?
-            .names_in_file_order()
-            .map(str::to_string)
-            .collect())
+        shield(|| {
+            Ok(self
+                .get()?
+                .names_in_file_order()
+                .map(str::to_string)
+                .collect())
+        })
     }
 
     fn __len__(&self) -> PyResult<usize> {
-        Ok(self.get()?.len())
+        shield(|| Ok(self.get()?.len()))
     }
 
     fn contains(&self, name: &str) -> PyResult<bool> {
-        Ok(self.get()?.contains(name))
+        shield(|| Ok(self.get()?.contains(name)))
     }
 
     /// File-level attributes as a dict (empty when the file has none).
     fn attributes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        match self.get()?.attributes() {
+        shield(|| match self.get()?.attributes() {
             Some(v) => cbor::to_py(py, v),
             None => Ok(PyDict::new(py).into_any()),
-        }
+        })
     }
 
     /// `(name, shape, dtype, type, format, components, attributes)` of one tensor.
     fn info<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-        let reader = self.get()?;
-        let info = reader.info(name).map_err(to_py)?;
-        info_tuple(py, info)
+        shield(|| {
+            let reader = self.get()?;
+            let info = reader.info(name).map_err(to_py)?;
+            info_tuple(py, info)
+        })
     }
 
     /// Reads dense tensors (all of them, in file order, when `names` is None)

@@ -126,13 +126,15 @@ impl PyWriter {
     }
 
     fn set_attributes(&self, attributes: &Bound<'_, PyAny>) -> PyResult<()> {
-        let value = cbor::from_py(attributes)?;
-        self.with(|t| {
-            match t {
-                Target::File(w) => w.set_attributes(value),
-                Target::Memory(w) => w.set_attributes(value),
-            }
-            .map_err(to_py)
+        shield(|| {
+            let value = cbor::from_py(attributes)?;
+            self.with(|t| {
+                match t {
+                    Target::File(w) => w.set_attributes(value),
+                    Target::Memory(w) => w.set_attributes(value),
+                }
+                .map_err(to_py)
+            })
         })
     }
 
@@ -148,41 +150,41 @@ impl PyWriter {
         level: Option<i32>,
         checksum: &str,
     ) -> PyResult<()> {
-        let checksum = Checksum::parse(checksum).ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "unknown checksum {checksum:?}; use 'none', 'crc32c' or 'sha256'"
-            ))
-        })?;
-        let opts = WriteOptions {
-            compression: level.map(|l| l.clamp(1, 22)),
-            checksum,
-        };
-        let prepared = items
-            .iter()
-            .map(|item| {
-                let dtype = DType::from_name(&item.dtype).ok_or_else(|| {
-                    PyTypeError::new_err(format!("unsupported dtype {}", item.dtype))
-                })?;
-                Ok((item, dtype, ArrayBytes::of(&item.array)?))
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        let jobs: Vec<(&str, &[u64], ComponentData<'_>)> = prepared
-            .iter()
-            .map(|(item, dtype, bytes)| {
-                let data = ComponentData {
-                    dtype: *dtype,
-                    logical_type: item.logical_type.as_deref(),
-                    bytes: bytes.as_slice(),
-                };
-                (item.name.as_str(), item.shape.as_slice(), data)
-            })
-            .collect();
-        // Raw data of known size: reserve the disk space up front.
-        let raw_bytes: u64 = jobs
-            .iter()
-            .map(|(_, _, d)| d.bytes.len() as u64 + ztensor::DEFAULT_ALIGNMENT)
-            .sum();
         shield(|| {
+            let checksum = Checksum::parse(checksum).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "unknown checksum {checksum:?}; use 'none', 'crc32c' or 'sha256'"
+                ))
+            })?;
+            let opts = WriteOptions {
+                compression: level.map(|l| l.clamp(1, 22)),
+                checksum,
+            };
+            let prepared = items
+                .iter()
+                .map(|item| {
+                    let dtype = DType::from_name(&item.dtype).ok_or_else(|| {
+                        PyTypeError::new_err(format!("unsupported dtype {}", item.dtype))
+                    })?;
+                    Ok((item, dtype, ArrayBytes::of(&item.array)?))
+                })
+                .collect::<PyResult<Vec<_>>>()?;
+            let jobs: Vec<(&str, &[u64], ComponentData<'_>)> = prepared
+                .iter()
+                .map(|(item, dtype, bytes)| {
+                    let data = ComponentData {
+                        dtype: *dtype,
+                        logical_type: item.logical_type.as_deref(),
+                        bytes: bytes.as_slice(),
+                    };
+                    (item.name.as_str(), item.shape.as_slice(), data)
+                })
+                .collect();
+            // Raw data of known size: reserve the disk space up front.
+            let raw_bytes: u64 = jobs
+                .iter()
+                .map(|(_, _, d)| d.bytes.len() as u64 + ztensor::DEFAULT_ALIGNMENT)
+                .sum();
             self.with(|t| {
                 if let (Target::File(w), None) = (&mut *t, opts.compression) {
                     if raw_bytes > RESERVE_FROM {
@@ -216,34 +218,35 @@ impl PyWriter {
         checksum: &str,
         attributes: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let opts = options(level, checksum)?;
-        let attributes = attributes.map(|a| cbor::from_py(&a)).transpose()?;
-        let prepared = components
-            .iter()
-            .map(|(cname, array, dtype, logical)| {
-                let dtype = DType::from_name(dtype)
-                    .ok_or_else(|| PyTypeError::new_err(format!("unsupported dtype {dtype}")))?;
-                Ok((
-                    cname.as_str(),
-                    dtype,
-                    logical.as_deref(),
-                    ArrayBytes::of(array)?,
-                ))
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        let parts: Vec<(&str, ComponentData<'_>)> = prepared
-            .iter()
-            .map(|(cname, dtype, logical_type, bytes)| {
-                let data = ComponentData {
-                    dtype: *dtype,
-                    logical_type: *logical_type,
-                    bytes: bytes.as_slice(),
-                };
-                (*cname, data)
-            })
-            .collect();
-        let layout = Layout::parse(layout);
         shield(|| {
+            let opts = options(level, checksum)?;
+            let attributes = attributes.map(|a| cbor::from_py(&a)).transpose()?;
+            let prepared = components
+                .iter()
+                .map(|(cname, array, dtype, logical)| {
+                    let dtype = DType::from_name(dtype).ok_or_else(|| {
+                        PyTypeError::new_err(format!("unsupported dtype {dtype}"))
+                    })?;
+                    Ok((
+                        cname.as_str(),
+                        dtype,
+                        logical.as_deref(),
+                        ArrayBytes::of(array)?,
+                    ))
+                })
+                .collect::<PyResult<Vec<_>>>()?;
+            let parts: Vec<(&str, ComponentData<'_>)> = prepared
+                .iter()
+                .map(|(cname, dtype, logical_type, bytes)| {
+                    let data = ComponentData {
+                        dtype: *dtype,
+                        logical_type: *logical_type,
+                        bytes: bytes.as_slice(),
+                    };
+                    (*cname, data)
+                })
+                .collect();
+            let layout = Layout::parse(layout);
             self.with(|t| {
                 py.detach(|| match t {
                     Target::File(w) => {
@@ -275,14 +278,17 @@ impl PyWriter {
     }
 
     /// Abandons the file: nothing is published and the temporary is removed.
-    fn discard(&self) {
-        if let Ok(mut guard) = self.inner.lock() {
-            guard.take();
-        }
+    fn discard(&self) -> PyResult<()> {
+        shield(|| {
+            if let Ok(mut guard) = self.inner.lock() {
+                guard.take();
+            }
+            Ok(())
+        })
     }
 
     #[getter]
-    fn finished(&self) -> bool {
-        self.inner.lock().map(|g| g.is_none()).unwrap_or(true)
+    fn finished(&self) -> PyResult<bool> {
+        shield(|| Ok(self.inner.lock().map(|g| g.is_none()).unwrap_or(true)))
     }
 }

@@ -34,6 +34,8 @@ mod container;
 mod digest;
 mod dtype;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod legacy;
 mod manifest;
 mod manifest_fast;

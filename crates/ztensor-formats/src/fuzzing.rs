@@ -1,0 +1,134 @@
+//! What a fuzz target does with an input: open it as a user would and read
+//! everything. The fuzz targets (`fuzz/`) and the fuzz regression tests
+//! (`tests/fuzz_regressions.rs`) both run this, so a crash input found by
+//! one reproduces in the other. Not a stable API.
+
+use ztensor::{Layout, Reader, TensorBytes};
+
+use crate::Format;
+
+/// The fuzz target names, in the order `scripts/fuzz.sh` runs them: one per
+/// format, plus `cbor` for the `.zt` manifest decoders on their own.
+pub const TARGETS: [&str; 9] = [
+    "zt",
+    "cbor",
+    "safetensors",
+    "npz",
+    "npy",
+    "pickle",
+    "gguf",
+    "onnx",
+    "hdf5",
+];
+
+/// What [`exercise`] saw, for tests to assert on.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The file parsed (some of its tensors may still be unreadable).
+    pub opened: bool,
+    /// Tensors listed.
+    pub tensors: usize,
+    /// Tensors (or components of non-dense tensors) read without error.
+    pub reads: usize,
+    /// Bytes those reads returned.
+    pub bytes: u64,
+    /// Problems `verify()` reported.
+    pub problems: usize,
+}
+
+/// Runs the fuzz target `target` (one of [`TARGETS`]) on `input`.
+///
+/// # Panics
+/// On an unknown target name, and wherever [`exercise`] panics.
+pub fn run(target: &str, input: &[u8]) -> Outcome {
+    let format = match target {
+        "cbor" => {
+            let tensors = ztensor::fuzzing::decode_manifest(input).unwrap_or(0);
+            return Outcome {
+                opened: tensors > 0,
+                tensors,
+                ..Outcome::default()
+            };
+        }
+        "zt" => Format::Zt,
+        "safetensors" => Format::Safetensors,
+        "npz" => Format::Npz,
+        "npy" => Format::Npy,
+        "pickle" => Format::Pickle,
+        "gguf" => Format::Gguf,
+        "onnx" => Format::Onnx,
+        "hdf5" => Format::Hdf5,
+        _ => panic!("unknown fuzz target {target:?}"),
+    };
+    exercise(format, input)
+}
+
+/// Parses `input` as `format` into a [`Reader`], then reads every tensor
+/// zero-copy and copied (every component for non-dense layouts) and
+/// verifies the file, checking that these agree with each other.
+///
+/// # Panics
+/// When the reads disagree: a zero-copy read and a copy of one tensor
+/// differ, a dense read's size is not the shape's, or `verify()` reports
+/// nothing although a read failed. (Crashes inside the library surface as
+/// panics or aborts on their own.)
+pub fn exercise(format: Format, input: &[u8]) -> Outcome {
+    let Ok(reader) = Reader::from_bytes_with_parser(input, |b| format.parse(b, None)) else {
+        return Outcome::default();
+    };
+    let mut out = Outcome {
+        opened: true,
+        tensors: reader.len(),
+        ..Outcome::default()
+    };
+    let _ = reader.attributes();
+    assert_eq!(reader.names_in_file_order().count(), reader.len());
+    let mut failed = false;
+    let names: Vec<String> = reader.names().map(str::to_string).collect();
+    for name in &names {
+        let Ok(info) = reader.info(name) else {
+            failed = true;
+            continue;
+        };
+        let reads: Vec<_> = if info.layout == Layout::Dense {
+            let expected = info.dense_nbytes();
+            let copy = reader.read_copy(name).map(TensorBytes::Owned);
+            vec![(reader.read(name), copy, expected)]
+        } else {
+            info.components
+                .keys()
+                .map(|c| {
+                    let copy = reader.read_component(name, c, true);
+                    (reader.read_component(name, c, false), copy, None)
+                })
+                .collect()
+        };
+        for (view, copy, expected) in reads {
+            match (view, copy) {
+                (Ok(view), Ok(copy)) => {
+                    assert!(
+                        view[..] == copy[..],
+                        "{name}: zero-copy read and copy differ"
+                    );
+                    if let Some(n) = expected {
+                        assert_eq!(view.len() as u64, n, "{name}: dense size is not the shape's");
+                    }
+                    out.reads += 1;
+                    out.bytes += view.len() as u64;
+                }
+                (Err(_), Err(_)) => failed = true,
+                (view, copy) => panic!(
+                    "{name}: read and read_copy disagree: {:?} vs {:?}",
+                    view.err(),
+                    copy.err()
+                ),
+            }
+        }
+    }
+    out.problems = reader.verify().len();
+    assert!(
+        !failed || out.problems > 0,
+        "a read failed but verify() found nothing"
+    );
+    out
+}
