@@ -111,7 +111,11 @@ pub fn exercise(format: Format, input: &[u8]) -> Outcome {
                         "{name}: zero-copy read and copy differ"
                     );
                     if let Some(n) = expected {
-                        assert_eq!(view.len() as u64, n, "{name}: dense size is not the shape's");
+                        assert_eq!(
+                            view.len() as u64,
+                            n,
+                            "{name}: dense size is not the shape's"
+                        );
                     }
                     out.reads += 1;
                     out.bytes += view.len() as u64;

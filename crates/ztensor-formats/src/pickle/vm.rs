@@ -1135,7 +1135,8 @@ mod tests {
     #[test]
     fn reference_cycles_are_freed_with_the_budget() {
         // l = []; l.append(l); d = {}; d[0] = d; o = obj(); o.__setstate__(o)
-        let cases: [(&[u8], fn(&Value) -> Option<Weak<dyn std::any::Any>>); 3] = [
+        type WeakOf = fn(&Value) -> Option<Weak<dyn std::any::Any>>;
+        let cases: [(&[u8], WeakOf); 3] = [
             (b"\x80\x02]q\x00h\x00a.", |v| match v {
                 Value::List(l) => Some(Rc::downgrade(l) as Weak<dyn std::any::Any>),
                 _ => None,
