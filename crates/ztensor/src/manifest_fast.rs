@@ -4,8 +4,8 @@
 //! per tensor, which dominates opening files of many small tensors. This
 //! decoder walks the CBOR once with `minicbor`, borrowing strings, and
 //! builds the object model directly. It is deliberately strict: on anything
-//! unusual (indefinite lengths, tags, unknown dtypes or encodings, missing
-//! fields, duplicate names) it gives up and the general decoder in
+//! unusual (indefinite lengths, tags, unknown keys, unknown dtypes or
+//! encodings, missing fields, duplicate names) it gives up and the general decoder in
 //! `manifest.rs`, which owns the semantics and the per-tensor errors,
 //! decodes the file instead. Attribute values are handed to ciborium.
 
@@ -20,6 +20,11 @@ use crate::manifest::{Entry, Manifest};
 use crate::model::{Component, Encoding, Layout, TensorInfo, Value};
 
 /// Decodes a canonical manifest, or `None` to defer to the general decoder.
+///
+/// Keys no writer emits defer too: skipping their values with minicbor
+/// would accept what is not CBOR (it skips a lone `break` byte, which the
+/// general decoder rightly refuses), and a file's meaning must not depend
+/// on which decoder read it (found by the `cbor` fuzz target).
 pub(crate) fn decode(bytes: &[u8]) -> Option<Manifest> {
     let mut d = Decoder::new(bytes);
     let (mut version, mut attributes, mut entries) = (None, None, None);
@@ -28,7 +33,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Manifest> {
             "version" => version = Some(d.str().ok()?.to_string()),
             "attributes" => attributes = text_keyed_map(&mut d, bytes)?,
             "objects" => entries = Some(objects(&mut d, bytes)?),
-            _ => d.skip().ok()?,
+            _ => return None, // not written by any writer: see `decode`
         }
     }
     Some(Manifest {
@@ -78,7 +83,7 @@ fn object(d: &mut Decoder<'_>, bytes: &[u8], name: &str) -> Option<TensorInfo> {
                 }
                 components = Some(map);
             }
-            _ => d.skip().ok()?,
+            _ => return None, // not written by any writer: see `decode`
         }
     }
     Some(TensorInfo {
@@ -120,7 +125,7 @@ fn component(d: &mut Decoder<'_>) -> Option<Component> {
                     Some(text) => Some(Digest::parse(text).ok()?),
                 }
             }
-            _ => d.skip().ok()?,
+            _ => return None, // not written by any writer: see `decode`
         }
     }
     Some(Component {
