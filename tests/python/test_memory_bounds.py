@@ -345,7 +345,10 @@ def corpus(tmp: Path) -> dict[str, list[Path]]:
     if extra:
         for target in EXT:
             for p in sorted((Path(extra) / target).glob("*")) if (Path(extra) / target).is_dir() else []:
-                put(target, p.read_bytes())
+                try:
+                    put(target, p.read_bytes())
+                except FileNotFoundError:
+                    pass  # a running fuzzer replaced it
     return files
 
 
@@ -391,9 +394,9 @@ for path in paths:
                             del a
                     else:
                         for copy in (False, True):
-                            for a in r.read_components(name, copy=copy).values():
-                                returned += a.nbytes
-                            del a
+                            parts = r.read_components(name, copy=copy)
+                            returned += sum(a.nbytes for a in parts.values())
+                            del parts
                 except clean as e:
                     if "internal error" in str(e):
                         raise
