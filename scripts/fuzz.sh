@@ -64,17 +64,19 @@ for t in "${targets[@]}"; do
     before=$(ls "artifacts/$t" | wc -l)
     echo "== $t: ${secs}s (sanitizer: $sanitizer)"
     rm -f fuzz-0.log
+    start=$(date +%s)
     # -jobs=1 runs the fuzzer in one child process whose output goes to fuzz-0.log.
     # shellcheck disable=SC2086
     RAYON_NUM_THREADS=1 fuzz run "$t" "corpus/$t" -- \
         -jobs=1 -workers=1 -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 ${FUZZ_ARGS:-} >/dev/null 2>&1 || true
+    took=$(($(date +%s) - start))
     [ -f fuzz-0.log ] && mv fuzz-0.log "logs/$t.log"
     execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "logs/$t.log" | tail -n 1 | grep -o '[0-9]*$' || echo "?")
     files=$(ls "corpus/$t" | wc -l)
     bytes=$(du -sb "corpus/$t" | cut -f1)
     after=$(ls "artifacts/$t" | wc -l)
-    line="$t: $execs executions in ${secs}s, corpus $files files ($bytes bytes), $((after - before)) new crash inputs"
+    line="$t: $execs executions in ${took}s, corpus $files files ($bytes bytes), $((after - before)) new crash inputs"
     echo "$line"
     summary+=("$line")
     if [ "$after" -gt "$before" ]; then
