@@ -153,7 +153,9 @@ pub fn open_with(path: impl AsRef<Path>, mode: ReadMode) -> ztensor::Result<Read
 
 /// Reads a file image held in memory, detecting its format from its bytes.
 pub fn from_bytes(bytes: &[u8]) -> ztensor::Result<Reader> {
-    let format = detect(&bytes[..bytes.len().min(16)], None).unwrap_or(Format::Zt);
+    let format = detect(&bytes[..bytes.len().min(16)], None)
+        .or_else(|| hdf5::has_signature(bytes).then_some(Format::Hdf5)) // after a userblock
+        .unwrap_or(Format::Zt);
     Reader::from_bytes_with_parser(bytes, |b| format.parse(b, None))
 }
 

@@ -1,0 +1,531 @@
+//! [`Hdf5Backend`] over the pure-Rust `rust-hdf5` crate (pinned exactly: it
+//! is young and large, so every call into it is wrapped in `catch_unwind`
+//! and every size it reports is checked by the projection).
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rust_hdf5::format::messages::attribute::AttributeMessage;
+use rust_hdf5::format::messages::datatype::{ByteOrder, DatatypeMessage};
+use rust_hdf5::format::object_header::ObjectHeader;
+use rust_hdf5::format::superblock::{detect_superblock_version, SuperblockV0V1, SuperblockV2V3};
+use rust_hdf5::format::FormatContext;
+use rust_hdf5::{H5Dataset, H5File, H5Type, StorageLayout};
+use ztensor::Value;
+
+use super::backend::{DatasetDesc, ElemType, Hdf5Backend, Storage};
+
+/// Most elements of one attribute turned into file or tensor attributes;
+/// longer ones are skipped (attributes are metadata, not data).
+const MAX_ATTR_ELEMENTS: usize = 4096;
+
+/// Runs a library call, turning its errors and panics into messages.
+fn guarded<T>(what: &str, f: impl FnOnce() -> rust_hdf5::Result<T>) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("no message");
+            Err(format!("{what}: the HDF5 reader failed ({msg})"))
+        }
+    }
+}
+
+/// A copy of an in-memory image in the temp directory: `rust-hdf5` only
+/// opens paths. Removed when dropped (on Unix right after opening).
+struct TempCopy(PathBuf);
+
+impl TempCopy {
+    fn write(bytes: &[u8]) -> Result<TempCopy, String> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = std::env::temp_dir().join(format!(
+            ".ztensor-hdf5-{}-{}-{nanos}.h5",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| format!("cannot stage the HDF5 image in {}: {e}", path.display()))?;
+        let copy = TempCopy(path);
+        std::io::Write::write_all(&mut f, bytes)
+            .map_err(|e| format!("cannot stage the HDF5 image: {e}"))?;
+        Ok(copy)
+    }
+}
+
+impl Drop for TempCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A file opened with `rust-hdf5`.
+pub struct RustHdf5 {
+    file: H5File,
+    /// The root group's attribute messages, decoded from the image at open.
+    root_attrs: Vec<AttributeMessage>,
+    _temp: Option<TempCopy>,
+}
+
+impl fmt::Debug for RustHdf5 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RustHdf5")
+    }
+}
+
+impl RustHdf5 {
+    /// Opens the file at `path`, or a temporary copy of `bytes` when there
+    /// is no path.
+    pub fn open(bytes: &[u8], path: Option<&Path>) -> Result<RustHdf5, String> {
+        let (temp, path) = match path {
+            Some(p) => (None, p.to_path_buf()),
+            None => {
+                let t = TempCopy::write(bytes)?;
+                let p = t.0.clone();
+                (Some(t), p)
+            }
+        };
+        // Best effort: a lock held elsewhere must not make the file
+        // unreadable (the library then reads without its own map).
+        let file = guarded("cannot open the HDF5 file", || {
+            H5File::options().best_effort_locking().open(&path)
+        })?;
+        #[cfg(unix)]
+        let temp = {
+            drop(temp); // the open descriptor keeps the data
+            None
+        };
+        let root_attrs = catch_unwind(|| root_attribute_messages(bytes))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        Ok(RustHdf5 {
+            file,
+            root_attrs,
+            _temp: temp,
+        })
+    }
+
+    fn dataset(&self, path: &str) -> Result<H5Dataset, String> {
+        guarded(&format!("cannot open dataset '{path}'"), || {
+            self.file.dataset(path)
+        })
+    }
+}
+
+impl Hdf5Backend for RustHdf5 {
+    fn datasets(&self) -> Result<Vec<String>, String> {
+        guarded("cannot list the datasets", || Ok(self.file.dataset_names()))
+    }
+
+    fn describe(&self, path: &str) -> Result<DatasetDesc, String> {
+        let ds = self.dataset(path)?;
+        let what = format!("dataset '{path}'");
+        let (shape, null, dt, layout) = guarded(&what, || {
+            Ok((
+                ds.shape(),
+                ds.is_null(),
+                ds.datatype()?,
+                ds.storage_layout()?,
+            ))
+        })?;
+        if null {
+            return Err("it has a null dataspace (no shape)".into());
+        }
+        let elem = elem_type(&dt);
+        let storage = match layout {
+            StorageLayout::Contiguous => {
+                let external = guarded(&what, || ds.external_files())?;
+                if external.is_empty() {
+                    Storage::Contiguous {
+                        offset: locate(&ds, &elem, shape.len()),
+                    }
+                } else {
+                    Storage::Unsupported("its data is in external files".into())
+                }
+            }
+            StorageLayout::Compact => Storage::Compact,
+            StorageLayout::Chunked => Storage::Chunked,
+            StorageLayout::Virtual => {
+                Storage::Unsupported("it is a virtual dataset (mapped from others)".into())
+            }
+        };
+        let attributes = guarded(&what, || ds.attr_names())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|name| {
+                let attr = guarded(&what, || ds.attr(&name)).ok()?;
+                let value = guarded(&what, || {
+                    Ok(attr_value(&attr.datatype()?, &attr.read_raw()?, || {
+                        attr.read_string()
+                    }))
+                })
+                .ok()??;
+                Some((name, value))
+            })
+            .collect();
+        Ok(DatasetDesc {
+            shape: shape.iter().map(|&d| d as u64).collect(),
+            elem,
+            storage,
+            attributes,
+        })
+    }
+
+    fn read(&self, path: &str, expected: u64) -> Result<Vec<u8>, String> {
+        let ds = self.dataset(path)?;
+        let bytes = guarded(&format!("cannot read dataset '{path}'"), || {
+            ds.read_raw_bytes()
+        })?;
+        if bytes.len() as u64 != expected {
+            return Err(format!(
+                "the HDF5 reader produced {} bytes where {expected} were expected",
+                bytes.len()
+            ));
+        }
+        Ok(bytes)
+    }
+
+    fn file_attributes(&self) -> Result<Vec<(String, Value)>, String> {
+        Ok(self
+            .root_attrs
+            .iter()
+            .filter_map(|a| {
+                let value = attr_value(&a.datatype, &a.data, || self.file.attr_string(&a.name))?;
+                Some((a.name.clone(), value))
+            })
+            .collect())
+    }
+}
+
+/// Offset of the superblock: 0, or a power of two from 512 (after a userblock).
+pub(super) fn signature_offset(bytes: &[u8]) -> Option<usize> {
+    const SIGNATURE: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
+    std::iter::once(0)
+        .chain((9..63).map(|k| 1usize << k))
+        .take_while(|&at| at < bytes.len())
+        .find(|&at| bytes[at..].starts_with(SIGNATURE))
+}
+
+/// The attribute messages in the root group's object header.
+///
+/// rust-hdf5 0.7.9 reads the root group's attributes only as strings (a
+/// numeric one comes back as its bytes taken for text), so the header is
+/// decoded here with the crate's public format codecs. Best effort: only
+/// the first header block is read (attributes in continuation blocks or in
+/// dense storage, which HDF5 uses past 8 attributes, are skipped), as are
+/// shared attribute messages.
+fn root_attribute_messages(bytes: &[u8]) -> Option<Vec<AttributeMessage>> {
+    let base = signature_offset(bytes)?;
+    let sb = &bytes[base..];
+    let (root, sizeof_addr, sizeof_size) = match detect_superblock_version(sb).ok()? {
+        0 | 1 => {
+            let s = SuperblockV0V1::decode(sb).ok()?;
+            let root = s.root_symbol_table_entry.obj_header_addr;
+            (root, s.sizeof_offsets, s.sizeof_lengths)
+        }
+        2 | 3 => {
+            let s = SuperblockV2V3::decode(sb).ok()?;
+            let root = s.root_group_object_header_address;
+            (root, s.sizeof_offsets, s.sizeof_lengths)
+        }
+        _ => return None,
+    };
+    let at = usize::try_from(root).ok()?.checked_add(base)?;
+    let (header, _) = ObjectHeader::decode_any(bytes.get(at..)?).ok()?;
+    let v2 = bytes.get(at..at + 4) == Some(b"OHDR");
+    let ctx = FormatContext {
+        sizeof_addr,
+        sizeof_size,
+    };
+    // (type, flags, body) of every message, continuation blocks followed.
+    let mut messages: Vec<(u8, u8, Vec<u8>)> = Vec::new();
+    let mut pending: Vec<(u8, u8, Vec<u8>)> = header
+        .messages
+        .into_iter()
+        .map(|m| (m.msg_type, m.flags, m.data))
+        .collect();
+    let mut blocks = 0;
+    while let Some(m) = pending.pop() {
+        if m.0 == CONTINUATION && blocks < MAX_CONTINUATIONS {
+            blocks += 1;
+            let addr = read_uint(&m.2, 0, sizeof_addr)?;
+            let len = read_uint(&m.2, sizeof_addr as usize, sizeof_size)?;
+            let start = usize::try_from(addr).ok()?.checked_add(base)?;
+            let end = start.checked_add(usize::try_from(len).ok()?)?;
+            let block = bytes.get(start..end)?;
+            pending.extend(continuation_block(block, v2, header.flags & 0x04 != 0));
+        } else {
+            messages.push(m);
+        }
+    }
+    Some(
+        messages
+            .iter()
+            .filter(|m| m.0 == ATTRIBUTE && m.1 & SHARED == 0)
+            .filter_map(|m| AttributeMessage::decode(&m.2, &ctx).ok().map(|(a, _)| a))
+            .rev()
+            .collect(),
+    )
+}
+
+const ATTRIBUTE: u8 = 0x0C;
+const CONTINUATION: u8 = 0x10;
+const SHARED: u8 = 0x02;
+/// Most continuation blocks followed (a hostile chain may loop).
+const MAX_CONTINUATIONS: usize = 64;
+
+/// A little-endian unsigned integer of `width` bytes at `at`.
+fn read_uint(buf: &[u8], at: usize, width: u8) -> Option<u64> {
+    let raw = buf.get(at..at.checked_add(width as usize)?)?;
+    if raw.len() > 8 {
+        return None;
+    }
+    let mut b = [0u8; 8];
+    b[..raw.len()].copy_from_slice(raw);
+    Some(u64::from_le_bytes(b))
+}
+
+/// The messages of one object-header continuation block: version 1 blocks
+/// are bare 8-byte aligned messages, version 2 ones start with `OCHK` and end
+/// with a checksum (left unchecked: this is best-effort metadata).
+fn continuation_block(block: &[u8], v2: bool, creation_order: bool) -> Vec<(u8, u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    if v2 {
+        let Some(body) = block
+            .strip_prefix(b"OCHK")
+            .and_then(|b| b.get(..b.len().checked_sub(4)?))
+        else {
+            return out;
+        };
+        let head = if creation_order { 6 } else { 4 };
+        let mut at = 0;
+        while at + head <= body.len() {
+            let ty = body[at];
+            let size = u16::from_le_bytes([body[at + 1], body[at + 2]]) as usize;
+            let flags = body[at + 3];
+            let Some(data) = body.get(at + head..at + head + size) else {
+                break;
+            };
+            out.push((ty, flags, data.to_vec()));
+            at += head + size;
+        }
+    } else {
+        let mut at = 0;
+        while at + 8 <= block.len() {
+            let ty = u16::from_le_bytes([block[at], block[at + 1]]);
+            let size = u16::from_le_bytes([block[at + 2], block[at + 3]]) as usize;
+            let flags = block[at + 4];
+            let Some(data) = block.get(at + 8..at + 8 + size) else {
+                break;
+            };
+            if let Ok(ty) = u8::try_from(ty) {
+                out.push((ty, flags, data.to_vec()));
+            }
+            at += 8 + size;
+        }
+    }
+    out
+}
+
+/// Classifies a stored datatype.
+fn elem_type(dt: &DatatypeMessage) -> ElemType {
+    match dt {
+        DatatypeMessage::FixedPoint {
+            size,
+            byte_order,
+            signed,
+            bit_offset: 0,
+            bit_precision,
+        } if matches!(size, 1 | 2 | 4 | 8) && u32::from(*bit_precision) == size * 8 => {
+            ElemType::Int {
+                size: *size,
+                signed: *signed,
+                big_endian: *byte_order == ByteOrder::BigEndian,
+            }
+        }
+        DatatypeMessage::FloatingPoint {
+            size,
+            byte_order,
+            bit_offset: 0,
+            bit_precision,
+            exponent_size,
+            mantissa_size,
+            ..
+        } if u32::from(*bit_precision) == size * 8 => {
+            let big_endian = *byte_order == ByteOrder::BigEndian;
+            match (size, exponent_size, mantissa_size) {
+                (2, 5, 10) | (4, 8, 23) | (8, 11, 52) => ElemType::Float {
+                    size: *size,
+                    bf16: false,
+                    big_endian,
+                },
+                (2, 8, 7) => ElemType::Float {
+                    size: 2,
+                    bf16: true,
+                    big_endian,
+                },
+                _ => ElemType::Unsupported(format!("non-IEEE floating-point type {dt}")),
+            }
+        }
+        DatatypeMessage::Enum { base, members } => {
+            let is_bool = members.len() == 2
+                && members.iter().all(|m| {
+                    (m.name == "FALSE" && m.value == [0]) || (m.name == "TRUE" && m.value == [1])
+                });
+            match elem_type(base) {
+                ElemType::Int { size: 1, .. } if is_bool => ElemType::Bool,
+                int @ ElemType::Int { .. } => int, // an enum reads as its integer codes
+                _ => ElemType::Unsupported(format!("enum type {dt}")),
+            }
+        }
+        DatatypeMessage::Compound { size, members } => {
+            let parts: Vec<_> = members.iter().map(|m| elem_type(&m.datatype)).collect();
+            match (members.as_slice(), parts.as_slice()) {
+                (
+                    [r, i],
+                    [ElemType::Float {
+                        size: a,
+                        bf16: false,
+                        big_endian: ea,
+                    }, ElemType::Float {
+                        size: b,
+                        bf16: false,
+                        big_endian: eb,
+                    }],
+                ) if r.name == "r"
+                    && i.name == "i"
+                    && a == b
+                    && ea == eb
+                    && matches!(a, 4 | 8)
+                    && r.offset == 0
+                    && i.offset == *a
+                    && *size == 2 * a =>
+                {
+                    ElemType::Complex {
+                        part: *a,
+                        big_endian: *ea,
+                    }
+                }
+                _ => ElemType::Unsupported(format!("compound type {dt}")),
+            }
+        }
+        DatatypeMessage::FixedString { .. } | DatatypeMessage::VarLenString { .. } => {
+            ElemType::Unsupported("string elements are not tensors".into())
+        }
+        other => ElemType::Unsupported(format!("datatype {other}")),
+    }
+}
+
+/// The absolute file offset of a contiguous dataset's first element, when
+/// the library holds the file mapped and the elements are in host byte order.
+///
+/// rust-hdf5 0.7.9 knows the offset but only shows it in the `Debug` form of
+/// a mapped view (`MappedView { offset: N, .. }`), so a one-element view is
+/// formatted and parsed; the whole-dataset view must then start at the same
+/// address, or the offset is not used (the data is then read through the
+/// library instead, which is slower but equally correct).
+fn locate(ds: &H5Dataset, elem: &ElemType, ndims: usize) -> Option<u64> {
+    match elem {
+        ElemType::Int { size: 1, .. } | ElemType::Bool => locate_as::<u8>(ds, ndims),
+        ElemType::Int { size: 2, .. } | ElemType::Float { size: 2, .. } => {
+            locate_as::<u16>(ds, ndims)
+        }
+        ElemType::Int { size: 4, .. } | ElemType::Float { size: 4, .. } => {
+            locate_as::<u32>(ds, ndims)
+        }
+        ElemType::Int { size: 8, .. }
+        | ElemType::Float { size: 8, .. }
+        | ElemType::Complex { part: 4, .. } => locate_as::<u64>(ds, ndims),
+        ElemType::Complex { part: 8, .. } => locate_as::<rust_hdf5::Complex64>(ds, ndims),
+        _ => None,
+    }
+}
+
+fn locate_as<T: H5Type + fmt::Debug>(ds: &H5Dataset, ndims: usize) -> Option<u64> {
+    let (one, whole) = guarded("locate", || {
+        let one = ds.read_mapped_slice::<T>(&vec![0; ndims], &vec![1; ndims])?;
+        let whole = ds.read_mapped::<T>()?;
+        Ok((format!("{one:?}"), one.as_ptr() == whole.as_ptr()))
+    })
+    .ok()?;
+    if !whole {
+        return None;
+    }
+    let rest = one.strip_prefix("MappedView { offset: ")?;
+    let end = rest.find(|c: char| !c.is_ascii_digit())?;
+    rest[..end].parse().ok()
+}
+
+/// Turns an attribute into a CBOR value: numbers (one, or a flat array of
+/// several), text. Anything else is skipped (`None`).
+fn attr_value(
+    dt: &DatatypeMessage,
+    raw: &[u8],
+    read_string: impl FnOnce() -> rust_hdf5::Result<String>,
+) -> Option<Value> {
+    if matches!(
+        dt,
+        DatatypeMessage::FixedString { .. } | DatatypeMessage::VarLenString { .. }
+    ) {
+        return read_string().ok().map(Value::Text);
+    }
+    let (size, kind) = match elem_type(dt) {
+        ElemType::Int {
+            size,
+            signed,
+            big_endian,
+        } => (size as usize, (Some(signed), big_endian)),
+        ElemType::Float {
+            size: size @ (4 | 8),
+            bf16: false,
+            big_endian,
+        } => (size as usize, (None, big_endian)),
+        ElemType::Bool => (1, (Some(true), false)),
+        _ => return None,
+    };
+    if raw.is_empty() || !raw.len().is_multiple_of(size) || raw.len() / size > MAX_ATTR_ELEMENTS {
+        return None;
+    }
+    let values: Vec<Value> = raw
+        .chunks_exact(size)
+        .map(|c| {
+            let mut b = [0u8; 8];
+            if kind.1 {
+                for (d, s) in b.iter_mut().zip(c.iter().rev()) {
+                    *d = *s;
+                }
+            } else {
+                b[..size].copy_from_slice(c);
+            }
+            let u = u64::from_le_bytes(b);
+            let bool_like = matches!(elem_type(dt), ElemType::Bool);
+            match kind.0 {
+                _ if bool_like => Value::Bool(u != 0),
+                Some(true) => {
+                    let shift = 64 - 8 * size as u32;
+                    Value::from(((u << shift) as i64) >> shift)
+                }
+                Some(false) => Value::from(u),
+                None if size == 4 => Value::Float(f32::from_bits(u as u32) as f64),
+                None => Value::Float(f64::from_bits(u)),
+            }
+        })
+        .collect();
+    Some(if values.len() == 1 {
+        values.into_iter().next().expect("one value")
+    } else {
+        Value::Array(values)
+    })
+}
