@@ -12,7 +12,7 @@ use rust_hdf5::format::messages::datatype::{ByteOrder, DatatypeMessage};
 use rust_hdf5::format::object_header::ObjectHeader;
 use rust_hdf5::format::superblock::{detect_superblock_version, SuperblockV0V1, SuperblockV2V3};
 use rust_hdf5::format::FormatContext;
-use rust_hdf5::{H5Dataset, H5File, H5Type, StorageLayout};
+use rust_hdf5::{H5Dataset, H5File, H5Type, Hdf5Error, StorageLayout, ViewRefusal};
 use ztensor::Value;
 
 use super::backend::{DatasetDesc, ElemType, Hdf5Backend, Storage};
@@ -454,18 +454,28 @@ fn locate(ds: &H5Dataset, elem: &ElemType, ndims: usize) -> Option<u64> {
 }
 
 fn locate_as<T: H5Type + fmt::Debug>(ds: &H5Dataset, ndims: usize) -> Option<u64> {
-    let (one, whole) = guarded("locate", || {
-        let one = ds.read_mapped_slice::<T>(&vec![0; ndims], &vec![1; ndims])?;
+    let located = guarded("locate", || {
+        let one = match ds.read_mapped_slice::<T>(&vec![0; ndims], &vec![1; ndims]) {
+            Ok(one) => one,
+            // Refused only because the data is not aligned for `T`: the
+            // refusal names the offset (the range was checked to lie inside
+            // the map before alignment was).
+            Err(Hdf5Error::NotViewable(ViewRefusal::Alignment { offset, .. })) => {
+                return Ok(Some(offset))
+            }
+            Err(e) => return Err(e),
+        };
         let whole = ds.read_mapped::<T>()?;
-        Ok((format!("{one:?}"), one.as_ptr() == whole.as_ptr()))
-    })
-    .ok()?;
-    if !whole {
-        return None;
-    }
-    let rest = one.strip_prefix("MappedView { offset: ")?;
-    let end = rest.find(|c: char| !c.is_ascii_digit())?;
-    rest[..end].parse().ok()
+        if one.as_ptr() != whole.as_ptr() {
+            return Ok(None);
+        }
+        let text = format!("{one:?}");
+        Ok(text
+            .strip_prefix("MappedView { offset: ")
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|digits| digits.parse().ok()))
+    });
+    located.ok().flatten()
 }
 
 /// Turns an attribute into a CBOR value: numbers (one, or a flat array of
