@@ -373,3 +373,38 @@ def test_absurd_dimensions_fail_alone(tmp_path):
         assert_bits_equal(r["ok"], np.arange(3, dtype="i4"))
         with pytest.raises(ZTensorError, match="huge"):
             r["huge"]
+
+
+@pytest.mark.parametrize("libver", ["earliest", "latest"])
+def test_patched_dataspace_claiming_absurd_dims(tmp_path, libver):
+    """The 3 x 4 dataspace of a contiguous dataset rewritten to 2^40 x 2^40
+    (and to 2^62 x 4): that tensor fails cleanly, its neighbour still reads."""
+    src = tmp_path / "src.h5"
+    with h5py.File(src, "w", libver=libver) as f:
+        f["a"] = np.arange(12, dtype="f4").reshape(3, 4)
+        f["b"] = np.arange(5, dtype="i2")
+    data = src.read_bytes()
+    needle = struct.pack("<QQ", 3, 4)
+    assert needle in data
+    for i, dims in enumerate(((1 << 40, 1 << 40), (1 << 62, 4), ((1 << 64) - 1, 2))):
+        path = tmp_path / f"patched{i}.h5"
+        path.write_bytes(data.replace(needle, struct.pack("<QQ", *dims)))
+        with Reader(path) as r:
+            assert_bits_equal(r["b"], np.arange(5, dtype="i2"))
+            with pytest.raises(ZTensorError):
+                r["a"]
+
+
+def test_fletcher32_mismatch_fails_that_tensor(tmp_path):
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("l", data=np.arange(400, dtype="i4"), chunks=(100,), fletcher32=True)
+        f["ok"] = np.arange(3, dtype="i4")
+        info = f["l"].id.get_chunk_info(1)
+    data = bytearray(path.read_bytes())
+    data[info.byte_offset + 5] ^= 0x10  # inside the second chunk's elements
+    path.write_bytes(bytes(data))
+    with Reader(path) as r:
+        assert_bits_equal(r["ok"], np.arange(3, dtype="i4"))
+        with pytest.raises(ZTensorError, match="l"):
+            r["l"]

@@ -185,6 +185,7 @@ impl Hdf5Backend for RustHdf5 {
 
     fn read(&self, path: &str, expected: u64) -> Result<Vec<u8>, String> {
         let ds = self.dataset(path)?;
+        verify_fletcher32(&ds, path)?;
         let bytes = guarded(&format!("cannot read dataset '{path}'"), || {
             ds.read_raw_bytes()
         })?;
@@ -207,6 +208,91 @@ impl Hdf5Backend for RustHdf5 {
             })
             .collect())
     }
+}
+
+/// Most chunks whose Fletcher-32 checksums are verified in one dataset.
+const MAX_VERIFIED_CHUNKS: usize = 1 << 14;
+
+/// HDF5's filter id for Fletcher-32 checksums.
+const FILTER_FLETCHER32: u16 = 3;
+
+/// Checks the Fletcher-32 checksum of every stored chunk, which rust-hdf5
+/// 0.7.9 strips without checking. Only when it is the last filter of the
+/// pipeline (as h5py and libhdf5 place it), where it covers the stored
+/// bytes; elsewhere it is stripped unchecked.
+fn verify_fletcher32(ds: &H5Dataset, path: &str) -> Result<(), String> {
+    let what = format!("dataset '{path}'");
+    let filters = guarded(&what, || ds.filters())?;
+    let Some(index) = filters.iter().position(|f| f.id == FILTER_FLETCHER32) else {
+        return Ok(());
+    };
+    if index + 1 != filters.len() {
+        return Ok(());
+    }
+    let (shape, chunk) = guarded(&what, || Ok((ds.shape(), ds.chunk_dims())))?;
+    let Some(chunk) = chunk.filter(|c| c.len() == shape.len() && c.iter().all(|&d| d > 0)) else {
+        return Ok(());
+    };
+    let grid: Vec<usize> = shape
+        .iter()
+        .zip(&chunk)
+        .map(|(&d, &c)| d.div_ceil(c))
+        .collect();
+    // Each lookup walks the chunk index, so the walk is bounded; a dataset
+    // with more chunks than this is read with its checksums stripped unchecked.
+    let cells = grid.iter().try_fold(1usize, |a, &g| a.checked_mul(g));
+    if !cells.is_some_and(|n| (1..=MAX_VERIFIED_CHUNKS).contains(&n)) {
+        return Ok(());
+    }
+    let mut coords = vec![0usize; grid.len()];
+    loop {
+        // A chunk that was never written has nothing to check.
+        if let Ok((raw, mask)) = guarded(&what, || ds.read_chunk_raw_at(&coords)) {
+            if mask & (1 << index) == 0 && !fletcher32_matches(&raw) {
+                return Err(format!(
+                    "dataset '{path}': chunk {coords:?} fails its Fletcher-32 checksum"
+                ));
+            }
+        }
+        // Odometer over the chunk grid, last dimension fastest.
+        let mut k = grid.len();
+        loop {
+            if k == 0 {
+                return Ok(());
+            }
+            k -= 1;
+            coords[k] += 1;
+            if coords[k] < grid[k] {
+                break;
+            }
+            coords[k] = 0;
+        }
+    }
+}
+
+/// Whether the last 4 bytes of `chunk` are the Fletcher-32 sum of the rest,
+/// as libhdf5 computes it (16-bit big-endian words) and stores it (little-
+/// endian; the byte-reversed form very old files used is accepted too).
+fn fletcher32_matches(chunk: &[u8]) -> bool {
+    let Some(split) = chunk.len().checked_sub(4) else {
+        return false;
+    };
+    let (data, stored) = chunk.split_at(split);
+    let stored = u32::from_le_bytes(stored.try_into().expect("4 bytes"));
+    let fold = |x: u32| (x & 0xffff) + (x >> 16);
+    let (mut sum1, mut sum2) = (0u32, 0u32);
+    for block in data.chunks(720) {
+        for word in block.chunks(2) {
+            let hi = u32::from(word[0]) << 8;
+            // Wrapping, as libhdf5's `uint32_t` arithmetic does.
+            sum1 = sum1.wrapping_add(hi | word.get(1).map_or(0, |&b| u32::from(b)));
+            sum2 = sum2.wrapping_add(sum1);
+        }
+        sum1 = fold(sum1);
+        sum2 = fold(sum2);
+    }
+    let sum = (fold(sum2) << 16) | fold(sum1);
+    stored == sum || stored == sum.swap_bytes()
 }
 
 /// Offset of the superblock: 0, or a power of two from 512 (after a userblock).
