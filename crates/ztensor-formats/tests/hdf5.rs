@@ -23,6 +23,7 @@ fn attr<'a>(map: &'a Value, key: &str) -> Option<&'a Value> {
 
 fn check_earliest(r: &ztensor::Reader) {
     assert_eq!(r.format(), "hdf5");
+    assert_eq!(r.version(), "0"); // superblock version
     let names: Vec<&str> = r.names().collect();
     assert_eq!(names, ["a", "b", "c", "g.s.be", "s"]);
     let a = r.info("a").unwrap();
@@ -57,6 +58,7 @@ fn h5py_earliest_from_path_and_bytes() {
 fn h5py_latest_chunked_gzip_shuffle_and_fill() {
     let path = fixture("h5py_latest.h5");
     let r = ztensor_formats::open(&path).unwrap();
+    assert_eq!(r.version(), "3");
     assert_eq!(r.to_vec::<i32>("z").unwrap(), (0..100).collect::<Vec<_>>());
     assert_eq!(
         r.info("z").unwrap().components["data"].encoding.as_str(),

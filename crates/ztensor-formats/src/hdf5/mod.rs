@@ -47,11 +47,14 @@ pub const MAX_EXPANSION: u64 = ztensor::codec::MAX_RATIO;
 /// library reopens it by path; an image without one is staged in a
 /// temporary file).
 pub fn parse(bytes: &[u8], path: Option<&Path>) -> Result<Catalog, String> {
-    if library::signature_offset(bytes).is_none() {
+    let Some(at) = library::signature_offset(bytes) else {
         return Err("not an HDF5 file (no superblock signature)".into());
-    }
+    };
     let backend = library::RustHdf5::open(bytes, path)?;
-    parse_with(bytes, Arc::new(backend))
+    let mut catalog = parse_with(bytes, Arc::new(backend))?;
+    // The superblock version (0 for h5py's default, 2 or 3 with newer libvers).
+    catalog.version = bytes.get(at + 8).map_or(String::new(), u8::to_string);
+    Ok(catalog)
 }
 
 /// Whether `bytes` hold an HDF5 superblock signature where HDF5 looks for
