@@ -57,6 +57,7 @@ def sample_arrays() -> dict:
         "bool": rng.random((3, 5)) > 0.5,
         "c8": (rng.standard_normal(6) + 1j * rng.standard_normal(6)).astype("c8"),
         "c16": (rng.standard_normal((2, 3)) + 1j * rng.standard_normal((2, 3))).astype("c16"),
+        "be_c8": np.array([1.5 - 2j, -0.0 + 3j], dtype=">c8"),
         "scalar": np.float64(2.75),
         "scalar_i": np.int32(-9),
         "empty": np.zeros((0, 3), dtype="f4"),
@@ -104,6 +105,9 @@ def write_file(path, libver, userblock=0):
         for name in ("zz", "aa", "mm"):
             t[name] = np.full(3, ord(name[0]), dtype="u1")
         f["grp/alias"] = f["f4"]
+        # an enum other than bool reads as its integer codes
+        f.create_dataset("enum", data=np.array([0, 2, 1, 2], dtype="u1"),
+                         dtype=h5py.enum_dtype({"R": 0, "G": 1, "B": 2}, basetype="u1"))
         # not tensors: strings and a record compound
         f["text"] = "hello"
         f["record"] = np.zeros(2, dtype=[("a", "<i4"), ("b", "<f8")])
@@ -189,7 +193,7 @@ def test_metadata_and_per_tensor_errors(h5file):
 
 
 def test_contiguous_is_zero_copy_and_aliases_share_bytes(h5file):
-    for k in ("be_f4", "be_i8", "be_u2", "be_f8", "gzip_be"):
+    for k in ("be_f4", "be_i8", "be_u2", "be_f8", "gzip_be", "be_c8"):
         assert stored_dtype(h5file, k).byteorder == ">", k  # really big-endian in the file
     raw = h5file.read_bytes()
     before = file_sha256(h5file)

@@ -24,7 +24,14 @@
 //!
 //! Hostile files: every library call is panic-contained; a decoded size is
 //! refused when it exceeds [`MAX_EXPANSION`] times the file size (a
-//! contiguous range must lie inside the file).
+//! contiguous range must lie inside the file). Fletcher-32 chunk checksums
+//! are verified (for datasets of up to 16384 chunks; beyond that they are
+//! stripped unchecked).
+//!
+//! Like libhdf5, the library holds a shared lock on the file (best effort)
+//! for as long as a tensor may still need it, i.e. while the reader is open
+//! and has library-decoded tensors: a writer that honours HDF5 file locks
+//! (h5py in `"w"`/`"a"` mode) cannot open the file meanwhile.
 
 mod backend;
 mod library;
