@@ -508,7 +508,7 @@ fn elem_type(dt: &DatatypeMessage) -> ElemType {
             }
         }
         DatatypeMessage::FixedString { .. } | DatatypeMessage::VarLenString { .. } => {
-            ElemType::Unsupported("string elements are not tensors".into())
+            ElemType::Unsupported("strings".into())
         }
         other => ElemType::Unsupported(format!("datatype {other}")),
     }

@@ -166,7 +166,9 @@ fn tensor(
                 big_endian.then_some(*part),
             )
         }
-        ElemType::Unsupported(what) => return Err(format!("cannot read {what}")),
+        ElemType::Unsupported(what) => {
+            return Err(format!("HDF5 {what} cannot be read as a tensor"))
+        }
     };
     if let Storage::Unsupported(why) = &desc.storage {
         return Err(format!("cannot read it: {why}"));
