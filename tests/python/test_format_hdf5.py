@@ -118,6 +118,8 @@ def write_file(path, libver, userblock=0):
         f.attrs["fixed"] = np.bytes_(b"fixed bytes")
         f.attrs["ints"] = np.arange(4, dtype="u8")
         f.attrs["floats"] = np.array([0.5, -1.0], dtype="f4")
+        for i in range(10):  # past 8 attributes, newer libvers store them densely
+            f.attrs[f"extra{i}"] = np.uint8(i)
         f["f8"].attrs["units"] = "m/s"
         f["f8"].attrs["scale"] = 0.25
     return arrays
@@ -180,6 +182,9 @@ def test_metadata_and_per_tensor_errors(h5file):
         assert meta["int"] == 7 and meta["neg"] == -3 and meta["float"] == 2.5
         assert meta["text"] == "héllo" and meta["fixed"] == "fixed bytes"
         assert list(meta["ints"]) == [0, 1, 2, 3] and list(meta["floats"]) == [0.5, -1.0]
+        assert all(meta[f"extra{i}"] == i for i in range(10))
+        with h5py.File(h5file, "r") as f:
+            assert sorted(meta) == sorted(f.attrs)
         for name in ("text", "record"):
             with pytest.raises(ZTensorError, match=name):
                 r[name]
@@ -329,7 +334,8 @@ def small_file(path, libver):
         f.create_dataset("l", data=np.arange(40, dtype="u2"), chunks=(8,), compression="lzf",
                          fletcher32=True)
         f.create_group("g")["b"] = np.array([True, False])
-        f.attrs["k"] = 1
+        for i in range(10):  # dense attribute storage with libver="latest"
+            f.attrs[f"k{i}"] = i
     return path.read_bytes()
 
 

@@ -7,11 +7,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rust_hdf5::format::dense_attr::read_dense_attributes;
+use rust_hdf5::format::messages::attr_info::AttributeInfoMessage;
 use rust_hdf5::format::messages::attribute::AttributeMessage;
 use rust_hdf5::format::messages::datatype::{ByteOrder, DatatypeMessage};
 use rust_hdf5::format::object_header::ObjectHeader;
 use rust_hdf5::format::superblock::{detect_superblock_version, SuperblockV0V1, SuperblockV2V3};
-use rust_hdf5::format::FormatContext;
+use rust_hdf5::format::{BlockReader, FormatContext, FormatError, FormatResult};
 use rust_hdf5::{H5Dataset, H5File, H5Type, Hdf5Error, StorageLayout, ViewRefusal};
 use ztensor::Value;
 
@@ -308,10 +310,9 @@ pub(super) fn signature_offset(bytes: &[u8]) -> Option<usize> {
 ///
 /// rust-hdf5 0.7.9 reads the root group's attributes only as strings (a
 /// numeric one comes back as its bytes taken for text), so the header is
-/// decoded here with the crate's public format codecs. Best effort: only
-/// the first header block is read (attributes in continuation blocks or in
-/// dense storage, which HDF5 uses past 8 attributes, are skipped), as are
-/// shared attribute messages.
+/// decoded here with the crate's public format codecs, continuation blocks
+/// and dense attribute storage included. Best effort: shared attribute
+/// messages, and any attribute whose structures do not decode, are skipped.
 fn root_attribute_messages(bytes: &[u8]) -> Option<Vec<AttributeMessage>> {
     let base = signature_offset(bytes)?;
     let sb = &bytes[base..];
@@ -356,17 +357,50 @@ fn root_attribute_messages(bytes: &[u8]) -> Option<Vec<AttributeMessage>> {
             messages.push(m);
         }
     }
-    Some(
-        messages
-            .iter()
-            .filter(|m| m.0 == ATTRIBUTE && m.1 & SHARED == 0)
-            .filter_map(|m| AttributeMessage::decode(&m.2, &ctx).ok().map(|(a, _)| a))
-            .rev()
-            .collect(),
-    )
+    let mut attrs: Vec<AttributeMessage> = messages
+        .iter()
+        .filter(|m| m.0 == ATTRIBUTE && m.1 & SHARED == 0)
+        .filter_map(|m| AttributeMessage::decode(&m.2, &ctx).ok().map(|(a, _)| a))
+        .rev()
+        .collect();
+    // Dense storage (HDF5 moves past 8 attributes of a version-2 header
+    // into a fractal heap indexed by a B-tree), named by an attribute-info message.
+    for m in messages.iter().filter(|m| m.0 == ATTRIBUTE_INFO) {
+        let Ok((info, _)) = AttributeInfoMessage::decode(&m.2, &ctx) else {
+            continue;
+        };
+        let mut reader = ImageReader { bytes, base };
+        if let Ok(entries) = read_dense_attributes(&info, &ctx, &mut reader) {
+            attrs.extend(entries.iter().filter_map(|e| e.decoded().ok().cloned()));
+        }
+    }
+    Some(attrs)
+}
+
+/// Reads blocks of the file image for the format codecs (addresses are
+/// relative to the superblock, i.e. past any userblock).
+struct ImageReader<'a> {
+    bytes: &'a [u8],
+    base: usize,
+}
+
+impl BlockReader for ImageReader<'_> {
+    fn read_block(&mut self, offset: u64, len: usize) -> FormatResult<Vec<u8>> {
+        let start = usize::try_from(offset)
+            .ok()
+            .and_then(|o| o.checked_add(self.base))
+            .filter(|&s| s <= self.bytes.len())
+            .ok_or(FormatError::BufferTooShort {
+                needed: len,
+                available: 0,
+            })?;
+        let end = start.saturating_add(len).min(self.bytes.len());
+        Ok(self.bytes[start..end].to_vec())
+    }
 }
 
 const ATTRIBUTE: u8 = 0x0C;
+const ATTRIBUTE_INFO: u8 = 0x15;
 const CONTINUATION: u8 = 0x10;
 const SHARED: u8 = 0x02;
 /// Most continuation blocks followed (a hostile chain may loop).
