@@ -78,10 +78,11 @@ pub trait Hdf5Backend: Send + Sync + fmt::Debug {
     fn datasets(&self) -> Result<Vec<String>, String>;
     /// Describes the dataset at `path`.
     fn describe(&self, path: &str) -> Result<DatasetDesc, String>;
-    /// The dataset's whole element image in the file's byte order: chunks
-    /// decoded, unwritten parts holding the fill value. `expected` is the
-    /// size the caller validated; the library must produce exactly that.
-    fn read(&self, path: &str, expected: u64) -> Result<Vec<u8>, String>;
+    /// Fills `out` with the dataset's whole element image in little-endian
+    /// byte order (big-endian data swapped): chunks decoded, unwritten parts
+    /// holding the fill value. `out` has the size the caller validated from
+    /// the description; a library that would produce another size must fail.
+    fn read_into(&self, path: &str, out: &mut [u8]) -> Result<(), String>;
     /// The root group's attributes that could be represented, by name.
     fn file_attributes(&self) -> Result<Vec<(String, Value)>, String>;
 }

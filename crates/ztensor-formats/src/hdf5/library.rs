@@ -185,19 +185,73 @@ impl Hdf5Backend for RustHdf5 {
         })
     }
 
-    fn read(&self, path: &str, expected: u64) -> Result<Vec<u8>, String> {
+    fn read_into(&self, path: &str, out: &mut [u8]) -> Result<(), String> {
         let ds = self.dataset(path)?;
         verify_fletcher32(&ds, path)?;
-        let bytes = guarded(&format!("cannot read dataset '{path}'"), || {
-            ds.read_raw_bytes()
+        let what = format!("cannot read dataset '{path}'");
+        let (dt, width, numel) = guarded(&what, || {
+            Ok((ds.datatype()?, ds.element_size(), ds.total_elements()))
         })?;
-        if bytes.len() as u64 != expected {
+        let size = numel.checked_mul(width);
+        if size != Some(out.len()) {
             return Err(format!(
-                "the HDF5 reader produced {} bytes where {expected} were expected",
-                bytes.len()
+                "{what}: it holds {numel} elements of {width} bytes, not {} bytes",
+                out.len()
             ));
         }
-        Ok(bytes)
+        // Straight into `out` where the library can convert the byte order
+        // itself (every plain type); otherwise (big-endian complex, 16-byte
+        // elements, an unaligned buffer) through a copy swapped here.
+        let direct = match (elem_type(&dt), width) {
+            (
+                ElemType::Complex {
+                    big_endian: true, ..
+                },
+                _,
+            ) => None,
+            (_, 1) => Some(guarded(&what, || ds.read_raw_into::<u8>(out))),
+            (_, 2) => read_typed::<u16>(&ds, out, &what),
+            (_, 4) => read_typed::<u32>(&ds, out, &what),
+            (_, 8) => read_typed::<u64>(&ds, out, &what),
+            _ => None,
+        };
+        // A typed read the library refuses (e.g. a byte order it will not
+        // convert for that class) falls back to the copy as well.
+        if let Some(Ok(())) = direct {
+            return Ok(());
+        }
+        let bytes = guarded(&what, || ds.read_raw_bytes())?;
+        if bytes.len() != out.len() {
+            return Err(format!(
+                "{what}: the HDF5 reader produced {} bytes where {} were expected",
+                bytes.len(),
+                out.len()
+            ));
+        }
+        out.copy_from_slice(&bytes);
+        let swap = match elem_type(&dt) {
+            ElemType::Int {
+                size,
+                big_endian: true,
+                ..
+            }
+            | ElemType::Float {
+                size,
+                big_endian: true,
+                ..
+            } => size,
+            ElemType::Complex {
+                part,
+                big_endian: true,
+            } => part,
+            _ => 1,
+        };
+        if swap > 1 {
+            for elem in out.chunks_exact_mut(swap as usize) {
+                elem.reverse();
+            }
+        }
+        Ok(())
     }
 
     fn file_attributes(&self) -> Result<Vec<(String, Value)>, String> {
@@ -210,6 +264,21 @@ impl Hdf5Backend for RustHdf5 {
             })
             .collect())
     }
+}
+
+/// Reads a dataset of `size_of::<T>()`-byte elements straight into `out`
+/// (the library swaps big-endian elements to host order); `None` when `out`
+/// is not aligned for `T`.
+fn read_typed<T: H5Type>(ds: &H5Dataset, out: &mut [u8], what: &str) -> Option<Result<(), String>> {
+    // SAFETY: `T` is one of u16/u32/u64 here: plain integers, valid for every
+    // bit pattern, so viewing initialised bytes as them (and writing them
+    // back) is sound; `align_to_mut` only returns a middle part that is
+    // correctly aligned, and we use it only when it covers all of `out`.
+    let (head, elems, tail) = unsafe { out.align_to_mut::<T>() };
+    if !head.is_empty() || !tail.is_empty() {
+        return None;
+    }
+    Some(guarded(what, || ds.read_raw_into::<T>(elems)))
 }
 
 /// Most chunks whose Fletcher-32 checksums are verified in one dataset.

@@ -114,8 +114,8 @@ fn tensor(
     file_len: u64,
     backend: &Arc<dyn Hdf5Backend>,
 ) -> Result<Entry, String> {
-    // (dtype, logical type, bytes per element, byte-swap width if big-endian)
-    let (dtype, logical, itemsize, swap) = match &desc.elem {
+    // (dtype, logical type, bytes per element, whether stored big-endian)
+    let (dtype, logical, itemsize, big_endian) = match &desc.elem {
         ElemType::Int {
             size,
             signed,
@@ -132,7 +132,7 @@ fn tensor(
                 (8, false) => DType::U64,
                 _ => return Err(format!("{size}-byte integers are not supported")),
             };
-            (dtype, None, *size, big_endian.then_some(*size))
+            (dtype, None, *size, *big_endian)
         }
         ElemType::Float {
             size,
@@ -146,9 +146,9 @@ fn tensor(
                 (8, false) => DType::F64,
                 _ => return Err(format!("{size}-byte floats are not supported")),
             };
-            (dtype, None, *size, big_endian.then_some(*size))
+            (dtype, None, *size, *big_endian)
         }
-        ElemType::Bool => (DType::Bool, None, 1, None),
+        ElemType::Bool => (DType::Bool, None, 1, false),
         ElemType::Complex { part, big_endian } => {
             let (dtype, logical) = match part {
                 4 => (DType::F32, "complex64"),
@@ -159,12 +159,7 @@ fn tensor(
                     ))
                 }
             };
-            (
-                dtype,
-                Some(logical.to_string()),
-                2 * part,
-                big_endian.then_some(*part),
-            )
+            (dtype, Some(logical.to_string()), 2 * part, *big_endian)
         }
         ElemType::Unsupported(what) => {
             return Err(format!("HDF5 {what} cannot be read as a tensor"))
@@ -183,7 +178,7 @@ fn tensor(
         _ if nbytes == 0 => (0, 0, Encoding::Raw),
         Storage::Contiguous {
             offset: Some(offset),
-        } if swap.is_none() => {
+        } if !big_endian => {
             match offset.checked_add(nbytes) {
                 Some(end) if end <= file_len => {}
                 _ => {
@@ -205,7 +200,6 @@ fn tensor(
                 backend: Arc::clone(backend),
                 path: path.to_string(),
                 len: nbytes,
-                swap,
             };
             (0, 0, Encoding::Transformed(Arc::new(read)))
         }
@@ -235,8 +229,6 @@ struct LibraryRead {
     backend: Arc<dyn Hdf5Backend>,
     path: String,
     len: u64,
-    /// Byte-swap every `swap`-byte element (big-endian data).
-    swap: Option<u32>,
 }
 
 impl Transform for LibraryRead {
@@ -252,13 +244,6 @@ impl Transform for LibraryRead {
         if out.len() as u64 != self.len {
             return Err("output buffer has the wrong size".into());
         }
-        let mut bytes = self.backend.read(&self.path, self.len)?;
-        if let Some(width) = self.swap {
-            for elem in bytes.chunks_exact_mut(width as usize) {
-                elem.reverse();
-            }
-        }
-        out.copy_from_slice(&bytes);
-        Ok(())
+        self.backend.read_into(&self.path, out)
     }
 }
