@@ -164,9 +164,30 @@ fn projection_refuses_hostile_descriptions_per_tensor() {
         ),
         (
             "overflow",
-            desc(vec![1 << 40, 1 << 40], f4.clone(), Storage::Chunked),
+            desc(
+                vec![1 << 40, 1 << 40],
+                f4.clone(),
+                Storage::Chunked { chunk: vec![1, 1] },
+            ),
         ),
-        ("absurd", desc(vec![1 << 30], f4.clone(), Storage::Chunked)),
+        (
+            "absurd",
+            desc(
+                vec![1 << 30],
+                f4.clone(),
+                Storage::Chunked { chunk: vec![8] },
+            ),
+        ),
+        (
+            "huge_chunk",
+            desc(
+                vec![4],
+                f4.clone(),
+                Storage::Chunked {
+                    chunk: vec![1 << 31],
+                },
+            ),
+        ),
         (
             "strings",
             desc(
@@ -189,6 +210,7 @@ fn projection_refuses_hostile_descriptions_per_tensor() {
         ("grp.outside", "outside"),
         ("overflow", "too large"),
         ("absurd", "times the"),
+        ("huge_chunk", "chunks"),
         ("strings", "strings"),
         ("virtual", "virtual"),
     ] {

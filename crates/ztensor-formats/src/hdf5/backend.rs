@@ -52,7 +52,10 @@ pub enum Storage {
     /// Inside the object header.
     Compact,
     /// Chunks, possibly filtered; decoded by the library.
-    Chunked,
+    Chunked {
+        /// Elements per chunk along each dimension (empty if unknown).
+        chunk: Vec<u64>,
+    },
     /// Anything else (virtual, external files), described.
     Unsupported(String),
 }

@@ -158,7 +158,13 @@ impl Hdf5Backend for RustHdf5 {
                 }
             }
             StorageLayout::Compact => Storage::Compact,
-            StorageLayout::Chunked => Storage::Chunked,
+            StorageLayout::Chunked => Storage::Chunked {
+                chunk: guarded(&what, || Ok(ds.chunk_dims()))?
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|&d| d as u64)
+                    .collect(),
+            },
             StorageLayout::Virtual => {
                 Storage::Unsupported("it is a virtual dataset (mapped from others)".into())
             }

@@ -50,6 +50,9 @@ pub use backend::{DatasetDesc, ElemType, Hdf5Backend, Storage};
 /// but a few hostile header bytes must not claim terabytes.
 pub const MAX_EXPANSION: u64 = ztensor::codec::MAX_RATIO;
 
+/// Size a chunk may reach beyond the dataset's own size (64 MiB).
+const MAX_CHUNK_SLACK: u64 = 64 << 20;
+
 /// Parses a whole file image; `path` is the file it came from, if any (the
 /// library reopens it by path; an image without one is staged in a
 /// temporary file).
@@ -195,6 +198,20 @@ fn tensor(
                 return Err(format!(
                     "shape {shape:?} declares {nbytes} bytes, more than {MAX_EXPANSION} times the {file_len}-byte file"
                 ));
+            }
+            // The library allocates a whole chunk to decode one, whatever
+            // the dataset's size: a chunk may exceed the dataset (unlimited
+            // dimensions) but not absurdly.
+            if let Storage::Chunked { chunk } = &desc.storage {
+                let chunk_bytes = chunk
+                    .iter()
+                    .try_fold(u64::from(itemsize), |acc, &d| acc.checked_mul(d));
+                let chunk_limit = nbytes.max(MAX_CHUNK_SLACK).min(limit);
+                if chunk_bytes.is_none_or(|n| n > chunk_limit) {
+                    return Err(format!(
+                        "its chunks of {chunk:?} elements are too large for a {nbytes}-byte dataset in a {file_len}-byte file"
+                    ));
+                }
             }
             let read = LibraryRead {
                 backend: Arc::clone(backend),
