@@ -418,3 +418,23 @@ def test_fletcher32_mismatch_fails_that_tensor(tmp_path):
         assert_bits_equal(r["ok"], np.arange(3, dtype="i4"))
         with pytest.raises(ZTensorError, match="l"):
             r["l"]
+
+
+def test_patched_chunk_dims_claiming_a_huge_chunk(tmp_path):
+    """Chunk dimensions rewritten to 2^30 elements (a 4 GiB chunk for a
+    20-element dataset) are refused before the library allocates a chunk."""
+    src = tmp_path / "src.h5"
+    with h5py.File(src, "w", libver="earliest") as f:
+        f.create_dataset("c", data=np.arange(20, dtype="i4"), chunks=(7,))
+        f["ok"] = np.arange(3, dtype="i2")
+    data = src.read_bytes()
+    needle = struct.pack("<II", 7, 4)  # layout message v3: chunk dim, element size
+    assert data.count(needle) == 1
+    path = tmp_path / "patched.h5"
+    path.write_bytes(data.replace(needle, struct.pack("<II", 1 << 30, 4)))
+    (result,) = run_cases_in_child(tmp_path, CHILD, [path])
+    assert result["ok"]  # the file opens; "c" fails alone (checked below)
+    with Reader(path) as r:
+        assert_bits_equal(r["ok"], np.arange(3, dtype="i2"))
+        with pytest.raises(ZTensorError, match="chunks"):
+            r["c"]
