@@ -406,7 +406,7 @@ impl Reader {
             Some(backing) => {
                 let range = c.offset as usize..(c.offset + c.length) as usize;
                 let mut buf = AlignedBuf::for_overwrite(c.length as usize).map_err(err)?;
-                buf.as_mut_slice().copy_from_slice(&backing.bytes()[range]);
+                crate::parallel::copy(buf.as_mut_slice(), &backing.bytes()[range]);
                 TensorBytes::Owned(buf)
             }
             _ => {
