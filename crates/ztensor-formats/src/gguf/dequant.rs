@@ -668,7 +668,7 @@ mod tests {
         let v = run("q6_k", &b);
         assert_eq!(v[0], 0.5 * 2.0 * (47.0 - 32.0));
         assert_eq!(v[32], 0.5 * 1.0 * (48.0 - 32.0));
-        assert_eq!(v[64], 0.5 * -1.0 * (5.0 - 32.0));
+        assert_eq!(v[64], -0.5 * (5.0 - 32.0)); // scale -1
         assert_eq!(v[1], 0.5 * 2.0 * -32.0);
     }
 
@@ -680,7 +680,7 @@ mod tests {
         assert_eq!((v[0], v[15], v[16]), (-254.0, 226.0, 226.0));
         let mut b = vec![0u8; 136];
         b[0..2].copy_from_slice(&h(0.5));
-        b[2..4].copy_from_slice(&0b11_00_0000_0000_0010u16.to_le_bytes()); // g0 high 2, g7 high 3
+        b[2..4].copy_from_slice(&0xC002u16.to_le_bytes()); // g0 high 2, g7 high 3
         b[4] = 0x01; // g0 low 1, g1 low 0
         b[7] = 0xF0; // g7 low 15
         b[8] = 0x8F; // g0 values 0 and 16
@@ -700,7 +700,7 @@ mod tests {
         // TQ1_0: a byte for trits (t0..t4) is ceil(sum(t_p * 3^(4-p)) * 256 / 243).
         let byte = |t: [u8; 5]| {
             let n = t.iter().fold(0u16, |a, &x| a * 3 + x as u16);
-            ((n * 256 + 242) / 243) as u8
+            (n * 256).div_ceil(243) as u8
         };
         let mut b = vec![0u8; 54];
         b[0] = byte([2, 0, 1, 2, 0]);

@@ -356,6 +356,24 @@ pub fn parse_with(bytes: &[u8], dequantize: Option<DType>) -> Result<Catalog, St
     })
 }
 
+/// The attributes and encoding of a quantized tensor read as `out` floats.
+fn dequantized(
+    kernel: dequant::Kernel,
+    n_blocks: u64,
+    out: DType,
+) -> Result<(Value, Encoding), String> {
+    let transform = dequant::Dequantize::new(kernel, n_blocks, out)
+        .ok_or_else(|| format!("cannot dequantize to {out}"))?;
+    let attributes = Value::Map(vec![
+        (
+            Value::Text("ggml_type".into()),
+            Value::Text(kernel.name.into()),
+        ),
+        (Value::Text("dequantized".into()), Value::Bool(true)),
+    ]);
+    Ok((attributes, Encoding::Transformed(Arc::new(transform))))
+}
+
 /// Projects one tensor info record onto the object model.
 fn tensor(
     t: RawTensor,
@@ -397,42 +415,30 @@ fn tensor(
             }
             let n_blocks = numel / block_size;
             let length = n_blocks.checked_mul(type_size).ok_or_else(too_large)?;
-            let kernel = dequantize.and_then(|d| Some((d, dequant::kernel(type_name)?)));
-            if let Some((out, kernel)) = kernel {
-                numel.checked_mul(out.size() as u64).ok_or_else(too_large)?;
-                let transform = dequant::Dequantize::new(kernel, n_blocks, out)
-                    .ok_or("dequantizing needs float32 or float16")?;
-                let attributes = Value::Map(vec![
-                    (text("ggml_type"), text(type_name)),
-                    (text("dequantized"), Value::Bool(true)),
-                ]);
-                (
-                    out,
-                    None,
-                    length,
-                    shape,
-                    Some(attributes),
-                    Encoding::Transformed(Arc::new(transform)),
-                )
-            } else {
-                let attributes = Value::Map(vec![
+            match dequantize.zip(dequant::kernel(type_name)) {
+                Some((out, kernel)) => {
+                    numel.checked_mul(out.size() as u64).ok_or_else(too_large)?;
+                    let (attributes, encoding) = dequantized(kernel, n_blocks, out)?;
+                    (out, None, length, shape, Some(attributes), encoding)
+                }
+                None => {
+                    let attributes = Value::Map(vec![
+                        (text("ggml_type"), text(type_name)),
+                        (
+                            text("original_shape"),
+                            Value::Array(shape.iter().map(|&d| Value::from(d)).collect()),
+                        ),
+                    ]);
+                    let logical = Some(type_name.to_string());
                     (
-                        Value::Text("ggml_type".into()),
-                        Value::Text(type_name.into()),
-                    ),
-                    (
-                        Value::Text("original_shape".into()),
-                        Value::Array(shape.iter().map(|&d| Value::from(d)).collect()),
-                    ),
-                ]);
-                (
-                    DType::U8,
-                    Some(type_name.to_string()),
-                    length,
-                    vec![length],
-                    Some(attributes),
-                    Encoding::Raw,
-                )
+                        DType::U8,
+                        logical,
+                        length,
+                        vec![length],
+                        Some(attributes),
+                        Encoding::Raw,
+                    )
+                }
             }
         }
     };
