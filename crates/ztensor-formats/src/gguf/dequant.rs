@@ -120,9 +120,9 @@ pub struct Dequantize {
 
 impl Dequantize {
     /// Dequantizes `n_blocks` blocks of `kernel` to `out` (F32 or F16;
-    /// `None` for any other dtype). The caller checks that the decoded size
-    /// fits in memory.
+    /// `None` for any other dtype, or when the decoded size overflows).
     pub fn new(kernel: Kernel, n_blocks: u64, out: DType) -> Option<Self> {
+        n_blocks.checked_mul((kernel.block_size * out.size()) as u64)?;
         matches!(out, DType::F32 | DType::F16).then(|| Dequantize {
             kernel,
             n_blocks,
@@ -769,6 +769,7 @@ mod tests {
         assert!(t32.decode(&stored[1..], &mut out[..]).is_err());
         assert!(t32.decode(&stored, &mut out[4..]).is_err());
         assert!(Dequantize::new(k, 3, DType::BF16).is_none());
+        assert!(Dequantize::new(k, u64::MAX / 64, DType::F32).is_none());
         assert!(k.dequantize(&stored[..50], &mut [0f32; 32]).is_err());
         assert_eq!(t32.name(), "dequantize_q8_0");
     }
