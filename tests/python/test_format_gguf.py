@@ -3,7 +3,9 @@
 Files are created at test time with ``gguf.GGUFWriter`` (plain and quantized
 tensors, metadata of several types, a custom alignment) and compared with
 ``gguf.GGUFReader``: plain tensors bit-exactly, quantized tensors as their
-raw bytes, metadata value by value.
+raw bytes, metadata value by value. With ``dequantize=``, quantized tensors
+(quantized by the package, or random blocks where it has no quantizer) are
+compared bit for bit with ``gguf.quants.dequantize``.
 """
 
 from __future__ import annotations
