@@ -267,9 +267,11 @@ impl Reader {
         self.check_element::<T>(info)?;
         let data = &info.components["data"];
         if data.encoding != Encoding::Raw {
-            return Err(err(
-                "is compressed; use to_vec() or read() instead of a zero-copy view".into(),
-            ));
+            return Err(err(format!(
+                "is stored with encoding '{}' and must be decoded; use to_vec() or read() \
+                 instead of a zero-copy view",
+                data.encoding.as_str()
+            )));
         }
         let Some(backing) = self.source.backing() else {
             return Err(err(
