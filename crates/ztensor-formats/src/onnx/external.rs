@@ -61,7 +61,9 @@ impl Transform for External {
             return self.file.read_exact_at(out, self.offset).map_err(io);
         }
         let mut packed = vec![0u8; self.length as usize];
-        self.file.read_exact_at(&mut packed, self.offset).map_err(io)?;
+        self.file
+            .read_exact_at(&mut packed, self.offset)
+            .map_err(io)?;
         unpack(self.packing, &packed, out)
     }
 }
@@ -102,7 +104,9 @@ impl<'p> ExternalFiles<'p> {
         let length = match length {
             Some(n) => n,
             None => size.checked_sub(offset).ok_or_else(|| {
-                format!("external data offset {offset} is past the end of '{location}' ({size} bytes)")
+                format!(
+                    "external data offset {offset} is past the end of '{location}' ({size} bytes)"
+                )
             })?,
         };
         match offset.checked_add(length) {

@@ -99,7 +99,9 @@ fn walk(ctx: &mut Context<'_, '_>, graph: GraphProto, depth: usize, out: &mut Ve
     if depth > MAX_GRAPH_DEPTH {
         out.push(Entry::broken(
             format!("<graph '{gname}'>"),
-            format!("subgraphs nest deeper than {MAX_GRAPH_DEPTH} levels; their tensors are not read"),
+            format!(
+                "subgraphs nest deeper than {MAX_GRAPH_DEPTH} levels; their tensors are not read"
+            ),
         ));
         return;
     }
@@ -110,7 +112,11 @@ fn walk(ctx: &mut Context<'_, '_>, graph: GraphProto, depth: usize, out: &mut Ve
     }
     for (i, s) in graph.sparse_initializer.into_iter().enumerate() {
         // The values tensor's name names a sparse initializer.
-        let name = s.values.as_ref().and_then(|v| v.name.clone()).unwrap_or_default();
+        let name = s
+            .values
+            .as_ref()
+            .and_then(|v| v.name.clone())
+            .unwrap_or_default();
         let name = named(name, || format!("<graph '{gname}' sparse initializer {i}>"));
         out.push(entry(name.clone(), tensor::sparse(ctx, &name, s)));
     }

@@ -103,9 +103,12 @@ pub(crate) fn sparse(
     component.dtype = DType::U64;
     component.encoding = match component.encoding {
         Encoding::Raw => Encoding::Transformed(Arc::new(coords)),
-        Encoding::Transformed(first) => Encoding::Transformed(Arc::new(
-            crate::transforms::Chain(vec![first, Arc::new(coords)]),
-        )),
+        Encoding::Transformed(first) => {
+            Encoding::Transformed(Arc::new(crate::transforms::Chain(vec![
+                first,
+                Arc::new(coords),
+            ])))
+        }
         Encoding::Zstd { .. } => unreachable!("ONNX data is never zstd"),
     };
     Ok(TensorInfo {
@@ -180,7 +183,8 @@ fn data(ctx: &mut Context<'_, '_>, mut t: TensorProto, shape: &[u64]) -> Result<
         };
         component(offset, length, encoding)
     } else {
-        let bytes = typed(&et, &mut t, numel).map_err(|m| format!("{}: {m}", field_name(et.field)))?;
+        let bytes =
+            typed(&et, &mut t, numel).map_err(|m| format!("{}: {m}", field_name(et.field)))?;
         debug_assert_eq!(bytes.len() as u64, decoded_len);
         component(0, 0, Encoding::Transformed(Arc::new(Decoded(bytes))))
     };
@@ -201,9 +205,7 @@ fn field_name(f: Field) -> &'static str {
 /// parsed the varints), after checking their count against the shape, so
 /// the result is never larger than a small multiple of the field's bytes.
 fn typed(et: &ElemType, t: &mut TensorProto, numel: u64) -> Result<Vec<u8>, String> {
-    let want = et
-        .field_count(numel)
-        .ok_or("element count overflows")?;
+    let want = et.field_count(numel).ok_or("element count overflows")?;
     let check = |have: usize| {
         if have as u64 != want {
             Err(format!(

@@ -110,17 +110,66 @@ pub(crate) fn elem_type(code: i32) -> Result<ElemType, String> {
         11 => plain("DOUBLE", DType::F64, Double),
         12 => plain("UINT32", DType::U32, Uint64),
         13 => plain("UINT64", DType::U64, Uint64),
-        14 => labelled("COMPLEX64", DType::F32, "complex64", 2, Packing::None, Float),
-        15 => labelled("COMPLEX128", DType::F64, "complex128", 2, Packing::None, Double),
+        14 => labelled(
+            "COMPLEX64",
+            DType::F32,
+            "complex64",
+            2,
+            Packing::None,
+            Float,
+        ),
+        15 => labelled(
+            "COMPLEX128",
+            DType::F64,
+            "complex128",
+            2,
+            Packing::None,
+            Double,
+        ),
         16 => plain("BFLOAT16", DType::BF16, Int32),
-        17 => labelled("FLOAT8E4M3FN", DType::U8, "f8_e4m3fn", 1, Packing::None, Int32),
-        18 => labelled("FLOAT8E4M3FNUZ", DType::U8, "f8_e4m3fnuz", 1, Packing::None, Int32),
+        17 => labelled(
+            "FLOAT8E4M3FN",
+            DType::U8,
+            "f8_e4m3fn",
+            1,
+            Packing::None,
+            Int32,
+        ),
+        18 => labelled(
+            "FLOAT8E4M3FNUZ",
+            DType::U8,
+            "f8_e4m3fnuz",
+            1,
+            Packing::None,
+            Int32,
+        ),
         19 => labelled("FLOAT8E5M2", DType::U8, "f8_e5m2", 1, Packing::None, Int32),
-        20 => labelled("FLOAT8E5M2FNUZ", DType::U8, "f8_e5m2fnuz", 1, Packing::None, Int32),
+        20 => labelled(
+            "FLOAT8E5M2FNUZ",
+            DType::U8,
+            "f8_e5m2fnuz",
+            1,
+            Packing::None,
+            Int32,
+        ),
         21 => labelled("UINT4", DType::U8, "uint4", 1, bits(4, false), Int32),
         22 => labelled("INT4", DType::I8, "int4", 1, bits(4, true), Int32),
-        23 => labelled("FLOAT4E2M1", DType::U8, "f4_e2m1fn", 1, bits(4, false), Int32),
-        24 => labelled("FLOAT8E8M0", DType::U8, "f8_e8m0fnu", 1, Packing::None, Int32),
+        23 => labelled(
+            "FLOAT4E2M1",
+            DType::U8,
+            "f4_e2m1fn",
+            1,
+            bits(4, false),
+            Int32,
+        ),
+        24 => labelled(
+            "FLOAT8E8M0",
+            DType::U8,
+            "f8_e8m0fnu",
+            1,
+            Packing::None,
+            Int32,
+        ),
         25 => labelled("UINT2", DType::U8, "uint2", 1, bits(2, false), Int32),
         26 => labelled("INT2", DType::I8, "int2", 1, bits(2, true), Int32),
         27 => labelled("FLOAT6E2M3", DType::U8, "f6_e2m3fn", 1, Packing::Six, Int32),
@@ -219,7 +268,10 @@ mod tests {
             match elem_type(code) {
                 Ok(et) => {
                     assert!((1..=28).contains(&code) && code != 8, "{code}");
-                    assert_eq!(et.decoded_len(3), Some(3 * et.per_item * et.dtype.size() as u64));
+                    assert_eq!(
+                        et.decoded_len(3),
+                        Some(3 * et.per_item * et.dtype.size() as u64)
+                    );
                 }
                 Err(m) => assert!(!m.is_empty()),
             }
