@@ -280,11 +280,13 @@ def test_external_data(tmp_path, one_file):
     tensors = [numpy_helper.from_array(sample(code, (6, 3), seed=i), name.lower())
                for i, (name, code) in enumerate(CODES.items())]
     tensors.append(numpy_helper.from_array(np.zeros((0, 2), np.float32), "empty"))
+    const = helper.make_node("Constant", [], ["const"],
+                             value=numpy_helper.from_array(np.arange(300, dtype=np.int16)))
     path = tmp_path / "ext" / "model.onnx"
     path.parent.mkdir()
-    onnx.save_model(make_model(tensors), str(path), save_as_external_data=True,
+    onnx.save_model(make_model(tensors, [const]), str(path), save_as_external_data=True,
                     all_tensors_to_one_file=one_file, location="weights.bin" if one_file else None,
-                    size_threshold=0)
+                    size_threshold=0, convert_attribute=True)
     files = sorted(p.name for p in path.parent.iterdir())
     assert len(files) > (1 if one_file else 10), files
     expected = expected_of(path)  # onnx.load reads external data next to the model
@@ -292,6 +294,8 @@ def test_external_data(tmp_path, one_file):
         check_all(ztnp.load_file(path, copy=copy), expected, f"copy={copy}")
     with Reader(path) as r:
         assert r.metadata("float").components["data"]["encoding"] == "external"
+        assert r.metadata("const").components["data"]["encoding"] == "external"
+        assert r.metadata("int4").components["data"]["encoding"] == "external"
     # The model moved elsewhere without its data: those tensors fail, by name.
     alone = tmp_path / "alone.onnx"
     shutil.copy(path, alone)

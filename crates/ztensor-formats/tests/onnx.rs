@@ -257,6 +257,8 @@ fn typed_fields_with_the_wrong_count_or_field_fail_alone() {
     let mut segment = raw("segment", 2, &[1], &[0]);
     segment.segment = Some(Default::default());
     let short_raw = raw("short_raw", 1, &[2], &[0; 7]);
+    let mut location = raw("location", 2, &[1], &[0]);
+    location.data_location = Some(5);
     let ok = raw("ok", 2, &[1], &[9]);
     let r = from_bytes(
         &model(graph(vec![
@@ -271,6 +273,7 @@ fn typed_fields_with_the_wrong_count_or_field_fail_alone() {
             unknown,
             segment,
             short_raw,
+            location,
             ok,
         ]))
         .encode_to_vec(),
@@ -295,6 +298,7 @@ fn typed_fields_with_the_wrong_count_or_field_fail_alone() {
             "short_raw",
             "raw_data holds 7 bytes but shape [2] of FLOAT needs 8",
         ),
+        ("location", "unknown data_location 5"),
     ] {
         let e = err_text(r.read(name));
         assert!(e.contains(says) && e.contains(name), "{name}: {e}");

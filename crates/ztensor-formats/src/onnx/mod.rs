@@ -12,7 +12,9 @@
 //!   `u64` coordinates, each checked against the shape when read.
 //!
 //! Tensors are listed under their ONNX names; a name used twice makes both
-//! tensors unreadable rather than letting one shadow the other.
+//! tensors unreadable rather than letting one shadow the other. Not listed:
+//! tensor attributes of other operators (`ConstantOfShape`'s `value`, ...),
+//! and the graphs of model-local functions and `training_info`.
 //!
 //! Element types: the 13 storage dtypes directly; complex64/128 as f32/f64
 //! pairs with that logical type; float8 (`f8_e4m3fn`, `f8_e4m3fnuz`,
@@ -27,14 +29,16 @@
 //! fields (`float_data`, varint `int32_data`/`int64_data`/`uint64_data`,
 //! `double_data`) are decoded while parsing, after their count is checked
 //! against the shape, following ONNX's rules for which field holds which
-//! type. External data is read from its file when the tensor is read (see
-//! [`external`]). Any problem with one tensor fails that tensor alone, and
+//! type. External data (`location`, `offset`, `length`) is read from its
+//! file when the tensor is read; the location must be a relative path
+//! without `..` that stays inside the model's directory once symlinks are
+//! resolved, and the range must lie inside that file. Any problem with one tensor fails that tensor alone, and
 //! its message says what is wrong.
 //!
 //! File metadata (`ir_version`, `producer_name`, `producer_version`,
 //! `domain`, `model_version`, `doc_string`, `opset_import`,
-//! `metadata_props`) becomes the file attributes; the version string is
-//! the IR version.
+//! `metadata_props` when not empty) becomes the file attributes; the
+//! version string is the IR version.
 
 use std::path::Path;
 
@@ -218,9 +222,11 @@ fn file_attributes(m: &ModelProto) -> Value {
                 .collect(),
         ),
     ));
-    map.push((
-        Value::Text("metadata_props".into()),
-        string_map(&m.metadata_props),
-    ));
+    if !m.metadata_props.is_empty() {
+        map.push((
+            Value::Text("metadata_props".into()),
+            string_map(&m.metadata_props),
+        ));
+    }
     Value::Map(map)
 }

@@ -162,6 +162,9 @@ fn data(ctx: &mut Context<'_, '_>, mut t: TensorProto, shape: &[u64]) -> Result<
         }))
     };
 
+    if let Some(l @ 2..) | Some(l @ ..0) = t.data_location {
+        return Err(format!("unknown data_location {l}"));
+    }
     let component = if t.data_location == Some(1) {
         let ext = ctx
             .external
