@@ -94,6 +94,9 @@ pub(crate) fn sparse(
         return Err("sparse indices must be INT64".into());
     }
     let indices = data(ctx, indices, &ishape).map_err(|e| format!("sparse indices: {e}"))?;
+    // What SparseCoords::decoded_len computes, checked once here.
+    nnz.checked_mul(shape.len() as u64 * 8)
+        .ok_or("sparse coordinates are too large to address")?;
     let coords = SparseCoords {
         dims: shape.clone(),
         nnz,
