@@ -9,10 +9,9 @@ compared bit-exactly with ``onnx.numpy_helper.to_array``, through
 ``ztensor.numpy.load_file`` (zero-copy and copy), ``ztensor.Reader``,
 ``ztensor.torch.load_file`` and a ``zt convert`` round trip.
 
-How the types the object model has no NumPy dtype for come out: int4 and
-int2 as int8 values, uint4 and uint2 as uint8 values (one per byte, the
-tensor's own shape); float8e8m0, float4e2m1 and float6 as their uint8 codes,
-which are the bytes of ml_dtypes' arrays.
+The narrow types are stored one element per byte (int4/int2 as sign-extended
+int8, uint4/uint2 and float8e8m0/float6/float4 codes as uint8) with a logical
+type, so NumPy users get the same ml_dtypes arrays ``to_array`` gives.
 """
 
 from __future__ import annotations
@@ -67,14 +66,10 @@ def sample(code: int, shape, seed: int) -> np.ndarray:
 
 
 def as_ours(expected: np.ndarray) -> np.ndarray:
-    """How ztensor presents the array `to_array` gives (see module doc)."""
-    name = expected.dtype.name
-    if name in AS_INT8:
-        return expected.astype(np.int8)
-    if name in AS_UINT8:
-        return expected.astype(np.uint8)
-    if name in ("float8_e8m0fnu", "float4_e2m1fn", "float6_e2m3fn", "float6_e3m2fn"):
-        return expected.view(np.uint8)
+    """How ztensor.numpy presents the array `to_array` gives: the same dtype
+    and values; int4/int2 bytes sign-extended (ml_dtypes keeps the low bits)."""
+    if expected.dtype.name in AS_INT8:
+        return expected.astype(np.int8).view(expected.dtype)
     return expected
 
 
