@@ -480,3 +480,27 @@ def test_torch_checkpoint_to_zt_and_back(script, tmp_path, zipfile):
     torch.save(tensors, src, _use_new_zipfile_serialization=zipfile)
     expected = torch.load(src, weights_only=True)
     check_zt_and_back(script, tmp_path, src, expected_torch={k: v.contiguous() for k, v in expected.items()})
+
+
+def test_gguf_to_zt_and_back(script, tmp_path):
+    """GGUF (plain and quantized tensors, typed metadata) -> .zt; the plain
+    tensors also on to .safetensors. Compared with gguf.GGUFReader."""
+    gguf = pytest.importorskip("gguf")
+    from test_format_gguf import write_file
+
+    src = tmp_path / "model.gguf"
+    plain, quant = write_file(src, alignment=64)
+    ref = {t.name: np.asarray(t.data) for t in gguf.GGUFReader(str(src)).tensors}
+    expected = {k: ref[k] for k in plain} | {k: ref[k].reshape(-1).view(np.uint8) for k in quant}
+    check_zt_and_back(script, tmp_path, src, expected_np=expected, exclude_for_safetensors=tuple(quant))
+    with ztensor.Reader(tmp_path / "packed.zt") as r:
+        for name, (raw, qtype, shape) in quant.items():
+            md = r.metadata(name)
+            assert md.type == qtype.name.lower()
+            assert list(md.attributes["original_shape"]) == list(shape)
+        assert r.metadata()["general.architecture"] == "testarch"
+    # A quantized tensor has no safetensors dtype: converting it is refused by name.
+    p = run(script, "convert", tmp_path / "packed.zt", tmp_path / "q.safetensors")
+    assert p.returncode != 0
+    assert "q8" in p.stderr or "q4k" in p.stderr
+    assert not (tmp_path / "q.safetensors").exists()
