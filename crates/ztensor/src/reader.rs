@@ -267,10 +267,12 @@ impl Reader {
         self.check_element::<T>(info)?;
         let data = &info.components["data"];
         if data.encoding != Encoding::Raw {
+            let how = match &data.encoding {
+                Encoding::Zstd { .. } => "is compressed".to_string(),
+                other => format!("must be decoded ({})", other.as_str()),
+            };
             return Err(err(format!(
-                "is stored with encoding '{}' and must be decoded; use to_vec() or read() \
-                 instead of a zero-copy view",
-                data.encoding.as_str()
+                "{how}; use to_vec() or read() instead of a zero-copy view"
             )));
         }
         let Some(backing) = self.source.backing() else {
