@@ -25,11 +25,11 @@
 //! Every count and length is checked against the bytes that remain before
 //! anything is allocated, so hostile headers fail cleanly.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use std::sync::Arc;
 
-use ztensor::{Catalog, Component, DType, Encoding, Entry, Layout, TensorInfo, Value};
+use ztensor::{Catalog, Component, DType, Encoding, Entry, TensorInfo, Value};
 
 pub mod dequant;
 
@@ -460,11 +460,8 @@ fn tensor(
         digest: None,
     };
     Ok(Entry::ok(TensorInfo {
-        name: t.name,
-        shape,
-        layout: Layout::Dense,
-        components: BTreeMap::from([("data".to_string(), component)]),
         attributes,
+        ..TensorInfo::dense(t.name, shape, component)
     }))
 }
 

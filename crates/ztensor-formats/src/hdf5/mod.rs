@@ -36,11 +36,10 @@
 mod backend;
 mod library;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use ztensor::{Catalog, Component, DType, Encoding, Entry, Layout, TensorInfo, Transform, Value};
+use ztensor::{Catalog, Component, DType, Encoding, Entry, TensorInfo, Transform, Value};
 
 pub use backend::{DatasetDesc, ElemType, Hdf5Backend, Storage};
 
@@ -230,11 +229,8 @@ fn tensor(
         digest: None,
     };
     Ok(Entry::ok(TensorInfo {
-        name: name.to_string(),
-        shape,
-        layout: Layout::Dense,
-        components: BTreeMap::from([("data".to_string(), component)]),
         attributes: (!desc.attributes.is_empty()).then(|| text_map(desc.attributes)),
+        ..TensorInfo::dense(name.to_string(), shape, component)
     }))
 }
 

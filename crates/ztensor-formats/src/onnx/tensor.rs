@@ -42,11 +42,8 @@ pub(crate) fn dense(
     let attributes = tensor_attributes(&t);
     let data = data(ctx, t, &shape)?;
     Ok(TensorInfo {
-        name: name.to_string(),
-        shape,
-        layout: Layout::Dense,
-        components: BTreeMap::from([("data".to_string(), data.component)]),
         attributes,
+        ..TensorInfo::dense(name.to_string(), shape, data.component)
     })
 }
 
