@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import random
 import struct
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -268,28 +266,6 @@ def test_detected_by_content(tmp_path, name):
     with Reader(path) as r:
         assert r.format == "hdf5"
         assert_bits_equal(r["a"], np.arange(6, dtype="i4"))
-
-
-def test_cli_convert_round_trip(tmp_path):
-    path = tmp_path / "in.h5"
-    with h5py.File(path, "w") as f:
-        f["a"] = np.arange(20, dtype=">f4").reshape(4, 5)
-        f.create_dataset("g/b", data=np.arange(300, dtype="i2"), chunks=(64,),
-                         compression="gzip", shuffle=True)
-        f["c"] = np.array([1 - 1j, 2j], dtype="c16")
-        f.attrs["note"] = "cli"
-    out = tmp_path / "out.zt"
-    proc = subprocess.run([sys.executable, "-m", "ztensor._cli", "convert", str(path), str(out), "-q"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    expected = h5py_contents(path)
-    ours = ztnp.load_file(out)
-    assert set(ours) == set(expected)
-    for k in ours:
-        assert_bits_equal(ours[k], expected[k], k)
-    with Reader(out) as r:
-        assert r.format == "zt"
-        assert r.metadata().get("note") == "cli"
 
 
 # ---------------------------------------------------------------------------

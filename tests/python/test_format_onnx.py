@@ -7,7 +7,7 @@ subgraph initializers, sparse initializers, and external data saved by
 ``onnx.save_model(..., save_as_external_data=True)``. Every tensor is
 compared bit-exactly with ``onnx.numpy_helper.to_array``, through
 ``ztensor.numpy.load_file`` (zero-copy and copy), ``ztensor.Reader``,
-``ztensor.torch.load_file`` and a ``zt convert`` round trip.
+``ztensor.torch.load_file`` (the ``zt convert`` round trip is in test_cli.py).
 
 The narrow types are stored one element per byte (int4/int2 as sign-extended
 int8, uint4/uint2 and float8e8m0/float6/float4 codes as uint8) with a logical
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import ml_dtypes
@@ -373,33 +372,6 @@ def test_torch_load(tmp_path):
             else:
                 assert t.dtype == getattr(torch, "bool" if e.dtype == bool else e.dtype.name)
                 assert np.array_equal(t.numpy(), e), k
-
-
-@pytest.fixture(scope="module")
-def zt_binary() -> list[str]:
-    """The `zt` binary built by cargo from this tree (release)."""
-    cargo = shutil.which("cargo") or os.path.expanduser("~/.cargo/bin/cargo")
-    if not os.path.exists(cargo):
-        pytest.skip("cargo is not installed: cannot build the zt binary")
-    subprocess.run([cargo, "build", "-q", "--release", "-p", "ztensor-cli", "--bin", "zt"],
-                   cwd=ROOT, check=True)
-    exe = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "zt"
-    assert exe.exists(), exe
-    return [str(exe)]
-
-
-def test_cli_convert_round_trip(tmp_path, zt_binary):
-    path = dtype_model(tmp_path, raw=True)
-    out = tmp_path / "out.zt"
-    p = subprocess.run(zt_binary + ["convert", str(path), str(out)], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    expected = expected_of(path)
-    check_all(ztnp.load_file(out), expected, "out.zt")
-    with Reader(out) as r:
-        assert r.metadata("int4").type == "int4"
-        assert r.metadata("float8e8m0").type == "f8_e8m0fnu"
-    p = subprocess.run(zt_binary + ["diff", str(path), str(out)], capture_output=True, text=True)
-    assert p.returncode == 0, p.stdout + p.stderr
 
 
 # ---------------------------------------------------------------------------
