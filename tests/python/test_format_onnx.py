@@ -32,7 +32,6 @@ import ztensor.numpy as ztnp  # noqa: E402
 from conftest import assert_bits_equal, file_sha256  # noqa: E402
 from ztensor import Reader, ZTensorError  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 
 # Every data type code except STRING / UNDEFINED that this onnx can make.
 CODES = {
