@@ -708,7 +708,52 @@ def run_ref_torch(ref_dir, tmp_path_factory) -> SnippetRunner:
     return SnippetRunner(env, preamble, tmp_path_factory.mktemp("ref_torch_runs"), "reftorch")
 
 
-def run_cases_in_child(tmp_path, child_src, paths):
+_HOSTILE_CHILD = r'''
+import json, os, resource, sys
+opts = json.loads(sys.argv[3])
+if opts["memory_limit"]:
+    resource.setrlimit(resource.RLIMIT_AS, (opts["memory_limit"], opts["memory_limit"]))
+import numpy as np
+from ztensor import Reader, ZTensorError
+import ztensor.numpy as ztnp
+
+results = []
+for path in json.load(open(sys.argv[1])):
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    res = {"path": path, "errors": {}}
+    try:
+        with Reader(path) as r:
+            for k in r.keys():
+                for copy in (False, True):
+                    try:
+                        np.asarray(r.read_tensor(k, copy=copy)).sum()
+                    except ZTensorError as e:
+                        res["errors"][k] = str(e)[:500]
+            r.metadata()
+        if opts["load_file"]:
+            ztnp.load_file(path, copy=True)
+        res["ok"] = True
+    except BaseException as e:
+        res.update(ok=False, type=type(e).__name__, clean=isinstance(e, (ZTensorError, OSError)),
+                   msg=str(e)[:500])
+    res["rss_growth_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
+    results.append(res)
+json.dump(results, open(sys.argv[2], "w"))
+'''
+
+
+def run_hostile(tmp_path, paths, *, memory_limit: int | None = None, load_file: bool = True) -> dict:
+    """Opens every file in a child interpreter (optionally under an RLIMIT_AS
+    of `memory_limit` bytes) and reads every tensor zero-copy and copied, then
+    (with `load_file`) the whole file with ``ztensor.numpy.load_file``.
+    Asserts no crash and only clean exceptions; returns results by file name:
+    ``ok``, ``type``/``msg`` of a failure, ``errors`` per tensor, ``rss_growth_kb``."""
+    opts = json.dumps({"memory_limit": memory_limit, "load_file": load_file})
+    results = run_cases_in_child(tmp_path, _HOSTILE_CHILD, paths, opts)
+    return {os.path.basename(r["path"]): r for r in results}
+
+
+def run_cases_in_child(tmp_path, child_src, paths, *extra_args):
     """Runs ``child_src`` (reads a JSON list of paths from argv[1], writes a
     JSON list of result dicts with ``ok``/``clean`` to argv[2]) in a fresh
     interpreter, so that a crash cannot take pytest down; asserts the child
@@ -718,7 +763,7 @@ def run_cases_in_child(tmp_path, child_src, paths):
     cases.write_text(json.dumps([str(p) for p in paths]))
     script = tmp_path / "child.py"
     script.write_text(child_src)
-    proc = subprocess.run([sys.executable, str(script), str(cases), str(out)],
+    proc = subprocess.run([sys.executable, str(script), str(cases), str(out), *extra_args],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode >= 0, f"child killed by signal {-proc.returncode}:\n{proc.stderr[-3000:]}"
     assert proc.returncode == 0, proc.stderr[-3000:]

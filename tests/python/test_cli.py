@@ -480,3 +480,84 @@ def test_torch_checkpoint_to_zt_and_back(script, tmp_path, zipfile):
     torch.save(tensors, src, _use_new_zipfile_serialization=zipfile)
     expected = torch.load(src, weights_only=True)
     check_zt_and_back(script, tmp_path, src, expected_torch={k: v.contiguous() for k, v in expected.items()})
+
+
+def test_gguf_to_zt_and_back(script, tmp_path):
+    """GGUF (plain and quantized tensors, typed metadata) -> .zt; the plain
+    tensors also on to .safetensors. Compared with gguf.GGUFReader."""
+    gguf = pytest.importorskip("gguf")
+    from test_format_gguf import write_file
+
+    src = tmp_path / "model.gguf"
+    plain, quant = write_file(src, alignment=64)
+    ref = {t.name: np.asarray(t.data) for t in gguf.GGUFReader(str(src)).tensors}
+    expected = {k: ref[k] for k in plain} | {k: ref[k].reshape(-1).view(np.uint8) for k in quant}
+    check_zt_and_back(script, tmp_path, src, expected_np=expected, exclude_for_safetensors=tuple(quant))
+    with ztensor.Reader(tmp_path / "packed.zt") as r:
+        for name, (raw, qtype, shape) in quant.items():
+            md = r.metadata(name)
+            assert md.type == qtype.name.lower()
+            assert list(md.attributes["original_shape"]) == list(shape)
+        assert r.metadata()["general.architecture"] == "testarch"
+    # A quantized tensor has no safetensors dtype: converting it is refused by name.
+    p = run(script, "convert", tmp_path / "packed.zt", tmp_path / "q.safetensors")
+    assert p.returncode != 0
+    assert "q8" in p.stderr or "q4k" in p.stderr
+    assert not (tmp_path / "q.safetensors").exists()
+
+
+# What .safetensors can hold of the ONNX element types (the rest stays .zt only).
+ONNX_IN_SAFETENSORS = {"float", "uint8", "int8", "uint16", "int16", "int32", "int64", "bool",
+                       "float16", "double", "uint32", "uint64", "bfloat16", "float8e4m3fn",
+                       "float8e5m2", "complex64"}
+
+
+def test_onnx_to_zt_and_back(script, tmp_path):
+    """Every ONNX element type (raw_data and typed fields, 0-d, empty) -> .zt
+    -> .safetensors where it fits, compared with onnx.numpy_helper."""
+    pytest.importorskip("onnx")
+    from test_format_onnx import as_ours, dtype_model, expected_of
+
+    for raw in (True, False):
+        d = tmp_path / ("raw" if raw else "typed")
+        d.mkdir()
+        src = dtype_model(d, raw=raw)
+        expected = {k: as_ours(v) for k, v in expected_of(src).items()}
+        keep = {k for k in expected if k.split("_")[0] in ONNX_IN_SAFETENSORS}
+        assert len(keep) == 4 * len(ONNX_IN_SAFETENSORS)
+        check_zt_and_back(script, d, src, expected_np=expected,
+                          exclude_for_safetensors=tuple(sorted(set(expected) - keep)))
+        with ztensor.Reader(d / "packed.zt") as r:
+            assert r.metadata("int4").type == "int4"
+            assert r.metadata("float8e8m0").type == "f8_e8m0fnu"
+
+
+def test_hdf5_to_zt_and_back(script, tmp_path):
+    """h5py files (contiguous, chunked gzip+shuffle, lzf, fill values,
+    big-endian, bool, complex, nested groups, both libvers) -> .zt ->
+    .safetensors, compared with h5py; file attributes carried over."""
+    h5py = pytest.importorskip("h5py")
+    from test_format_hdf5 import h5py_contents
+
+    for libver in ("earliest", "latest"):
+        d = tmp_path / libver
+        d.mkdir()
+        src = d / "in.h5"
+        with h5py.File(src, "w", libver=libver) as f:
+            f["a"] = np.arange(20, dtype=">f4").reshape(4, 5)
+            f.create_dataset("g/b", data=np.arange(300, dtype="i2"), chunks=(64,),
+                             compression="gzip", shuffle=True)
+            f.create_dataset("g/sub/l", data=np.arange(50, dtype="u8"), chunks=(16,),
+                             compression="lzf")
+            f.create_dataset("fill", shape=(10,), dtype="f8", chunks=(4,), fillvalue=2.5)[0:4] = 1
+            f["flags"] = np.array([True, False, True])
+            f["c"] = np.array([1 - 1j, 2j], dtype="c8")
+            f["scalar"] = np.float64(3.5)
+            f.attrs["note"] = "cli"
+            f.attrs["epoch"] = 7
+        expected = h5py_contents(src)
+        assert {"a", "g.b", "g.sub.l", "fill", "flags", "c", "scalar"} <= set(expected)
+        check_zt_and_back(script, d, src, expected_np=expected)
+        with ztensor.Reader(d / "packed.zt") as r:
+            meta = r.metadata()
+            assert meta["note"] == "cli" and meta["epoch"] == 7

@@ -11,7 +11,6 @@ test instead of killing pytest.
 from __future__ import annotations
 
 import json
-import os
 import random
 import struct
 import subprocess
@@ -26,7 +25,7 @@ import torch
 
 import ztensor.numpy as ztnp
 import ztensor.torch as zttorch
-from conftest import all_dtypes, assert_bits_equal, file_sha256, np_dtype, run_cases_in_child
+from conftest import all_dtypes, assert_bits_equal, file_sha256, np_dtype, run_hostile
 from ztensor import Reader, ZTensorError
 
 # dtypes safetensors.numpy can write (its _TYPES): no bfloat16 / fp8 in numpy
@@ -216,37 +215,6 @@ def test_detected_by_content(tmp_path, name):
 # hostile files (child interpreter)
 # ---------------------------------------------------------------------------
 
-CHILD = r'''
-import json, sys
-import numpy as np
-from ztensor import Reader, ZTensorError
-import ztensor.numpy as ztnp
-
-results = []
-for path in json.load(open(sys.argv[1])):
-    res = {"path": path}
-    try:
-        with Reader(path) as r:
-            for k in r.keys():
-                for copy in (False, True):
-                    try:
-                        np.asarray(r.read_tensor(k, copy=copy)).sum()
-                    except ZTensorError:
-                        pass
-            r.metadata()
-        ztnp.load_file(path, copy=True)
-        res["ok"] = True
-    except BaseException as e:
-        res.update(ok=False, type=type(e).__name__, clean=isinstance(e, (ZTensorError, OSError)),
-                   msg=str(e)[:500])
-    results.append(res)
-json.dump(results, open(sys.argv[2], "w"))
-'''
-
-
-def run_child(tmp_path, paths):
-    results = run_cases_in_child(tmp_path, CHILD, paths)
-    return results
 
 
 def header_and_data(path):
@@ -307,7 +275,7 @@ def test_hostile_files(tmp_path):
             m[rng.randrange(0, 8 + n)] ^= 1 << rng.randrange(8)
         add(f"flip{i}.safetensors", bytes(m))
 
-    results = {os.path.basename(r["path"]): r for r in run_child(tmp_path, files)}
+    results = run_hostile(tmp_path, files)
     assert results[f"trunc{len(data) - 1}.safetensors"]["ok"] is False
     for i in range(6):
         assert results[f"hlen{i}.safetensors"]["type"] == "ZTensorError", results[f"hlen{i}.safetensors"]

@@ -1082,3 +1082,45 @@ def test_large_tensor_roundtrip(tmp_path):
         assert_bits_equal(r["b"], big)
         assert_bits_equal(r.read_tensor("c", copy=True), big)
         r.verify()
+
+
+# ml_dtypes' one-element-per-byte narrow types: (storage dtype, logical type, valid byte patterns)
+NARROW_ML = {
+    "int4": ("int8", "int4", np.arange(-8, 8, dtype=np.int8)),
+    "int2": ("int8", "int2", np.arange(-2, 2, dtype=np.int8)),
+    "uint4": ("uint8", "uint4", np.arange(16, dtype=np.uint8)),
+    "uint2": ("uint8", "uint2", np.arange(4, dtype=np.uint8)),
+    "float8_e8m0fnu": ("uint8", "f8_e8m0fnu", np.arange(256, dtype=np.uint16).astype(np.uint8)),
+    "float6_e2m3fn": ("uint8", "f6_e2m3fn", np.arange(64, dtype=np.uint8)),
+    "float6_e3m2fn": ("uint8", "f6_e3m2fn", np.arange(64, dtype=np.uint8)),
+    "float4_e2m1fn": ("uint8", "f4_e2m1fn", np.arange(16, dtype=np.uint8)),
+}
+
+
+@pytest.mark.parametrize("name", list(NARROW_ML))
+def test_narrow_ml_dtypes_round_trip(tmp_path, name):
+    """int4/int2/uint4/uint2, float8_e8m0fnu, float6 and float4 arrays save as
+    their byte storage plus a logical type and come back as the same ml_dtypes
+    dtype, bit for bit (what the ONNX reader also produces)."""
+    storage, logical, patterns = NARROW_ML[name]
+    dt = np.dtype(getattr(ml_dtypes, name))
+    arr = np.tile(patterns, 3).view(dt).reshape(3, -1)
+    path = tmp_path / "narrow.zt"
+    ztnp.save_file({"x": arr, "t": arr[:, 1:].T}, path)
+    # Signed narrow ints are stored sign-extended (ml_dtypes keeps the low bits only).
+    canon = arr.astype(np.int8).view(dt) if storage == "int8" else arr
+    for copy in (False, True):
+        back = ztnp.load_file(path, copy=copy)
+        assert back["x"].dtype == dt and back["x"].shape == arr.shape
+        assert np.array_equal(back["x"].astype(np.float32), arr.astype(np.float32), equal_nan=True)
+        assert back["x"].tobytes() == canon.tobytes()
+        assert back["t"].tobytes() == np.ascontiguousarray(canon[:, 1:].T).tobytes()
+    with ztensor.Reader(path) as r:
+        md = r.metadata("x")
+        assert (md.dtype, md.type) == (storage, logical)
+        assert r.read_tensor("x").view(np.dtype(storage)).tolist() == patterns_as_stored(arr, storage)
+
+
+def patterns_as_stored(arr, storage):
+    """The storage bytes as plain integers (int8 values for the signed types)."""
+    return arr.astype(np.int8).tolist() if storage == "int8" else arr.view(np.uint8).tolist()

@@ -18,7 +18,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use ztensor::{Catalog, ReadMode, Reader};
+use ztensor::{Catalog, DType, ReadMode, Reader};
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -71,13 +71,24 @@ impl Format {
     /// came from, when it came from a file: formats that refer to other
     /// files (ONNX external data) resolve them next to it.
     pub fn parse(self, bytes: &[u8], path: Option<&Path>) -> Result<Catalog, String> {
+        self.parse_with_options(bytes, path, &OpenOptions::default())
+    }
+
+    /// [`Format::parse`] with [`OpenOptions`] (formats an option does not
+    /// concern ignore it).
+    pub fn parse_with_options(
+        self,
+        bytes: &[u8],
+        path: Option<&Path>,
+        options: &OpenOptions,
+    ) -> Result<Catalog, String> {
         match self {
             Format::Zt => ztensor::Reader::parse_zt(bytes),
             Format::Safetensors => safetensors::parse(bytes),
             Format::Pickle => pickle::parse(bytes),
             Format::Npz => npz::parse(bytes),
             Format::Npy => npz::parse_npy(bytes),
-            Format::Gguf => gguf::parse(bytes),
+            Format::Gguf => gguf::parse_with(bytes, options.dequantize),
             Format::Onnx => onnx::parse(bytes, path),
             Format::Hdf5 => hdf5::parse(bytes, path),
         }
@@ -136,6 +147,37 @@ fn looks_like_safetensors(head: &[u8]) -> bool {
     }
 }
 
+/// Choices made when a file is opened; `OpenOptions::default()` reads every
+/// file as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// Dequantize GGUF block-quantized tensors to this dtype (`F32` or
+    /// `F16`; other dtypes are refused at open). Each tensor whose ggml type
+    /// has a kernel (see [`gguf::dequant`]) then reads as a dense array of
+    /// its original shape, decoded at read time (never zero-copy); types
+    /// without a kernel stay raw bytes. Other formats hold no quantized
+    /// tensors and ignore it. `None` (default): raw bytes.
+    pub dequantize: Option<DType>,
+}
+
+impl OpenOptions {
+    /// Sets [`OpenOptions::dequantize`].
+    pub fn dequantize(mut self, dtype: Option<DType>) -> Self {
+        self.dequantize = dtype;
+        self
+    }
+
+    fn check(&self) -> ztensor::Result<()> {
+        match self.dequantize {
+            None | Some(DType::F32 | DType::F16) => Ok(()),
+            Some(d) => Err(ztensor::Error::InvalidArgument(format!(
+                "dequantize must be float32 or float16, not {d}"
+            ))),
+        }
+    }
+}
+
 /// Opens any supported file, memory-mapped.
 pub fn open(path: impl AsRef<Path>) -> ztensor::Result<Reader> {
     open_with(path, ReadMode::Mmap)
@@ -143,6 +185,16 @@ pub fn open(path: impl AsRef<Path>) -> ztensor::Result<Reader> {
 
 /// Opens any supported file with the given [`ReadMode`].
 pub fn open_with(path: impl AsRef<Path>, mode: ReadMode) -> ztensor::Result<Reader> {
+    open_with_options(path, mode, &OpenOptions::default())
+}
+
+/// Opens any supported file with the given [`ReadMode`] and [`OpenOptions`].
+pub fn open_with_options(
+    path: impl AsRef<Path>,
+    mode: ReadMode,
+    options: &OpenOptions,
+) -> ztensor::Result<Reader> {
+    options.check()?;
     let path = path.as_ref();
     let mut head = [0u8; 16];
     let n = match std::fs::File::open(path) {
@@ -150,13 +202,23 @@ pub fn open_with(path: impl AsRef<Path>, mode: ReadMode) -> ztensor::Result<Read
         Err(_) => 0, // the reader reports the I/O error with its path
     };
     let format = detect(&head[..n], Some(path)).unwrap_or(Format::Zt);
-    Reader::open_with_parser(path, mode, |bytes| format.parse(bytes, Some(path)))
+    Reader::open_with_parser(path, mode, |bytes| {
+        format.parse_with_options(bytes, Some(path), options)
+    })
 }
 
 /// Reads a file image held in memory, detecting its format from its bytes.
 pub fn from_bytes(bytes: &[u8]) -> ztensor::Result<Reader> {
-    let format = detect(&bytes[..bytes.len().min(16)], None).unwrap_or(Format::Zt);
-    Reader::from_bytes_with_parser(bytes, |b| format.parse(b, None))
+    from_bytes_with_options(bytes, &OpenOptions::default())
+}
+
+/// [`from_bytes`] with [`OpenOptions`].
+pub fn from_bytes_with_options(bytes: &[u8], options: &OpenOptions) -> ztensor::Result<Reader> {
+    options.check()?;
+    let format = detect(&bytes[..bytes.len().min(16)], None)
+        .or_else(|| hdf5::has_signature(bytes).then_some(Format::Hdf5)) // after a userblock
+        .unwrap_or(Format::Zt);
+    Reader::from_bytes_with_parser(bytes, |b| format.parse_with_options(b, None, options))
 }
 
 fn read_head(f: &mut std::fs::File, head: &mut [u8]) -> usize {

@@ -12,10 +12,9 @@
 //! data: numel * itemsize bytes, C or Fortran order, byte order as descr says
 //! ```
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ztensor::{Component, DType, Encoding, Layout, TensorInfo, Transform};
+use ztensor::{Component, DType, Encoding, TensorInfo, Transform};
 
 use crate::npz::CrcInflate;
 use crate::transforms::{ByteSwap, Chain, Inflate, Strided};
@@ -537,13 +536,11 @@ pub(crate) fn tensor(name: &str, header: &Header, data: Data) -> Result<TensorIn
         encoding,
         digest: None,
     };
-    Ok(TensorInfo {
-        name: name.to_string(),
-        shape: header.shape.clone(),
-        layout: Layout::Dense,
-        components: BTreeMap::from([("data".to_string(), component)]),
-        attributes: None,
-    })
+    Ok(TensorInfo::dense(
+        name.to_string(),
+        header.shape.clone(),
+        component,
+    ))
 }
 
 #[cfg(test)]

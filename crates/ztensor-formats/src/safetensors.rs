@@ -18,7 +18,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use safetensors::tensor::{Dtype, Metadata};
 use safetensors::SafeTensors;
-use ztensor::{Catalog, Component, DType, Encoding, Entry, Layout, TensorInfo, Value};
+use ztensor::{Catalog, Component, DType, Encoding, Entry, TensorInfo, Value};
 
 /// Maps a safetensors dtype onto a storage dtype and logical type.
 fn dtype(d: Dtype) -> Result<(DType, Option<&'static str>), String> {
@@ -88,13 +88,11 @@ pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
             encoding: Encoding::Raw,
             digest: None,
         };
-        entries.push(Entry::ok(TensorInfo {
+        entries.push(Entry::ok(TensorInfo::dense(
             name,
-            shape: info.shape.iter().map(|&d| d as u64).collect(),
-            layout: Layout::Dense,
-            components: BTreeMap::from([("data".to_string(), component)]),
-            attributes: None,
-        }));
+            info.shape.iter().map(|&d| d as u64).collect(),
+            component,
+        )));
     }
     let attributes = metadata.metadata().as_ref().map(|m| {
         let sorted: BTreeMap<&String, &String> = m.iter().collect();

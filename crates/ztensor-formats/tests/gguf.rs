@@ -376,3 +376,146 @@ fn duplicate_names_and_empty_files() {
     assert_eq!(r.len(), 0);
     assert_eq!(r.format(), "gguf");
 }
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// Q8_0 blocks whose value `i` (counted over the whole tensor) is
+/// `scale * (i % 32 - 16)`, with scale 0.5 for even blocks and 2 for odd.
+fn q8_blocks(n: usize) -> (Vec<u8>, Vec<f32>) {
+    let mut bytes = Vec::new();
+    let mut values = Vec::new();
+    for b in 0..n {
+        let d = if b % 2 == 0 { 0.5f32 } else { 2.0 };
+        bytes.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
+        for j in 0..32 {
+            bytes.push((j as i8 - 16) as u8);
+            values.push(d * (j as f32 - 16.0));
+        }
+    }
+    (bytes, values)
+}
+
+#[test]
+fn dequantize_option_projects_quantized_tensors_to_dense_floats() {
+    use ztensor_formats::{gguf::dequant, OpenOptions};
+    let (q8, q8_values) = q8_blocks(2 * 3 * 2);
+    let mut q4k = pattern(3 * 144, 9);
+    for blk in q4k.chunks_exact_mut(144) {
+        blk[0..4].copy_from_slice(&[0x00, 0x38, 0x00, 0x34]); // d = 0.5, dmin = 0.25
+    }
+    let iq2 = pattern(66, 4);
+    let file = build(
+        3,
+        &[],
+        &[
+            T("q8_3d", vec![64, 3, 2], 8, q8.clone()),
+            T("q4k", vec![256, 3], 12, q4k.clone()),
+            T("iq2", vec![256], 16, iq2.clone()),
+            T("bad_blocks", vec![16, 2], 8, pattern(34, 1)),
+            T("plain", vec![2], 0, pattern(8, 3)),
+        ],
+        32,
+    );
+    let opts = OpenOptions::default().dequantize(Some(DType::F32));
+    let r = ztensor_formats::from_bytes_with_options(&file, &opts).unwrap();
+    let info = r.info("q8_3d").unwrap();
+    assert_eq!(info.dtype(), Some(DType::F32));
+    assert_eq!(info.shape, [2, 3, 64]);
+    assert_eq!(info.logical_type(), None);
+    let data = &info.components["data"];
+    assert_eq!(data.encoding.as_str(), "dequantize_q8_0");
+    assert_eq!(data.length, q8.len() as u64);
+    let a = info.attributes.as_ref().unwrap();
+    assert_eq!(attr(a, "ggml_type"), Some(&Value::Text("q8_0".into())));
+    assert_eq!(attr(a, "dequantized"), Some(&Value::Bool(true)));
+    let bytes = r.read("q8_3d").unwrap();
+    assert!(!bytes.is_zero_copy());
+    assert_eq!(f32s(&bytes), q8_values);
+    assert_eq!(r.to_vec::<f32>("q8_3d").unwrap(), q8_values);
+    assert_eq!(f32s(&r.read_copy("q8_3d").unwrap()), q8_values);
+    assert!(r.view::<f32>("q8_3d").is_err());
+
+    let mut want = vec![0f32; 3 * 256];
+    dequant::kernel("q4_k")
+        .unwrap()
+        .dequantize(&q4k, &mut want)
+        .unwrap();
+    assert_eq!(r.info("q4k").unwrap().shape, [3, 256]);
+    assert_eq!(f32s(&r.read("q4k").unwrap()), want);
+    // No kernel: raw bytes as without the option.
+    let info = r.info("iq2").unwrap();
+    assert_eq!(
+        (info.dtype(), info.logical_type()),
+        (Some(DType::U8), Some("iq2_xxs"))
+    );
+    assert_eq!(&r.read("iq2").unwrap()[..], &iq2[..]);
+    // A size that is not whole blocks stays this tensor's error.
+    let err = r.info("bad_blocks").unwrap_err().to_string();
+    assert!(
+        err.contains("bad_blocks") && err.contains("blocks"),
+        "{err}"
+    );
+    assert_eq!(&r.read("plain").unwrap()[..], &pattern(8, 3)[..]);
+
+    // float16: the float32 values rounded.
+    let opts = OpenOptions::default().dequantize(Some(DType::F16));
+    let r16 = ztensor_formats::from_bytes_with_options(&file, &opts).unwrap();
+    assert_eq!(r16.info("q4k").unwrap().dtype(), Some(DType::F16));
+    let halves: Vec<half::f16> = r16.to_vec("q4k").unwrap();
+    let rounded: Vec<half::f16> = want.iter().map(|&x| half::f16::from_f32(x)).collect();
+    assert_eq!(halves, rounded);
+
+    // Without the option, and through a path in eager mode.
+    let raw = ztensor_formats::from_bytes(&file).unwrap();
+    assert_eq!(raw.info("q8_3d").unwrap().dtype(), Some(DType::U8));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.gguf");
+    std::fs::write(&path, &file).unwrap();
+    let opts = OpenOptions::default().dequantize(Some(DType::F32));
+    let r = ztensor_formats::open_with_options(&path, ztensor::ReadMode::Eager, &opts).unwrap();
+    assert_eq!(f32s(&r.read("q8_3d").unwrap()), q8_values);
+    // Only float32/float16 are accepted.
+    let bf16 = OpenOptions::default().dequantize(Some(DType::BF16));
+    assert!(ztensor_formats::from_bytes_with_options(&file, &bf16).is_err());
+    assert!(ztensor_formats::open_with_options(&path, ztensor::ReadMode::Mmap, &bf16).is_err());
+}
+
+#[test]
+fn dequantized_hostile_sizes_fail_per_tensor() {
+    use ztensor_formats::OpenOptions;
+    let opts = OpenOptions::default().dequantize(Some(DType::F32));
+    // Rows that are not whole blocks, a tensor whose bytes run past the end
+    // of the file, and a float32 size that overflows: each fails alone.
+    let (q8, values) = q8_blocks(2);
+    let mut file = build(
+        3,
+        &[],
+        &[
+            T("ok", vec![64], 8, q8.clone()),
+            T("ragged", vec![48, 2], 8, q8.clone()),
+            T("huge", vec![32, 1 << 58], 8, vec![]),
+            T("short", vec![64 * 4], 8, q8.clone()),
+        ],
+        32,
+    );
+    file.truncate(file.len() - 40); // cuts into "short"'s data
+    let r = ztensor_formats::from_bytes_with_options(&file, &opts).unwrap();
+    assert_eq!(f32s(&r.read("ok").unwrap()), values);
+    for name in ["ragged", "huge", "short"] {
+        let err = r.info(name).unwrap_err().to_string();
+        assert!(err.contains(name), "{err}");
+    }
+    // Truncations at every length never panic with the option either.
+    for n in 0..file.len() {
+        if let Ok(r) = ztensor_formats::from_bytes_with_options(&file[..n], &opts) {
+            if let Ok(b) = r.read("ok") {
+                assert_eq!(f32s(&b), values);
+            }
+        }
+    }
+}

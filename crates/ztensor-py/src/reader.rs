@@ -6,11 +6,26 @@ use std::sync::{Arc, RwLock};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
-use ztensor::{Encoding, ReadMode, Reader, TensorInfo};
+use ztensor::{DType, Encoding, ReadMode, Reader, TensorInfo};
 
 use crate::buffer::Buffer;
 use crate::cbor;
 use crate::errors::{shield, to_py};
+
+/// Open options from the Python arguments (already normalised to a dtype name).
+fn open_options(dequantize: Option<&str>) -> PyResult<ztensor_formats::OpenOptions> {
+    let dtype = match dequantize {
+        None => None,
+        Some("float32") => Some(DType::F32),
+        Some("float16") => Some(DType::F16),
+        Some(other) => {
+            return Err(PyValueError::new_err(format!(
+                "dequantize must be None, 'float32' or 'float16', not {other:?}"
+            )))
+        }
+    };
+    Ok(ztensor_formats::OpenOptions::default().dequantize(dtype))
+}
 
 #[pyclass(name = "_Reader", module = "ztensor._ztensor", frozen)]
 pub struct PyReader {
@@ -30,18 +45,20 @@ impl PyReader {
 #[pymethods]
 impl PyReader {
     /// Opens a tensor file of any supported format; `eager=True` reads with
-    /// pread instead of handing out views of a mapping.
+    /// pread instead of handing out views of a mapping; `dequantize`
+    /// (`"float32"`/`"float16"`) decodes GGUF quantized tensors.
     #[new]
-    #[pyo3(signature = (path, eager = false))]
-    fn new(py: Python<'_>, path: PathBuf, eager: bool) -> PyResult<Self> {
+    #[pyo3(signature = (path, eager = false, dequantize = None))]
+    fn new(py: Python<'_>, path: PathBuf, eager: bool, dequantize: Option<&str>) -> PyResult<Self> {
         shield(|| {
             let mode = if eager {
                 ReadMode::Eager
             } else {
                 ReadMode::Mmap
             };
+            let options = open_options(dequantize)?;
             let reader = py
-                .detach(|| ztensor_formats::open_with(&path, mode))
+                .detach(|| ztensor_formats::open_with_options(&path, mode, &options))
                 .map_err(to_py)?;
             Ok(PyReader {
                 inner: RwLock::new(Some(Arc::new(reader))),
@@ -51,11 +68,17 @@ impl PyReader {
 
     /// Reads a file image from bytes (copied once into aligned memory).
     #[staticmethod]
-    fn from_bytes(py: Python<'_>, data: &Bound<'_, PyBytes>) -> PyResult<Self> {
+    #[pyo3(signature = (data, dequantize = None))]
+    fn from_bytes(
+        py: Python<'_>,
+        data: &Bound<'_, PyBytes>,
+        dequantize: Option<&str>,
+    ) -> PyResult<Self> {
         shield(|| {
             let bytes = data.as_bytes();
+            let options = open_options(dequantize)?;
             let reader = py
-                .detach(|| ztensor_formats::from_bytes(bytes))
+                .detach(|| ztensor_formats::from_bytes_with_options(bytes, &options))
                 .map_err(to_py)?;
             Ok(PyReader {
                 inner: RwLock::new(Some(Arc::new(reader))),

@@ -9,7 +9,7 @@ use ciborium::Value;
 use crate::digest::Digest;
 use crate::dtype::DType;
 use crate::manifest::{as_map, as_u64, field, Entry, Manifest};
-use crate::model::{Component, Encoding, Layout, TensorInfo};
+use crate::model::{Component, Encoding, TensorInfo};
 
 /// The version string reported for legacy files.
 pub const LEGACY_VERSION: &str = "0.1.0";
@@ -84,11 +84,5 @@ fn decode_record(name: &str, map: &[(Value, Value)]) -> Result<TensorInfo, Strin
         encoding,
         digest,
     };
-    Ok(TensorInfo {
-        name: name.to_string(),
-        shape,
-        layout: Layout::Dense,
-        components: BTreeMap::from([("data".to_string(), data)]),
-        attributes: None,
-    })
+    Ok(TensorInfo::dense(name.to_string(), shape, data))
 }

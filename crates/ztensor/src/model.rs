@@ -170,6 +170,18 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
+    /// A dense tensor whose elements are the single component `data`, with
+    /// no attributes (set them with struct update syntax when needed).
+    pub fn dense(name: impl Into<String>, shape: Vec<u64>, data: Component) -> TensorInfo {
+        TensorInfo {
+            name: name.into(),
+            shape,
+            layout: Layout::Dense,
+            components: BTreeMap::from([("data".to_string(), data)]),
+            attributes: None,
+        }
+    }
+
     /// Number of logical elements, or `None` if the product overflows `u64`.
     pub fn numel(&self) -> Option<u64> {
         self.shape

@@ -267,9 +267,13 @@ impl Reader {
         self.check_element::<T>(info)?;
         let data = &info.components["data"];
         if data.encoding != Encoding::Raw {
-            return Err(err(
-                "is compressed; use to_vec() or read() instead of a zero-copy view".into(),
-            ));
+            let how = match &data.encoding {
+                Encoding::Zstd { .. } => "is compressed".to_string(),
+                other => format!("must be decoded ({})", other.as_str()),
+            };
+            return Err(err(format!(
+                "{how}; use to_vec() or read() instead of a zero-copy view"
+            )));
         }
         let Some(backing) = self.source.backing() else {
             return Err(err(
@@ -406,7 +410,7 @@ impl Reader {
             Some(backing) => {
                 let range = c.offset as usize..(c.offset + c.length) as usize;
                 let mut buf = AlignedBuf::for_overwrite(c.length as usize).map_err(err)?;
-                buf.as_mut_slice().copy_from_slice(&backing.bytes()[range]);
+                crate::parallel::copy(buf.as_mut_slice(), &backing.bytes()[range]);
                 TensorBytes::Owned(buf)
             }
             _ => {

@@ -106,9 +106,6 @@ pub(crate) enum Source {
     Memory(Arc<AlignedBuf>),
 }
 
-/// Copies larger than this are split across threads.
-const PARALLEL_READ: usize = 64 << 20;
-
 impl Source {
     /// The memory zero-copy views can point into, if any.
     pub(crate) fn backing(&self) -> Option<Arc<dyn Backing>> {
@@ -123,20 +120,11 @@ impl Source {
     pub(crate) fn read_into(&self, offset: u64, dst: &mut [u8]) -> std::io::Result<()> {
         match self {
             Source::File { file, .. } => {
-                if dst.len() < PARALLEL_READ {
-                    return file.read_exact_at(dst, offset);
-                }
-                let (a, b) = dst.split_at_mut(dst.len() / 2);
-                let mid = offset + a.len() as u64;
-                let (ra, rb) = rayon::join(
-                    || file.read_exact_at(a, offset),
-                    || file.read_exact_at(b, mid),
-                );
-                ra.and(rb)
+                crate::parallel::fill(dst, offset, |d, at| file.read_exact_at(d, at))
             }
             Source::Memory(m) => {
                 let start = offset as usize;
-                dst.copy_from_slice(&m.as_slice()[start..start + dst.len()]);
+                crate::parallel::copy(dst, &m.as_slice()[start..start + dst.len()]);
                 Ok(())
             }
         }

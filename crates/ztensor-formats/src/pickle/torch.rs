@@ -4,11 +4,11 @@
 //! object graph, and projecting each tensor view onto its storage's bytes.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use ztensor::{Component, DType, Encoding, Layout, TensorInfo, Transform};
+use ztensor::{Component, DType, Encoding, TensorInfo, Transform};
 
 use super::vm::{Budget, Global, Hooks, Map, Object, Seq, Value};
 use super::Located;
@@ -842,13 +842,11 @@ pub(crate) fn tensor_info(
             }
         }
     };
-    Ok(TensorInfo {
-        name: name.to_string(),
-        shape: view.shape.clone(),
-        layout: Layout::Dense,
-        components: BTreeMap::from([("data".to_string(), data)]),
-        attributes: None,
-    })
+    Ok(TensorInfo::dense(
+        name.to_string(),
+        view.shape.clone(),
+        data,
+    ))
 }
 
 fn encoding(mut steps: Vec<Arc<dyn Transform>>) -> Encoding {

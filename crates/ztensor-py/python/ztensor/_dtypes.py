@@ -21,14 +21,24 @@ _NATIVE = {
     "bool": np.bool_,
 }
 
-# ml_dtypes name -> logical type stored on uint8.
-_FP8 = {
-    "float8_e4m3fn": "f8_e4m3fn",
-    "float8_e5m2": "f8_e5m2",
-    "float8_e4m3fnuz": "f8_e4m3fnuz",
-    "float8_e5m2fnuz": "f8_e5m2fnuz",
+# ml_dtypes name -> (storage dtype, logical type): one element per byte.
+# The sub-byte types are unpacked (ml_dtypes keeps one element per byte, and
+# so does the ONNX reader); signed integers are sign-extended int8.
+_ML_BYTES = {
+    "float8_e4m3fn": ("uint8", "f8_e4m3fn"),
+    "float8_e5m2": ("uint8", "f8_e5m2"),
+    "float8_e4m3fnuz": ("uint8", "f8_e4m3fnuz"),
+    "float8_e5m2fnuz": ("uint8", "f8_e5m2fnuz"),
+    "float8_e8m0fnu": ("uint8", "f8_e8m0fnu"),
+    "float6_e2m3fn": ("uint8", "f6_e2m3fn"),
+    "float6_e3m2fn": ("uint8", "f6_e3m2fn"),
+    "float4_e2m1fn": ("uint8", "f4_e2m1fn"),
+    "int4": ("int8", "int4"),
+    "int2": ("int8", "int2"),
+    "uint4": ("uint8", "uint4"),
+    "uint2": ("uint8", "uint2"),
 }
-_FP8_BACK = {v: k for k, v in _FP8.items()}
+_ML_BYTES_BACK = {v: k for k, v in _ML_BYTES.items()}
 
 _COMPLEX = {"complex64": "float32", "complex128": "float64"}
 
@@ -51,8 +61,9 @@ def numpy_dtype(storage: str, logical: str | None) -> np.dtype:
     """The NumPy dtype that presents a tensor of this storage and logical type."""
     if logical in _COMPLEX and _COMPLEX[logical] == storage:
         return np.dtype(logical)
-    if logical in _FP8_BACK and storage == "uint8":
-        return np.dtype(getattr(_ml_dtypes(), _FP8_BACK[logical]))
+    ml = _ML_BYTES_BACK.get((storage, logical))
+    if ml is not None:
+        return np.dtype(getattr(_ml_dtypes(), ml))
     if storage == "bfloat16":
         return np.dtype(_ml_dtypes().bfloat16)
     return np.dtype(_NATIVE[storage])
@@ -69,14 +80,14 @@ def _classify(dt: np.dtype):
         return _COMPLEX[name], name
     if name == "bfloat16":
         return "bfloat16", None
-    if name in _FP8:
-        return "uint8", _FP8[name]
+    if name in _ML_BYTES:
+        return _ML_BYTES[name]
     return None
 
 
 _CLASSES: dict = {}
 # NumPy cannot export these (ml_dtypes) dtypes through the buffer protocol.
-_NEEDS_BYTE_VIEW = frozenset(_FP8) | {"bfloat16"}
+_NEEDS_BYTE_VIEW = frozenset(_ML_BYTES) | {"bfloat16"}
 
 
 def to_storage(arr: np.ndarray):
@@ -96,7 +107,7 @@ def to_storage(arr: np.ndarray):
         if cls is None:
             raise TypeError(
                 f"unsupported dtype {dt} (supported: float64/32/16, bfloat16, int8-64, "
-                "uint8-64, bool, float8 from ml_dtypes, complex64/128)"
+                "uint8-64, bool, ml_dtypes float8/float6/float4/int4/int2/uint4/uint2, complex64/128)"
             )
         _CLASSES[dt] = cls
     if not arr.flags.c_contiguous:
@@ -105,8 +116,12 @@ def to_storage(arr: np.ndarray):
         raw = arr.view(np.uint8)
         if raw.size and raw.max() > 1:  # bools made from views of other bytes
             arr = raw != 0
-    if dt.name in _NEEDS_BYTE_VIEW:
-        arr = arr.reshape(-1).view(np.uint8)
+    if cls[1] in ("int4", "int2"):
+        # ml_dtypes keeps only the low bits in each byte (-1 is 0x0f); the
+        # stored int8 holds the sign-extended value, as the ONNX reader does.
+        arr = arr.reshape(-1).astype(np.int8)
+    elif dt.name in _NEEDS_BYTE_VIEW:
+        arr = arr.reshape(-1).view(np.dtype(cls[0]))
     elif arr.ndim == 0:  # 0-d exports have no shape, which the native side refuses
         arr = arr.reshape(1)
     return arr, cls[0], cls[1]

@@ -1,4 +1,4 @@
-"""Argument checks shared by the writers."""
+"""Argument checks shared by the readers and writers."""
 
 from __future__ import annotations
 
@@ -35,3 +35,27 @@ def check_metadata(metadata):
         if not isinstance(k, str):
             raise TypeError(f"metadata keys must be str, not {type(k).__name__}")
     return metadata
+
+
+_DEQUANTIZE = ("float32", "float16")
+
+
+def dequantize_dtype(value):
+    """The ``dequantize=`` option as ``None``, ``"float32"`` or ``"float16"``.
+
+    Accepts None, those names and anything NumPy reads as those dtypes
+    (``np.float32``, ``np.dtype("float16")``, ``"f4"``...).
+    """
+    if value is None:
+        return None
+    import numpy as np
+
+    try:
+        name = np.dtype(value).name
+    except TypeError:
+        raise TypeError(
+            f"dequantize must be None, 'float32' or 'float16' (or a NumPy float dtype), not {value!r}"
+        ) from None
+    if name not in _DEQUANTIZE:
+        raise ValueError(f"dequantize must be float32 or float16, not {name}")
+    return name

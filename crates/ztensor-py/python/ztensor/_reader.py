@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._dtypes import as_array
 from ._metadata import TensorMetadata
-from ._options import fspath
+from ._options import dequantize_dtype, fspath
 from ._ztensor import ZTensorError, _Reader
 
 
@@ -15,15 +15,24 @@ class Reader:
     copy-on-write mapping: no copy is made, the array is writable, and writes
     never reach the file. Arrays stay valid after the reader is closed.
     Pass ``copy=True`` to the read methods for arrays that own their memory.
+
+    ``dequantize`` (GGUF only): ``None`` (default) gives each block-quantized
+    tensor as its raw ``uint8`` bytes; ``"float32"`` or ``"float16"`` (or
+    ``np.float32``/``np.float16``) gives instead a dense array of its original
+    shape, decoded when read (never zero-copy), for Q4_0, Q4_1, Q5_0, Q5_1,
+    Q8_0, Q2_K-Q6_K, Q8_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4 and NVFP4
+    (float16 is the float32 result rounded); its metadata attributes then
+    hold ``{"ggml_type": ..., "dequantized": True}``. Other quantized types
+    stay raw bytes. Other formats have no quantized tensors and ignore it.
     """
 
-    def __init__(self, path, *, eager: bool = False):
-        self._r = _Reader(fspath(path), eager)
+    def __init__(self, path, *, eager: bool = False, dequantize=None):
+        self._r = _Reader(fspath(path), eager, dequantize_dtype(dequantize))
 
     @classmethod
-    def _from_bytes(cls, data: bytes) -> "Reader":
+    def _from_bytes(cls, data: bytes, dequantize=None) -> "Reader":
         self = cls.__new__(cls)
-        self._r = _Reader.from_bytes(bytes(data))
+        self._r = _Reader.from_bytes(bytes(data), dequantize_dtype(dequantize))
         return self
 
     # --- dict protocol -------------------------------------------------

@@ -25,21 +25,25 @@ def save(tensors: dict, metadata=None, compression=False) -> bytes:
     return write_bytes(metadata, lambda w: _write(w, tensors, compression))
 
 
-def load_file(filename, copy: bool = False) -> dict:
+def load_file(filename, copy: bool = False, *, dequantize=None) -> dict:
     """Loads every tensor of a file, in file order.
 
     ``copy=False`` (default): zero-copy, writable copy-on-write views of the
     file. ``copy=True``: arrays that own their memory.
+    ``dequantize=None | "float32" | "float16"`` (or ``np.float32``/``np.float16``):
+    GGUF quantized tensors as dense float arrays instead of raw bytes (see
+    ``Reader``); ignored by other formats.
     """
-    with Reader(filename) as r:
+    with Reader(filename, dequantize=dequantize) as r:
         return r.load_numpy(copy=copy)
 
 
-def load(data: bytes) -> dict:
-    """Loads every tensor from the bytes of a ``.zt`` file."""
+def load(data: bytes, *, dequantize=None) -> dict:
+    """Loads every tensor from the bytes of a tensor file (any format);
+    ``dequantize`` as in ``load_file``."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, not {type(data).__name__}")
-    r = Reader._from_bytes(data)
+    r = Reader._from_bytes(data, dequantize)
     try:
         return r.load_numpy()
     finally:

@@ -253,22 +253,38 @@ def _load(reader: Reader, device, copy: bool) -> dict:
     return out if device.type == "cpu" else to_device(out, device)
 
 
-def load_file(filename, device="cpu", copy: bool = False) -> dict:
+_DEQUANTIZE_TORCH = {torch.float32: "float32", torch.float16: "float16"}
+
+
+def _dequantize_name(value):
+    """``dequantize=`` accepting torch dtypes too (others as in ``Reader``)."""
+    if isinstance(value, torch.dtype):
+        if value not in _DEQUANTIZE_TORCH:
+            raise ValueError(f"dequantize must be torch.float32 or torch.float16, not {value}")
+        return _DEQUANTIZE_TORCH[value]
+    return value
+
+
+def load_file(filename, device="cpu", copy: bool = False, *, dequantize=None) -> dict:
     """Loads every tensor of a file as torch tensors, in file order.
 
     ``copy=False`` (default): zero-copy, writable copy-on-write views of the
     file (in-place ops never touch it). ``copy=True``: independent tensors.
     ``device``: "cpu", "cuda:N", an int (CUDA index) or any torch device.
+    ``dequantize=None | torch.float32 | torch.float16`` (or ``"float32"``,
+    ``"float16"``): GGUF quantized tensors as dense float tensors instead of
+    raw bytes (see ``ztensor.Reader``); ignored by other formats.
     """
-    with Reader(filename) as r:
+    with Reader(filename, dequantize=_dequantize_name(dequantize)) as r:
         return _load(r, device, copy)
 
 
-def load(data: bytes) -> dict:
-    """Loads every tensor from the bytes of a ``.zt`` file (on CPU)."""
+def load(data: bytes, *, dequantize=None) -> dict:
+    """Loads every tensor from the bytes of a tensor file (any format, on
+    CPU); ``dequantize`` as in ``load_file``."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, not {type(data).__name__}")
-    r = Reader._from_bytes(data)
+    r = Reader._from_bytes(data, _dequantize_name(dequantize))
     try:
         return _load(r, "cpu", False)
     finally:

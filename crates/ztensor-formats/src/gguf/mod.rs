@@ -16,12 +16,22 @@
 //! number of blocks, or bytes outside the file is unreadable on its own; the
 //! rest of the file stays readable.
 //!
+//! Opt-in ([`parse_with`], `OpenOptions::dequantize`): each quantized
+//! tensor whose type has a kernel in [`dequant`] becomes instead a dense
+//! F32 (or F16) tensor of its row-major shape, decoded from the same bytes
+//! when it is read (so never zero-copy), with attributes `{"ggml_type",
+//! "dequantized": true}`. Types without a kernel stay raw bytes.
+//!
 //! Every count and length is checked against the bytes that remain before
 //! anything is allocated, so hostile headers fail cleanly.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
-use ztensor::{Catalog, Component, DType, Encoding, Entry, Layout, TensorInfo, Value};
+use std::sync::Arc;
+
+use ztensor::{Catalog, Component, DType, Encoding, Entry, TensorInfo, Value};
+
+pub mod dequant;
 
 /// Most dimensions a GGUF tensor may have (`GGML_MAX_DIMS` is 4; some
 /// writers allow more, so a little slack).
@@ -245,8 +255,19 @@ struct RawTensor {
     offset: u64,
 }
 
-/// Parses a whole file image.
+/// Parses a whole file image, quantized tensors as raw bytes.
 pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
+    parse_with(bytes, None)
+}
+
+/// Parses a whole file image; with `dequantize` (F32 or F16), quantized
+/// tensors that have a kernel read as dense arrays of that dtype.
+pub fn parse_with(bytes: &[u8], dequantize: Option<DType>) -> Result<Catalog, String> {
+    if let Some(d) = dequantize.filter(|d| !matches!(d, DType::F32 | DType::F16)) {
+        return Err(format!(
+            "GGUF tensors can be dequantized to float32 or float16, not {d}"
+        ));
+    }
     let mut cur = Cursor { bytes, pos: 0 };
     if cur.take(4, "magic")? != b"GGUF" {
         return Err("not a GGUF file (bad magic)".into());
@@ -321,7 +342,7 @@ pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
         .into_iter()
         .map(|t| {
             let name = t.name.clone();
-            tensor(t, data_start, file_len).unwrap_or_else(|e| Entry::broken(name, e))
+            tensor(t, data_start, file_len, dequantize).unwrap_or_else(|e| Entry::broken(name, e))
         })
         .collect();
 
@@ -335,8 +356,31 @@ pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
     })
 }
 
+/// The attributes and encoding of a quantized tensor read as `out` floats.
+fn dequantized(
+    kernel: dequant::Kernel,
+    n_blocks: u64,
+    out: DType,
+) -> Result<(Value, Encoding), String> {
+    let transform = dequant::Dequantize::new(kernel, n_blocks, out)
+        .ok_or_else(|| format!("cannot dequantize to {out}"))?;
+    let attributes = Value::Map(vec![
+        (
+            Value::Text("ggml_type".into()),
+            Value::Text(kernel.name.into()),
+        ),
+        (Value::Text("dequantized".into()), Value::Bool(true)),
+    ]);
+    Ok((attributes, Encoding::Transformed(Arc::new(transform))))
+}
+
 /// Projects one tensor info record onto the object model.
-fn tensor(t: RawTensor, data_start: u64, file_len: u64) -> Result<Entry, String> {
+fn tensor(
+    t: RawTensor,
+    data_start: u64,
+    file_len: u64,
+    dequantize: Option<DType>,
+) -> Result<Entry, String> {
     let (type_name, kind) =
         ggml_type(t.type_id).ok_or_else(|| format!("unknown ggml type id {}", t.type_id))?;
     // GGUF stores the innermost dimension first.
@@ -350,12 +394,13 @@ fn tensor(t: RawTensor, data_start: u64, file_len: u64) -> Result<Entry, String>
         .checked_add(t.offset)
         .ok_or_else(|| format!("data offset {} overflows", t.offset))?;
     let too_large = || format!("shape {shape:?} of {type_name} is too large to address");
-    let (dtype, logical, length, shape, attributes) = match kind {
+    let text = |s: &str| Value::Text(s.into());
+    let (dtype, logical, length, shape, attributes, encoding) = match kind {
         GgmlKind::Plain(dtype) => {
             let length = numel
                 .checked_mul(dtype.size() as u64)
                 .ok_or_else(too_large)?;
-            (dtype, None, length, shape, None)
+            (dtype, None, length, shape, None, Encoding::Raw)
         }
         GgmlKind::Quantized {
             block_size,
@@ -368,26 +413,33 @@ fn tensor(t: RawTensor, data_start: u64, file_len: u64) -> Result<Entry, String>
                     "shape {shape:?} of {type_name} is not a whole number of {block_size}-element blocks per row"
                 ));
             }
-            let length = (numel / block_size)
-                .checked_mul(type_size)
-                .ok_or_else(too_large)?;
-            let attributes = Value::Map(vec![
-                (
-                    Value::Text("ggml_type".into()),
-                    Value::Text(type_name.into()),
-                ),
-                (
-                    Value::Text("original_shape".into()),
-                    Value::Array(shape.iter().map(|&d| Value::from(d)).collect()),
-                ),
-            ]);
-            (
-                DType::U8,
-                Some(type_name.to_string()),
-                length,
-                vec![length],
-                Some(attributes),
-            )
+            let n_blocks = numel / block_size;
+            let length = n_blocks.checked_mul(type_size).ok_or_else(too_large)?;
+            match dequantize.zip(dequant::kernel(type_name)) {
+                Some((out, kernel)) => {
+                    numel.checked_mul(out.size() as u64).ok_or_else(too_large)?;
+                    let (attributes, encoding) = dequantized(kernel, n_blocks, out)?;
+                    (out, None, length, shape, Some(attributes), encoding)
+                }
+                None => {
+                    let attributes = Value::Map(vec![
+                        (text("ggml_type"), text(type_name)),
+                        (
+                            text("original_shape"),
+                            Value::Array(shape.iter().map(|&d| Value::from(d)).collect()),
+                        ),
+                    ]);
+                    let logical = Some(type_name.to_string());
+                    (
+                        DType::U8,
+                        logical,
+                        length,
+                        vec![length],
+                        Some(attributes),
+                        Encoding::Raw,
+                    )
+                }
+            }
         }
     };
     match offset.checked_add(length) {
@@ -404,14 +456,45 @@ fn tensor(t: RawTensor, data_start: u64, file_len: u64) -> Result<Entry, String>
         logical_type: logical,
         offset,
         length,
-        encoding: Encoding::Raw,
+        encoding,
         digest: None,
     };
     Ok(Entry::ok(TensorInfo {
-        name: t.name,
-        shape,
-        layout: Layout::Dense,
-        components: BTreeMap::from([("data".to_string(), component)]),
         attributes,
+        ..TensorInfo::dense(t.name, shape, component)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_agree_with_the_type_table() {
+        let mut with_kernel = 0;
+        for id in 0..64 {
+            let Some((name, kind)) = ggml_type(id) else {
+                continue;
+            };
+            match (kind, dequant::kernel(name)) {
+                (
+                    GgmlKind::Quantized {
+                        block_size,
+                        type_size,
+                    },
+                    Some(k),
+                ) => {
+                    assert_eq!(
+                        (k.block_size as u64, k.type_size as u64),
+                        (block_size, type_size)
+                    );
+                    assert_eq!(k.name, name);
+                    with_kernel += 1;
+                }
+                (GgmlKind::Plain(_), Some(_)) => panic!("{name} is plain"),
+                _ => {}
+            }
+        }
+        assert_eq!(with_kernel, 17);
+    }
 }

@@ -1,0 +1,220 @@
+//! HDF5 reader: two tiny h5py-made fixtures (`tests/data/make_hdf5_fixtures.py`),
+//! their truncations and corruptions, and the projection driven by a fake
+//! backend (absurd shapes, ranges outside the file, unsupported types).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ztensor::{DType, Encoding, Value};
+use ztensor_formats::hdf5::{self, DatasetDesc, ElemType, Hdf5Backend, Storage};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+fn attr<'a>(map: &'a Value, key: &str) -> Option<&'a Value> {
+    map.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_text() == Some(key))
+        .map(|(_, v)| v)
+}
+
+fn check_earliest(r: &ztensor::Reader) {
+    assert_eq!(r.format(), "hdf5");
+    assert_eq!(r.version(), "0"); // superblock version
+    let names: Vec<&str> = r.names().collect();
+    assert_eq!(names, ["a", "b", "c", "g.s.be", "s"]);
+    let a = r.info("a").unwrap();
+    assert_eq!(a.shape, [3, 4]);
+    let data = &a.components["data"];
+    assert_eq!(data.encoding, Encoding::Raw); // zero-copy
+    assert_eq!(
+        r.to_vec::<f32>("a").unwrap(),
+        (0..12).map(|i| i as f32).collect::<Vec<_>>()
+    );
+    assert_eq!(r.to_vec::<i64>("g.s.be").unwrap(), [1, -2, 3]); // big-endian, swapped
+    assert_eq!(r.to_vec::<bool>("b").unwrap(), [true, false, true]);
+    let c = r.info("c").unwrap();
+    assert_eq!(c.dtype(), Some(DType::F32));
+    assert_eq!(c.logical_type(), Some("complex64"));
+    assert_eq!(r.to_vec::<f32>("c").unwrap(), [1.0, 2.0]);
+    let err = r.read("s").unwrap_err().to_string();
+    assert!(err.contains("string"), "{err}");
+    let attrs = r.attributes().expect("file attributes");
+    assert_eq!(attr(attrs, "n"), Some(&Value::from(5)));
+    assert_eq!(attr(attrs, "t"), Some(&Value::Text("hi".into())));
+}
+
+#[test]
+fn h5py_earliest_from_path_and_bytes() {
+    let path = fixture("h5py_earliest.h5");
+    check_earliest(&ztensor_formats::open(&path).unwrap());
+    check_earliest(&ztensor_formats::from_bytes(&std::fs::read(&path).unwrap()).unwrap());
+}
+
+#[test]
+fn h5py_latest_chunked_gzip_shuffle_and_fill() {
+    let path = fixture("h5py_latest.h5");
+    let r = ztensor_formats::open(&path).unwrap();
+    assert_eq!(r.version(), "3");
+    assert_eq!(r.to_vec::<i32>("z").unwrap(), (0..100).collect::<Vec<_>>());
+    assert_eq!(
+        r.info("z").unwrap().components["data"].encoding.as_str(),
+        "hdf5"
+    );
+    assert_eq!(r.to_vec::<u16>("fill").unwrap(), [1, 9, 9, 9, 9, 9]);
+    assert_eq!(r.to_vec::<f32>("a").unwrap()[11], 11.0);
+}
+
+/// Opens and reads everything; any outcome but a panic is fine.
+fn exercise(bytes: &[u8]) {
+    if let Ok(r) = ztensor_formats::from_bytes(bytes) {
+        let names: Vec<String> = r.names().map(str::to_string).collect();
+        for n in names {
+            let _ = r.read_copy(&n);
+        }
+    }
+}
+
+#[test]
+fn truncations_and_flips_never_panic() {
+    for name in ["h5py_earliest.h5", "h5py_latest.h5"] {
+        let data = std::fs::read(fixture(name)).unwrap();
+        for cut in (0..data.len()).step_by(97).chain([8, 9, data.len() - 1]) {
+            exercise(&data[..cut]);
+        }
+        assert!(ztensor_formats::from_bytes(&data[..100]).is_err());
+        // deterministic pseudo-random flips (xorshift)
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..60 {
+            let mut m = data.clone();
+            for _ in 0..3 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let at = (state % m.len() as u64) as usize;
+                m[at] ^= 1 << (state % 8);
+            }
+            exercise(&m);
+        }
+    }
+}
+
+#[test]
+fn garbage_after_a_signature_is_an_error() {
+    let mut bytes = b"\x89HDF\r\n\x1a\n".to_vec();
+    bytes.extend((0..600u32).map(|i| (i * 7 + 3) as u8));
+    assert!(ztensor_formats::from_bytes(&bytes).is_err());
+    assert!(hdf5::parse(b"not hdf5 at all", None).is_err());
+}
+
+/// A backend that reports whatever a test says.
+#[derive(Debug)]
+struct Fake(Vec<(&'static str, DatasetDesc)>);
+
+impl Hdf5Backend for Fake {
+    fn datasets(&self) -> Result<Vec<String>, String> {
+        Ok(self.0.iter().map(|(n, _)| n.to_string()).collect())
+    }
+    fn describe(&self, path: &str) -> Result<DatasetDesc, String> {
+        let (_, d) = self.0.iter().find(|(n, _)| *n == path).ok_or("missing")?;
+        Ok(d.clone())
+    }
+    fn read_into(&self, _path: &str, out: &mut [u8]) -> Result<(), String> {
+        out.fill(1);
+        Ok(())
+    }
+    fn file_attributes(&self) -> Result<Vec<(String, Value)>, String> {
+        Ok(vec![])
+    }
+}
+
+fn desc(shape: Vec<u64>, elem: ElemType, storage: Storage) -> DatasetDesc {
+    DatasetDesc {
+        shape,
+        elem,
+        storage,
+        attributes: vec![],
+    }
+}
+
+#[test]
+fn projection_refuses_hostile_descriptions_per_tensor() {
+    let f4 = ElemType::Float {
+        size: 4,
+        bf16: false,
+        big_endian: false,
+    };
+    let fake = Fake(vec![
+        (
+            "ok",
+            desc(vec![2], f4.clone(), Storage::Contiguous { offset: Some(8) }),
+        ),
+        (
+            "grp/outside",
+            desc(
+                vec![4],
+                f4.clone(),
+                Storage::Contiguous {
+                    offset: Some(u64::MAX - 4),
+                },
+            ),
+        ),
+        (
+            "overflow",
+            desc(
+                vec![1 << 40, 1 << 40],
+                f4.clone(),
+                Storage::Chunked { chunk: vec![1, 1] },
+            ),
+        ),
+        (
+            "absurd",
+            desc(
+                vec![1 << 30],
+                f4.clone(),
+                Storage::Chunked { chunk: vec![8] },
+            ),
+        ),
+        (
+            "huge_chunk",
+            desc(
+                vec![4],
+                f4.clone(),
+                Storage::Chunked {
+                    chunk: vec![1 << 31],
+                },
+            ),
+        ),
+        (
+            "strings",
+            desc(
+                vec![1],
+                ElemType::Unsupported("strings".into()),
+                Storage::Compact,
+            ),
+        ),
+        (
+            "virtual",
+            desc(vec![1], f4, Storage::Unsupported("virtual".into())),
+        ),
+    ]);
+    let image = vec![0u8; 64];
+    let catalog = hdf5::parse_with(&image, Arc::new(fake)).unwrap();
+    assert_eq!(catalog.format, "hdf5");
+    let by_name = |n: &str| catalog.entries.iter().find(|e| e.name == n).unwrap();
+    assert!(by_name("ok").info.is_ok());
+    for (name, needle) in [
+        ("grp.outside", "outside"),
+        ("overflow", "too large"),
+        ("absurd", "times the"),
+        ("huge_chunk", "chunks"),
+        ("strings", "strings"),
+        ("virtual", "virtual"),
+    ] {
+        let err = by_name(name).info.as_ref().unwrap_err();
+        assert!(err.contains(needle), "{name}: {err}");
+    }
+}
