@@ -121,7 +121,7 @@ def to_storage(arr: np.ndarray):
         # stored int8 holds the sign-extended value, as the ONNX reader does.
         arr = arr.reshape(-1).astype(np.int8)
     elif dt.name in _NEEDS_BYTE_VIEW:
-        arr = arr.reshape(-1).view(np.dtype(cls[0]))
+        arr = arr.reshape(-1).view(np.uint8)
     elif arr.ndim == 0:  # 0-d exports have no shape, which the native side refuses
         arr = arr.reshape(1)
     return arr, cls[0], cls[1]
