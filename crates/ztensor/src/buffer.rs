@@ -13,8 +13,21 @@ const SMALL_ALIGN: usize = 64;
 const MAP_THRESHOLD: usize = 1 << 20;
 const HUGE: usize = 2 << 20;
 
-/// Most bytes of retired huge mappings kept for reuse.
-const POOL_CAP: usize = 4 << 30;
+/// Most bytes of retired huge mappings kept for reuse, unless the
+/// environment variable `ZTENSOR_BUFFER_POOL_BYTES` says otherwise (0
+/// disables the pool). Pooled pages are `MADV_FREE`: they still count in the
+/// process's RSS until the kernel takes them back under memory pressure.
+const DEFAULT_POOL_CAP: usize = 4 << 30;
+
+fn pool_cap() -> usize {
+    static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| {
+        std::env::var("ZTENSOR_BUFFER_POOL_BYTES")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_POOL_CAP)
+    })
+}
 
 /// Huge mappings of dropped buffers, kept for [`AlignedBuf::for_overwrite`].
 ///
@@ -82,6 +95,12 @@ impl AlignedBuf {
                 origin: Origin::Heap(layout),
             });
         }
+        // A pooled mapping zeroed by hand: otherwise buffers made here would
+        // feed the pool on drop without ever taking from it.
+        if let Some(mut buf) = AlignedBuf::from_pool(len) {
+            buf.as_mut_slice().fill(0);
+            return Ok(buf);
+        }
         Self::mapped(len)
     }
 
@@ -89,24 +108,31 @@ impl AlignedBuf {
     /// that is about to be overwritten in full, such as a `pread` target.
     /// Large ones reuse retired mappings (see [`Pool`]).
     pub fn for_overwrite(len: usize) -> Result<AlignedBuf, String> {
-        if len >= HUGE {
-            let size = mapping_size(len)?;
-            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(i) = pool.regions.iter().position(|&(_, s)| s == size) {
-                let (base, size) = pool.regions.swap_remove(i);
-                pool.bytes -= size;
-                let start = base.next_multiple_of(HUGE);
-                return Ok(AlignedBuf {
-                    ptr: NonNull::new(start as *mut u8).ok_or("pooled mapping is null")?,
-                    len,
-                    origin: Origin::Mapped {
-                        base: base as *mut libc::c_void,
-                        size,
-                    },
-                });
-            }
+        match AlignedBuf::from_pool(len) {
+            Some(buf) => Ok(buf),
+            None => AlignedBuf::zeroed(len),
         }
-        AlignedBuf::zeroed(len)
+    }
+
+    /// A retired mapping of exactly the size `len` needs, if one is pooled.
+    fn from_pool(len: usize) -> Option<AlignedBuf> {
+        if len < HUGE {
+            return None;
+        }
+        let size = mapping_size(len).ok()?;
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let i = pool.regions.iter().position(|&(_, s)| s == size)?;
+        let (base, size) = pool.regions.swap_remove(i);
+        pool.bytes -= size;
+        let start = base.next_multiple_of(HUGE);
+        Some(AlignedBuf {
+            ptr: NonNull::new(start as *mut u8)?,
+            len,
+            origin: Origin::Mapped {
+                base: base as *mut libc::c_void,
+                size,
+            },
+        })
     }
 
     fn mapped(len: usize) -> Result<AlignedBuf, String> {
@@ -204,7 +230,7 @@ fn mapping_size(len: usize) -> Result<usize, String> {
 /// Offers a huge mapping to the pool; false when the pool is full.
 fn retire(base: usize, size: usize) -> bool {
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-    if pool.bytes + size > POOL_CAP {
+    if pool.bytes + size > pool_cap() {
         return false;
     }
     // SAFETY: the range is exactly a mapping we own and no longer hand out;
@@ -271,8 +297,28 @@ mod pool_tests {
         again.as_mut_slice().fill(7);
         assert!(again.iter().all(|&b| b == 7));
         let _ = reused;
-        // zeroed() never hands out recycled memory.
+        // zeroed() may hand out a recycled mapping, but always zeroed.
         drop(again);
         assert!(AlignedBuf::zeroed(len).unwrap().iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn repeated_zeroed_buffers_do_not_grow_the_pool() {
+        // Buffers from zeroed() used to feed the pool on drop without ever
+        // taking from it: the pool (and RSS) grew to its cap.
+        let len = 5 * HUGE + 3;
+        let size = mapping_size(len).unwrap();
+        let pooled = || {
+            let pool = POOL.lock().unwrap();
+            pool.regions.iter().filter(|&&(_, s)| s == size).count()
+        };
+        drop(AlignedBuf::zeroed(len).unwrap());
+        for _ in 0..8 {
+            let mut b = AlignedBuf::zeroed(len).unwrap();
+            assert!(b.iter().all(|&x| x == 0));
+            b.as_mut_slice().fill(9);
+        }
+        // Only this test uses this size: one region, reused each time.
+        assert!(pooled() <= 1, "{} regions pooled", pooled());
     }
 }
