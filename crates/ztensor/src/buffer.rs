@@ -29,7 +29,8 @@ fn pool_cap() -> usize {
     })
 }
 
-/// Huge mappings of dropped buffers, kept for [`AlignedBuf::for_overwrite`].
+/// Huge mappings of dropped buffers, kept for [`AlignedBuf::for_overwrite`] and
+/// [`AlignedBuf::zeroed`].
 ///
 /// A fresh mapping costs a page fault and a zeroed page per 4 KiB touched
 /// (about half the time of a 1 GiB copy). A retired mapping's pages are marked `MADV_FREE`: the kernel may take them
@@ -73,9 +74,28 @@ unsafe impl Send for AlignedBuf {}
 unsafe impl Sync for AlignedBuf {}
 
 impl AlignedBuf {
-    /// Allocates `len` zeroed bytes. Large buffers come straight from the
-    /// kernel, so untouched pages cost nothing and no memset runs.
+    /// Allocates `len` zeroed bytes. A pooled mapping is reused and zeroed
+    /// by hand (otherwise buffers made here would feed the pool on drop
+    /// without ever taking from it); else large buffers come straight from
+    /// the kernel, so untouched pages cost nothing and no memset runs.
     pub fn zeroed(len: usize) -> Result<AlignedBuf, String> {
+        if let Some(mut buf) = AlignedBuf::from_pool(len) {
+            buf.as_mut_slice().fill(0);
+            return Ok(buf);
+        }
+        AlignedBuf::fresh(len)
+    }
+
+    /// A buffer whose contents are unspecified (but initialised): for data
+    /// that is about to be overwritten in full, such as a `pread` target.
+    /// Large ones reuse retired mappings (see `Pool`).
+    pub fn for_overwrite(len: usize) -> Result<AlignedBuf, String> {
+        AlignedBuf::from_pool(len).map_or_else(|| AlignedBuf::fresh(len), Ok)
+    }
+
+    /// Newly allocated zeroed memory: the heap for small buffers, an
+    /// anonymous mapping for large ones.
+    fn fresh(len: usize) -> Result<AlignedBuf, String> {
         if len == 0 {
             return Ok(AlignedBuf {
                 ptr: NonNull::<PageAligned>::dangling().cast(),
@@ -95,23 +115,7 @@ impl AlignedBuf {
                 origin: Origin::Heap(layout),
             });
         }
-        // A pooled mapping zeroed by hand: otherwise buffers made here would
-        // feed the pool on drop without ever taking from it.
-        if let Some(mut buf) = AlignedBuf::from_pool(len) {
-            buf.as_mut_slice().fill(0);
-            return Ok(buf);
-        }
         Self::mapped(len)
-    }
-
-    /// A buffer whose contents are unspecified (but initialised): for data
-    /// that is about to be overwritten in full, such as a `pread` target.
-    /// Large ones reuse retired mappings (see [`Pool`]).
-    pub fn for_overwrite(len: usize) -> Result<AlignedBuf, String> {
-        match AlignedBuf::from_pool(len) {
-            Some(buf) => Ok(buf),
-            None => AlignedBuf::zeroed(len),
-        }
     }
 
     /// A retired mapping of exactly the size `len` needs, if one is pooled.
