@@ -59,15 +59,11 @@ pub fn run(target: &str, input: &[u8]) -> Outcome {
                 ..Outcome::default()
             };
         }
-        "zt" => Format::Zt,
-        "safetensors" => Format::Safetensors,
-        "npz" => Format::Npz,
-        "npy" => Format::Npy,
-        "pickle" => Format::Pickle,
-        "gguf" => Format::Gguf,
-        "onnx" => Format::Onnx,
-        "hdf5" => Format::Hdf5,
-        _ => panic!("unknown fuzz target {target:?}"),
+        // Every other target is named after its format.
+        _ => Format::ALL
+            .into_iter()
+            .find(|f| f.name() == target)
+            .unwrap_or_else(|| panic!("unknown fuzz target {target:?}")),
     };
     exercise(format, input)
 }
@@ -158,4 +154,17 @@ pub fn exercise(format: Format, input: &[u8]) -> Outcome {
         "a read failed but verify() found nothing"
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_target_names_a_format_or_cbor() {
+        for target in TARGETS {
+            // An unknown name would panic; an empty input holds no tensors.
+            assert_eq!(run(target, b"").tensors, 0, "{target}");
+        }
+    }
 }

@@ -53,6 +53,18 @@ pub enum Format {
 }
 
 impl Format {
+    /// Every format, `.zt` first.
+    pub const ALL: [Format; 8] = [
+        Format::Zt,
+        Format::Safetensors,
+        Format::Pickle,
+        Format::Npz,
+        Format::Npy,
+        Format::Gguf,
+        Format::Onnx,
+        Format::Hdf5,
+    ];
+
     /// The name reported as `Reader.format` (`"zt"`, `"safetensors"`, `"pickle"`, ...).
     pub fn name(self) -> &'static str {
         match self {
