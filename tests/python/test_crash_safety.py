@@ -55,8 +55,35 @@ def test_sigkill_during_save_never_tears_the_target(tmp_path):
             r.verify()
     assert kills == 30 and seen["new"] > 0, seen
     # Killed writers leave temporaries; the next successful save removes them.
+    # A random kill may land between two saves, so make sure of one: stop a
+    # writer while its temporary is on disk, then kill it.
+    assert _kill_writer_mid_save(path), "never caught a writer with its temporary on disk"
     stale = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
-    assert stale, "the last kill should have interrupted a save and left its temporary"
+    assert stale, "the writer was killed mid-save and should have left its temporary"
     save_file({"old": np.full(1000, 7.0, np.float32)}, path)
     left = sorted(n for n in os.listdir(tmp_path) if n != "model.zt")
     assert left == [], left
+
+
+def _temporaries(path):
+    return [n for n in os.listdir(path.parent) if n.endswith(".tmp")]
+
+
+def _kill_writer_mid_save(path, tries=20):
+    """SIGSTOP a saving child, and SIGKILL it only if a temporary is on disk
+    while it is stopped (then it cannot rename it away); True once done."""
+    for _ in range(tries):
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), "0"])
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if _temporaries(path):
+                    child.send_signal(signal.SIGSTOP)
+                    if _temporaries(path):
+                        return True
+                    child.send_signal(signal.SIGCONT)
+                time.sleep(0.001)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+    return False
