@@ -506,6 +506,60 @@ def test_gguf_to_zt_and_back(script, tmp_path):
     assert not (tmp_path / "q.safetensors").exists()
 
 
+def test_gguf_dequantize_to_safetensors_and_zt(script, tmp_path):
+    """--dequantize f32|f16: quantized GGUF tensors convert to float
+    safetensors/.zt equal to gguf.quants.dequantize; info and diff see the
+    same float tensors."""
+    import json
+
+    import safetensors.numpy as st_np
+
+    gguf = pytest.importorskip("gguf")
+    from test_format_gguf import quantized_tensors, reference
+
+    tensors = quantized_tensors(np.random.default_rng(11))
+    src = tmp_path / "quant.gguf"
+    w = gguf.GGUFWriter(str(src), arch="testarch")
+    for name, (raw, q) in tensors.items():
+        w.add_tensor(name, raw, raw_dtype=q)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    want = {name: reference(raw, q) for name, (raw, q) in tensors.items()}
+
+    p = run(script, "convert", src, tmp_path / "f32.safetensors", "--dequantize", "f32", "-q")
+    assert p.returncode == 0, p.stderr
+    got = st_np.load_file(tmp_path / "f32.safetensors")
+    assert sorted(got) == sorted(want)
+    for name, w32 in want.items():
+        assert got[name].dtype == np.float32 and got[name].shape == w32.shape, name
+        assert got[name].view(np.uint32).tobytes() == w32.view(np.uint32).tobytes(), name
+
+    p = run(script, "convert", src, tmp_path / "f16.zt", "--dequantize=f16", "--compress", "-q")
+    assert p.returncode == 0, p.stderr
+    half = ztnp.load_file(tmp_path / "f16.zt")
+    with np.errstate(over="ignore"):
+        for name, w32 in want.items():
+            assert half[name].dtype == np.float16, name
+            assert half[name].tobytes() == w32.astype(np.float16).tobytes(), name
+    with ztensor.Reader(tmp_path / "f16.zt") as r:
+        md = r.metadata(next(iter(want)))
+        assert md.attributes["dequantized"] is True
+
+    p = run(script, "info", src, "--json", "--dequantize", "f32")
+    assert p.returncode == 0, p.stderr
+    rows = {t["name"]: t for t in json.loads(p.stdout)["tensors"]}
+    assert {rows[n]["dtype"] for n in want} == {"float32"}
+    assert all(rows[n]["shape"] == list(want[n].shape) for n in want)
+    # Without the flag the tensors are raw blocks, which differ from floats.
+    assert run(script, "diff", src, tmp_path / "f32.safetensors", "-q").returncode == 1
+    p = run(script, "diff", src, tmp_path / "f32.safetensors", "--dequantize", "f32")
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = run(script, "convert", src, tmp_path / "x.zt", "--dequantize", "f64")
+    assert p.returncode == 2 and "f64" in p.stderr
+
+
 # What .safetensors can hold of the ONNX element types (the rest stays .zt only).
 ONNX_IN_SAFETENSORS = {"float", "uint8", "int8", "uint16", "int16", "int32", "int64", "bool",
                        "float16", "double", "uint32", "uint64", "bfloat16", "float8e4m3fn",

@@ -68,7 +68,8 @@ Examples:
   zt convert model.pt model.zt --compress=9 --checksum sha256
   zt convert model.zt small.zt --include 'model.layers.0.*' --exclude '*.bias'
   zt convert model.zt model.safetensors
-  zt convert weights.npz weights.zt --alignment 4096 --quiet")]
+  zt convert weights.npz weights.zt --alignment 4096 --quiet
+  zt convert model.gguf model.safetensors --dequantize f16")]
     Convert(ConvertArgs),
     /// Check a file: structure, every digest, and decoding of every tensor.
     #[command(after_help = "\
@@ -104,6 +105,10 @@ pub struct InfoArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Dequantize GGUF block-quantized tensors (Q4_0..Q8_0, K-quants, IQ4, TQ, MXFP4, NVFP4)
+    /// to this float type instead of keeping their raw blocks.
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub dequantize: Option<DequantizeArg>,
 }
 
 /// Digest options of `zt convert`.
@@ -115,6 +120,25 @@ pub enum ChecksumArg {
     Crc32c,
     /// SHA-256: cryptographic, slower.
     Sha256,
+}
+
+/// `--dequantize`: the float type GGUF block-quantized tensors become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DequantizeArg {
+    /// 32-bit floats (exact for every kernel).
+    F32,
+    /// 16-bit floats (the f32 result rounded to nearest-even).
+    F16,
+}
+
+impl DequantizeArg {
+    /// The reader option for this choice (`None`: keep the raw blocks).
+    pub fn options(choice: Option<Self>) -> ztensor_formats::OpenOptions {
+        ztensor_formats::OpenOptions::default().dequantize(choice.map(|c| match c {
+            Self::F32 => ztensor::DType::F32,
+            Self::F16 => ztensor::DType::F16,
+        }))
+    }
 }
 
 /// `zt convert`.
@@ -148,6 +172,10 @@ pub struct ConvertArgs {
     /// Leave out tensors whose name matches GLOB (repeatable; applied after --include).
     #[arg(long, value_name = "GLOB", value_parser = parse_glob)]
     pub exclude: Vec<globset::Glob>,
+    /// Dequantize GGUF block-quantized tensors (Q4_0..Q8_0, K-quants, IQ4, TQ, MXFP4, NVFP4)
+    /// to this float type instead of keeping their raw blocks.
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub dequantize: Option<DequantizeArg>,
     /// No progress bar and no summary.
     #[arg(short, long)]
     pub quiet: bool,
@@ -173,6 +201,10 @@ pub struct DiffArgs {
     /// The second file (any readable format).
     #[arg(value_name = "B")]
     pub b: PathBuf,
+    /// Dequantize GGUF block-quantized tensors (Q4_0..Q8_0, K-quants, IQ4, TQ, MXFP4, NVFP4)
+    /// to this float type instead of keeping their raw blocks.
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub dequantize: Option<DequantizeArg>,
     /// Print nothing; report through the exit status only.
     #[arg(short, long)]
     pub quiet: bool,

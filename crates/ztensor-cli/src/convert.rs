@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use ztensor::{Checksum, ComponentData, ReadMode, Reader, WriteOptions, Writer};
 
-use crate::args::{ChecksumArg, ConvertArgs};
+use crate::args::{ChecksumArg, ConvertArgs, DequantizeArg};
 use crate::filter::NameFilter;
 use crate::progress::Progress;
 use crate::util::{self, Failure};
@@ -58,7 +58,11 @@ pub(crate) fn run(args: &ConvertArgs, interrupt: &Interrupt) -> Result<i32, Fail
     // Eager reads: each tensor is read into a buffer that is freed once it is
     // written, so memory stays bounded by the largest tensor (a mapping would
     // grow the resident set by the whole input).
-    let reader = ztensor_formats::open_with(&args.input, ReadMode::Eager)?;
+    let reader = ztensor_formats::open_with_options(
+        &args.input,
+        ReadMode::Eager,
+        &DequantizeArg::options(args.dequantize),
+    )?;
     let input = util::show(&args.input);
     let all: Vec<&str> = reader.names_in_file_order().collect();
     if !args.quiet {

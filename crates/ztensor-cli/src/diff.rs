@@ -4,14 +4,15 @@ use std::io::Write;
 
 use ztensor::{storage_elements_per_item, ReadMode, Reader, TensorInfo};
 
-use crate::args::DiffArgs;
+use crate::args::{DequantizeArg, DiffArgs};
 use crate::util::{self, outln, Failure};
 use crate::{exit, Interrupt};
 
 pub(crate) fn run(args: &DiffArgs, interrupt: &Interrupt) -> Result<i32, Failure> {
     // Trouble reading either file is status 2, as for diff(1).
+    let options = DequantizeArg::options(args.dequantize);
     let open = |p| {
-        ztensor_formats::open_with(p, ReadMode::Eager).map_err(|e| {
+        ztensor_formats::open_with_options(p, ReadMode::Eager, &options).map_err(|e| {
             eprintln!("zt: error: {e}");
             Failure::Quiet(exit::USAGE)
         })

@@ -5,7 +5,7 @@ use std::io::Write;
 use serde::Serialize;
 use ztensor::{Reader, TensorInfo};
 
-use crate::args::InfoArgs;
+use crate::args::{DequantizeArg, InfoArgs};
 use crate::exit;
 use crate::util::{self, outln, Failure};
 
@@ -57,7 +57,11 @@ struct ComponentJson {
 }
 
 pub(crate) fn run(args: &InfoArgs) -> Result<i32, Failure> {
-    let reader = ztensor_formats::open(&args.file)?;
+    let reader = ztensor_formats::open_with_options(
+        &args.file,
+        ztensor::ReadMode::Mmap,
+        &DequantizeArg::options(args.dequantize),
+    )?;
     let file_size = std::fs::metadata(&args.file)
         .map(|m| m.len())
         .map_err(|e| Failure::Error(format!("{}: {e}", util::show(&args.file))))?;
