@@ -243,6 +243,12 @@ def test_userblock_and_from_bytes(tmp_path):
         with h5py.File(path, "r") as f:
             assert r.metadata("f4").components["data"]["offset"] == f["f4"].id.get_offset()
     assert_matches_h5py(ours, expected, "userblock")
+    # found past the userblock whatever the file is called
+    renamed = tmp_path / "ub.data"
+    renamed.write_bytes(path.read_bytes())
+    with Reader(renamed) as r:
+        assert r.format == "hdf5"
+        assert_matches_h5py({k: r.read_tensor(k) for k in expected}, expected, "userblock, renamed")
     # an image in memory (no path): detected past the userblock too
     plain = tmp_path / "plain.h5"
     write_file(plain, "earliest")

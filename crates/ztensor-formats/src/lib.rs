@@ -116,7 +116,7 @@ pub fn detect(head: &[u8], path: Option<&Path>) -> Option<Format> {
     if head.starts_with(b"GGUF") {
         return Some(Format::Gguf);
     }
-    if head.starts_with(b"\x89HDF\r\n\x1a\n") {
+    if head.starts_with(hdf5::SIGNATURE) {
         return Some(Format::Hdf5);
     }
     if head.starts_with(b"\x93NUMPY") {
@@ -209,11 +209,15 @@ pub fn open_with_options(
     options.check()?;
     let path = path.as_ref();
     let mut head = [0u8; 16];
-    let n = match std::fs::File::open(path) {
-        Ok(mut f) => read_head(&mut f, &mut head),
-        Err(_) => 0, // the reader reports the I/O error with its path
-    };
-    let format = detect(&head[..n], Some(path)).unwrap_or(Format::Zt);
+    let format = match std::fs::File::open(path) {
+        Ok(mut f) => {
+            let n = read_head(&mut f, &mut head);
+            detect(&head[..n], Some(path))
+                .or_else(|| hdf5_after_userblock(&f).then_some(Format::Hdf5))
+        }
+        Err(_) => None, // the reader reports the I/O error with its path
+    }
+    .unwrap_or(Format::Zt);
     Reader::open_with_parser(path, mode, |bytes| {
         format.parse_with_options(bytes, Some(path), options)
     })
@@ -231,6 +235,21 @@ pub fn from_bytes_with_options(bytes: &[u8], options: &OpenOptions) -> ztensor::
         .or_else(|| hdf5::has_signature(bytes).then_some(Format::Hdf5)) // after a userblock
         .unwrap_or(Format::Zt);
     Reader::from_bytes_with_parser(bytes, |b| format.parse_with_options(b, None, options))
+}
+
+/// Whether an HDF5 superblock follows a userblock (at 512, 1024, 2048, ...
+/// bytes): such a file is an HDF5 file whatever its name. At most one small
+/// read per power of two below the file size.
+fn hdf5_after_userblock(f: &std::fs::File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    (9..63)
+        .map(|k| 1u64 << k)
+        .take_while(|&at| at < len)
+        .any(|at| {
+            let mut sig = [0u8; 8];
+            f.read_exact_at(&mut sig, at).is_ok() && &sig == hdf5::SIGNATURE
+        })
 }
 
 fn read_head(f: &mut std::fs::File, head: &mut [u8]) -> usize {

@@ -374,11 +374,10 @@ fn fletcher32_matches(chunk: &[u8]) -> bool {
 
 /// Offset of the superblock: 0, or a power of two from 512 (after a userblock).
 pub(super) fn signature_offset(bytes: &[u8]) -> Option<usize> {
-    const SIGNATURE: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
     std::iter::once(0)
         .chain((9..63).map(|k| 1usize << k))
         .take_while(|&at| at < bytes.len())
-        .find(|&at| bytes[at..].starts_with(SIGNATURE))
+        .find(|&at| bytes[at..].starts_with(super::SIGNATURE))
 }
 
 /// The attribute messages in the root group's object header.

@@ -66,6 +66,9 @@ pub fn parse(bytes: &[u8], path: Option<&Path>) -> Result<Catalog, String> {
     Ok(catalog)
 }
 
+/// The 8 bytes an HDF5 superblock starts with.
+pub const SIGNATURE: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
+
 /// Whether `bytes` hold an HDF5 superblock signature where HDF5 looks for
 /// one (offset 0, or after a userblock of 512, 1024, 2048... bytes).
 pub fn has_signature(bytes: &[u8]) -> bool {
