@@ -956,6 +956,49 @@ def test_separate_load_file_calls_do_not_share(tmp_path):
     assert_bits_equal(ztnp.load_file(str(p))["x"], arr)
 
 
+def test_reads_from_one_reader_do_not_alias(tmp_path):
+    """ztensor 1.2.3 bug 29: two zero-copy reads of one tensor from one Reader
+    shared writable memory, so a write showed in every later read. Each read
+    call now gets its own private mapping; tensors of one call that share
+    bytes in the file (an HDF5 hard link, a torch storage) still share."""
+    p = tmp_path / "a.zt"
+    arr = np.arange(4096, dtype=np.float32)
+    ztnp.save_file({"x": arr, "y": arr[::-1].copy()}, p)
+    before = file_sha256(p)
+    with Reader(p) as r:
+        reads = [r["x"], r.read_tensor("x"), r.read_tensors(["x", "y"])["x"],
+                 r.load_numpy()["x"], r.read_components("x")["data"]]
+        for i in range(len(reads)):
+            for j in range(i + 1, len(reads)):
+                assert not np.shares_memory(reads[i], reads[j]), (i, j)
+        reads[0][:] = 42
+        for later in (r["x"], r.load_numpy()["x"], *reads[1:]):
+            assert_bits_equal(later, arr)
+        # still zero-copy: one call's tensors lie in one mapping as in the file
+        both = r.read_tensors(["x", "y"])
+        off = {k: r.metadata(k).components["data"]["offset"] for k in ("x", "y")}
+        assert both["y"].ctypes.data - both["x"].ctypes.data == off["y"] - off["x"]
+    assert file_sha256(p) == before
+
+
+def test_tensors_sharing_bytes_in_one_call_still_share(tmp_path):
+    torch = pytest.importorskip("torch")
+    import ztensor.torch as ztt
+
+    x = torch.arange(40, dtype=torch.float32)
+    p = tmp_path / "tied.pt"
+    torch.save({"x": x, "alias": x, "tail": x[10:]}, p)
+    with Reader(p) as r:
+        one = r.load_torch()
+        assert one["alias"].data_ptr() == one["x"].data_ptr()
+        assert one["tail"].data_ptr() == one["x"].data_ptr() + 40
+        one["x"][10] = -1.0  # seen through the tensors that share its storage
+        assert one["tail"][0] == -1.0 and one["alias"][10] == -1.0
+        other = r.load_torch()  # a separate call: untouched
+        assert other["x"][10] == 10.0 and other["tail"][0] == 10.0
+    assert ztt.load_file(p)["x"][10] == 10.0
+
+
 @pytest.mark.parametrize("compress", [None, True], ids=["raw", "zstd"])
 def test_copy_true_independent_and_aligned(tmp_path, compress):
     p = tmp_path / "cp.zt"

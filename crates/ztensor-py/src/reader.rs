@@ -171,7 +171,7 @@ impl PyReader {
                 names.unwrap_or_else(|| reader.names_in_file_order().map(str::to_string).collect());
             let results = py.detach(|| {
                 let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-                reader.read_many(&refs, copy)
+                reader.read_many_isolated(&refs, copy)
             });
             let list = PyList::empty(py);
             for (name, r) in names.iter().zip(results) {
@@ -202,7 +202,7 @@ impl PyReader {
         shield(|| {
             let reader = self.get()?;
             let bytes = py
-                .detach(|| reader.read_component(name, component, copy))
+                .detach(|| reader.read_component_isolated(name, component, copy))
                 .map_err(to_py)?;
             Ok(Buffer::new(bytes))
         })

@@ -15,7 +15,7 @@ use crate::container;
 use crate::dtype::Element;
 use crate::error::{Error, Result};
 use crate::model::{Component, Encoding, Layout, TensorInfo, Value};
-use crate::source::{SharedBytes, Source, TensorBytes};
+use crate::source::{SharedBytes, Source, SpanMap, TensorBytes};
 use crate::validate;
 
 /// How a [`Reader`] gets at the bytes of a file.
@@ -218,12 +218,12 @@ impl Reader {
     /// The bytes of a dense tensor: zero-copy when stored raw and mapped,
     /// otherwise a fresh buffer (decompressed if needed). Digests are checked.
     pub fn read(&self, name: &str) -> Result<TensorBytes> {
-        self.read_dense(name, false)
+        self.read_dense(name, false, None)
     }
 
     /// An owned copy of a dense tensor's bytes, independent of the file.
     pub fn read_copy(&self, name: &str) -> Result<AlignedBuf> {
-        match self.read_dense(name, true)? {
+        match self.read_dense(name, true, None)? {
             TensorBytes::Owned(b) => Ok(b),
             TensorBytes::Shared(s) => {
                 AlignedBuf::copy_from(s.as_slice()).map_err(|e| Error::tensor(&self.path, name, e))
@@ -233,6 +233,37 @@ impl Reader {
 
     /// Reads many dense tensors in parallel (decompression and copies use every core).
     pub fn read_many(&self, names: &[&str], copy: bool) -> Vec<Result<TensorBytes>> {
+        self.read_many_in(names, copy, None)
+    }
+
+    /// [`Reader::read_many`] for callers that hand the bytes out as
+    /// writable memory (the Python bindings do): the zero-copy results of
+    /// this call point into a fresh private mapping of the span they cover,
+    /// made for this call, instead of the reader's own mapping. Tensors of
+    /// one call that share bytes in the file (tied weights, views of one
+    /// torch storage) still share them; a write never shows in what another
+    /// call returned, nor in the file. One `mmap` per call; when the kernel
+    /// refuses it, the results point into the reader's mapping as usual.
+    pub fn read_many_isolated(&self, names: &[&str], copy: bool) -> Vec<Result<TensorBytes>> {
+        let span = if copy {
+            None
+        } else {
+            let raw = names
+                .iter()
+                .filter_map(|n| self.info(n).ok())
+                .filter(|i| i.layout == Layout::Dense)
+                .filter_map(|i| i.components.get("data"));
+            self.map_span(raw)
+        };
+        self.read_many_in(names, copy, span.as_ref())
+    }
+
+    fn read_many_in(
+        &self,
+        names: &[&str],
+        copy: bool,
+        span: Option<&SpanMap>,
+    ) -> Vec<Result<TensorBytes>> {
         // Zero-copy reads of raw, digest-free data are cheap per tensor (batch
         // them); copies, digests and decoding are not (spread them out).
         let heavy = copy
@@ -246,18 +277,54 @@ impl Reader {
         names
             .par_iter()
             .with_min_len(if heavy { 1 } else { 8 })
-            .map(|n| self.read_dense(n, copy))
+            .map(|n| self.read_dense(n, copy, span))
             .collect()
+    }
+
+    /// A fresh private mapping covering the raw ones of `components`.
+    fn map_span<'c>(&self, components: impl Iterator<Item = &'c Component>) -> Option<SpanMap> {
+        let (start, end) = components
+            .filter(|c| c.encoding == Encoding::Raw && c.length > 0)
+            .fold((u64::MAX, 0), |(s, e), c| {
+                (s.min(c.offset), e.max(c.offset + c.length))
+            });
+        self.source.map_span(start, end)
     }
 
     /// One named component of any layout (e.g. `indices` of a CSR tensor).
     pub fn read_component(&self, name: &str, component: &str, copy: bool) -> Result<TensorBytes> {
+        self.read_component_in(name, component, copy, false)
+    }
+
+    /// [`Reader::read_component`] whose zero-copy result points into a fresh
+    /// private mapping, as [`Reader::read_many_isolated`] explains.
+    pub fn read_component_isolated(
+        &self,
+        name: &str,
+        component: &str,
+        copy: bool,
+    ) -> Result<TensorBytes> {
+        self.read_component_in(name, component, copy, !copy)
+    }
+
+    fn read_component_in(
+        &self,
+        name: &str,
+        component: &str,
+        copy: bool,
+        isolated: bool,
+    ) -> Result<TensorBytes> {
         let idx = self.lookup(name)?;
         let info = self.info(name)?;
         let c = info.components.get(component).ok_or_else(|| {
             Error::tensor(&self.path, name, format!("has no component '{component}'"))
         })?;
-        self.fetch(idx, info, component, c, copy)
+        let span = if isolated {
+            self.map_span(std::iter::once(c))
+        } else {
+            None
+        };
+        self.fetch(idx, info, component, c, copy, span.as_ref())
     }
 
     /// A typed zero-copy slice of a raw dense tensor in a mapped file.
@@ -342,7 +409,7 @@ impl Reader {
                                 format!("component '{cname}': cannot verify digest of unknown algorithm '{d}'"),
                             ));
                         }
-                        self.fetch(idx, info, cname, c, false).err()
+                        self.fetch(idx, info, cname, c, false, None).err()
                     })
                     .collect()
             })
@@ -373,7 +440,7 @@ impl Reader {
         Ok(())
     }
 
-    fn read_dense(&self, name: &str, copy: bool) -> Result<TensorBytes> {
+    fn read_dense(&self, name: &str, copy: bool, span: Option<&SpanMap>) -> Result<TensorBytes> {
         let idx = self.lookup(name)?;
         let info = self.info(name)?;
         if info.layout != Layout::Dense {
@@ -386,7 +453,7 @@ impl Reader {
                 ),
             ));
         }
-        self.fetch(idx, info, "data", &info.components["data"], copy)
+        self.fetch(idx, info, "data", &info.components["data"], copy, span)
     }
 
     fn fetch(
@@ -396,14 +463,22 @@ impl Reader {
         cname: &str,
         c: &Component,
         copy: bool,
+        span: Option<&SpanMap>,
     ) -> Result<TensorBytes> {
         let err =
             |m: String| Error::tensor(&self.path, &info.name, format!("component '{cname}': {m}"));
         let backing = self.source.backing();
+        let raw = c.encoding == Encoding::Raw;
         let stored = match backing {
-            Some(backing) if !(copy && c.encoding == Encoding::Raw) => TensorBytes::Shared(
-                SharedBytes::new(backing, c.offset as usize, c.length as usize),
-            ),
+            Some(backing) if !(copy && raw) => {
+                // A zero-copy result comes from the call's own mapping, if any.
+                let own = span
+                    .filter(|_| raw)
+                    .and_then(|s| s.bytes(c.offset, c.length));
+                TensorBytes::Shared(own.unwrap_or_else(|| {
+                    SharedBytes::new(backing, c.offset as usize, c.length as usize)
+                }))
+            }
             // Copies come from the mapping when there is one: measured here, a
             // memcpy (with the mapping's page faults) beat pread, most on a
             // first load (0.40 s vs 0.63 s per GiB), and no syscall per tensor.

@@ -95,6 +95,24 @@ impl std::fmt::Debug for TensorBytes {
     }
 }
 
+/// A fresh private mapping of one span of the file, made for the zero-copy
+/// results of one read call so that they share writable memory with no other
+/// call's results (see [`crate::Reader::read_many_isolated`]).
+pub(crate) struct SpanMap {
+    map: Arc<memmap2::MmapMut>,
+    start: u64,
+}
+
+impl SpanMap {
+    /// The bytes at file offset `offset`, or `None` outside the span.
+    pub(crate) fn bytes(&self, offset: u64, len: u64) -> Option<SharedBytes> {
+        let at = usize::try_from(offset.checked_sub(self.start)?).ok()?;
+        let len = usize::try_from(len).ok()?;
+        (at.checked_add(len)? <= self.map.len())
+            .then(|| SharedBytes::new(self.map.clone() as Arc<dyn Backing>, at, len))
+    }
+}
+
 /// The reader's view of its input.
 pub(crate) enum Source {
     /// A file; `map` is present in [`crate::ReadMode::Mmap`].
@@ -114,6 +132,36 @@ impl Source {
             Source::File { map: None, .. } => None,
             Source::Memory(b) => Some(b.clone() as Arc<dyn Backing>),
         }
+    }
+
+    /// A new private mapping of the file bytes `start..end`, when the reader
+    /// maps its file (`None` otherwise, for an empty span, or when the
+    /// kernel refuses another mapping: callers then use [`Source::backing`]).
+    pub(crate) fn map_span(&self, start: u64, end: u64) -> Option<SpanMap> {
+        let Source::File { file, map: Some(_) } = self else {
+            return None;
+        };
+        let len = usize::try_from(end.checked_sub(start)?).ok()?;
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: the same kind of mapping as the reader's own (private,
+        // copy-on-write: writes never reach the file), of a range that lies
+        // inside the file as validated at open. memmap2 aligns `start` down
+        // to a page itself, so in-page offsets (and data alignment) are kept.
+        // Truncation by another process is the documented SIGBUS hazard of
+        // every mapping; ReadMode::Eager avoids it.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(start)
+                .len(len)
+                .map_copy(file)
+        }
+        .ok()?;
+        Some(SpanMap {
+            map: Arc::new(map),
+            start,
+        })
     }
 
     /// Fills `dst` with the bytes at `offset` (bounds checked by the caller).

@@ -283,3 +283,36 @@ fn larger_alignment_and_attributes() {
     );
     assert_eq!(r.names_in_file_order().collect::<Vec<_>>(), ["a", "b"]);
 }
+
+#[test]
+fn isolated_reads_get_their_own_mapping_per_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("iso.zt");
+    let mut w = Writer::create(&path).unwrap();
+    w.add("a", &[1000], &vec![1.5f32; 1000]).unwrap();
+    w.add("b", &[10], &[7u8; 10]).unwrap();
+    w.finish().unwrap();
+    let r = Reader::open(&path).unwrap();
+    let one = r.read_many_isolated(&["a", "b"], false);
+    let two = r.read_many_isolated(&["a"], false);
+    let (a1, b1, a2) = (
+        one[0].as_ref().unwrap(),
+        one[1].as_ref().unwrap(),
+        two[0].as_ref().unwrap(),
+    );
+    assert!(a1.is_zero_copy() && b1.is_zero_copy() && a2.is_zero_copy());
+    assert_ne!(a1.as_ptr(), a2.as_ptr(), "two calls must not share memory");
+    assert_ne!(a1.as_ptr(), r.read("a").unwrap().as_ptr());
+    // Within one call, the tensors keep their file layout (one mapping).
+    let (oa, ob) = (
+        r.info("a").unwrap().components["data"].offset,
+        r.info("b").unwrap().components["data"].offset,
+    );
+    assert_eq!(b1.as_ptr() as u64 - a1.as_ptr() as u64, ob - oa);
+    assert_eq!(a1.as_ptr() as usize % 64, 0);
+    assert_eq!(&a1[..4], &1.5f32.to_le_bytes());
+    let c = r.read_component_isolated("b", "data", false).unwrap();
+    assert!(c.is_zero_copy() && c.as_ptr() != b1.as_ptr() && c[..] == [7u8; 10]);
+    // Plain reads share the reader's mapping, as before.
+    assert_eq!(r.read("a").unwrap().as_ptr(), r.read("a").unwrap().as_ptr());
+}
