@@ -1069,6 +1069,35 @@ def test_save_file_replaces_atomically_and_keeps_mapped_arrays(tmp_path):
     assert _listdir(tmp_path) == ["rep.zt"]
 
 
+def test_save_through_a_symlink_replaces_its_target(tmp_path):
+    """A "latest.zt -> step-100.zt" link stays a link; the file it names is
+    replaced atomically (as safetensors' open(.., "wb") writes through it)."""
+    ckpt = tmp_path / "ckpts"
+    ckpt.mkdir()
+    target = ckpt / "step-100.zt"
+    ztnp.save_file({"old": np.zeros(3, np.float32)}, target)
+    link = tmp_path / "latest.zt"
+    link.symlink_to("ckpts/step-100.zt")  # relative to the link's directory
+    chain = tmp_path / "chain.zt"
+    chain.symlink_to(link)
+    ztnp.save_file({"new": np.ones(3, np.float32)}, chain)
+    assert chain.is_symlink() and link.is_symlink()
+    assert list(ztnp.load_file(target)) == ["new"]
+    assert sorted(os.listdir(ckpt)) == ["step-100.zt"]  # no temporary left beside it
+    # a dangling link names the file to create
+    dangling = tmp_path / "next.zt"
+    dangling.symlink_to(ckpt / "step-200.zt")
+    ztnp.save_file({"x": np.arange(4)}, dangling)
+    assert dangling.is_symlink()
+    assert_bits_equal(ztnp.load_file(ckpt / "step-200.zt")["x"], np.arange(4))
+    # a loop is an error, and creates nothing
+    (tmp_path / "l1.zt").symlink_to(tmp_path / "l2.zt")
+    (tmp_path / "l2.zt").symlink_to(tmp_path / "l1.zt")
+    with pytest.raises(OSError):
+        ztnp.save_file({"x": np.arange(4)}, tmp_path / "l1.zt")
+    assert (tmp_path / "l1.zt").is_symlink()
+
+
 def test_failed_save_file_keeps_old_file(tmp_path):
     p = tmp_path / "keep.zt"
     ztnp.save_file({"x": np.arange(5, dtype=np.int32)}, str(p))

@@ -19,9 +19,11 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Starts writing a temporary file next to `target`.
+    /// Starts writing a temporary file next to `target`. When `target` is a
+    /// symbolic link, the file it points to is replaced and the link kept
+    /// (as a plain `open(.., "wb")` would), not the link itself.
     pub fn create(target: impl AsRef<Path>) -> std::io::Result<AtomicFile> {
-        let target = target.as_ref().to_path_buf();
+        let target = follow_links(target.as_ref())?;
         let dir = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -98,6 +100,26 @@ impl AtomicFile {
 }
 
 const TMP_SUFFIX: &str = ".tmp";
+
+/// The path a chain of symbolic links ends at (it need not exist yet: a
+/// dangling link names the file to create). `path` itself when it is not a
+/// link. More than 40 hops is a loop (ELOOP), as for the kernel.
+fn follow_links(path: &Path) -> std::io::Result<PathBuf> {
+    let mut path = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = std::fs::read_link(&path)?;
+                path = match path.parent() {
+                    Some(dir) if link.is_relative() => dir.join(link),
+                    _ => link,
+                };
+            }
+            _ => return Ok(path),
+        }
+    }
+    Err(std::io::Error::from_raw_os_error(libc::ELOOP))
+}
 
 fn lock(file: &std::fs::File, op: libc::c_int) -> std::io::Result<()> {
     // SAFETY: flock on a file descriptor we own; it only takes an advisory lock.
