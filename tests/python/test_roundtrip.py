@@ -567,7 +567,7 @@ def test_alignment_option(tmp_path, alignment):
         assert_bits_equal(got[k], v)
 
 
-@pytest.mark.parametrize("alignment", [0, 32, 100, 63, -64])
+@pytest.mark.parametrize("alignment", [0, 32, 100, 63, -64, 2**31, 2**40])
 def test_bad_alignment_rejected(tmp_path, alignment):
     with pytest.raises((ValueError, TypeError, ZTensorError)):
         w = Writer(str(tmp_path / "a.zt"), alignment=alignment)

@@ -214,9 +214,11 @@ fn parse_alignment(s: &str) -> Result<u64, String> {
     let n: u64 = s
         .parse()
         .map_err(|_| format!("'{s}' is not a whole number of bytes"))?;
-    if n < 64 || !n.is_power_of_two() || n > (1 << 30) {
+    if !(ztensor::DEFAULT_ALIGNMENT..=ztensor::MAX_ALIGNMENT).contains(&n) || !n.is_power_of_two() {
         return Err(format!(
-            "{n} is not a power of two between 64 and 1073741824"
+            "{n} is not a power of two from {} to {}",
+            ztensor::DEFAULT_ALIGNMENT,
+            ztensor::MAX_ALIGNMENT
         ));
     }
     Ok(n)

@@ -58,4 +58,4 @@ pub use manifest::FORMAT_VERSION;
 pub use model::{Component, Encoding, Layout, TensorInfo, Transform, Value};
 pub use reader::{ReadMode, Reader};
 pub use source::{Backing, SharedBytes, TensorBytes};
-pub use writer::{ComponentData, WriteOptions, Writer, DEFAULT_ALIGNMENT};
+pub use writer::{ComponentData, WriteOptions, Writer, DEFAULT_ALIGNMENT, MAX_ALIGNMENT};

@@ -19,6 +19,11 @@ use crate::sparse;
 /// Default blob alignment (every v1 offset is a multiple of it).
 pub const DEFAULT_ALIGNMENT: u64 = 64;
 
+/// The largest blob alignment a writer accepts (1 GiB, a huge page). Each
+/// blob may be preceded by up to this many bytes of padding, so a larger
+/// one would only fill disks.
+pub const MAX_ALIGNMENT: u64 = 1 << 30;
+
 /// Blobs larger than this are checksummed on a second core while written.
 const PARALLEL_DIGEST: usize = 1 << 20;
 
@@ -156,9 +161,11 @@ impl<W: Write> Writer<W> {
     /// Uses a larger power-of-two alignment for the blobs written from now on
     /// (e.g. 4096 for page-aligned data). Must be a multiple of 64.
     pub fn with_alignment(mut self, alignment: u64) -> Result<Self> {
-        if alignment < 64 || !alignment.is_power_of_two() {
+        if !(DEFAULT_ALIGNMENT..=MAX_ALIGNMENT).contains(&alignment) || !alignment.is_power_of_two()
+        {
             return Err(Error::invalid(format!(
-                "alignment must be a power of two of at least 64, not {alignment}"
+                "alignment must be a power of two from {DEFAULT_ALIGNMENT} to {MAX_ALIGNMENT} \
+                 (1 GiB), not {alignment}"
             )));
         }
         self.alignment = alignment;
