@@ -104,6 +104,15 @@ def ref_files(run_ref, tmp_path_factory):
                          shape=[2, 3], format="sparse_coo"))
         w.write("attr", T({{"data": np.arange(3, dtype=np.int8)}},
                           attributes={{"bits": 4, "s": "t", "nested": {{"a": [True, False]}}}}))
+    # The reference stores sparse indices in whatever integer type it is given.
+    with ztensor.Writer(os.path.join(OUTDIR, "ref_sparse_int.zt")) as w:
+        w.write("csr32", T({{"values": np.array([1., 2., 3., 4.], np.float32),
+                             "indices": np.array([0, 1, 0, 2], np.int32),
+                             "indptr": np.array([0, 1, 2, 4], np.int32)}},
+                           shape=[3, 3], format="sparse_csr"))
+        w.write("coo64", T({{"values": np.array([5., 6.], np.float64),
+                             "coords": np.array([0, 1, 1, 2], np.int64)}},
+                           shape=[2, 3], format="sparse_coo"), compress=True)
     """
     inputs = dict(INPUTS)
     inputs.update({"s_" + k: v for k, v in scalars.items()})
@@ -193,6 +202,40 @@ def test_we_read_reference_objects(ref_files):
         assert md.attributes == {"bits": 4, "s": "t", "nested": {"a": [True, False]}}
         assert_bits_equal(r["attr"], np.arange(3, dtype=np.int8))
         r.verify()
+
+
+def test_we_read_reference_sparse_with_int32_and_int64_indices(ref_files, tmp_path):
+    """ztensor 1.x writes sparse indices as the caller's integer type: torch
+    loads them, and rewriting (zt convert) stores them as u64."""
+    torch = pytest.importorskip("torch")
+    import subprocess
+    import sys
+
+    import ztensor.torch as ztt
+
+    p = ref_files / "ref_sparse_int.zt"
+    with Reader(p) as r:
+        assert r.metadata("csr32").components["indptr"]["dtype"] == "int32"
+        assert r.metadata("coo64").components["coords"]["dtype"] == "int64"
+    want = {"csr32": torch.tensor([[1., 0, 0], [0, 2, 0], [3, 0, 4]]),
+            "coo64": torch.tensor([[0., 5, 0], [0, 0, 6]], dtype=torch.float64)}
+
+    def check(path):
+        got = ztt.load_file(path)
+        assert got["csr32"].layout == torch.sparse_csr and got["coo64"].layout == torch.sparse_coo
+        for k, v in want.items():
+            assert torch.equal(got[k].to_dense(), v), k
+
+    check(p)
+    out = tmp_path / "u64.zt"
+    zt = [sys.executable, "-m", "ztensor._cli"]
+    done = subprocess.run(zt + ["convert", str(p), str(out), "-q"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with Reader(out) as r:
+        for k, c in (("csr32", "indptr"), ("csr32", "indices"), ("coo64", "coords")):
+            assert r.metadata(k).components[c]["dtype"] == "uint64", (k, c)
+        assert_bits_equal(r.read_components("csr32")["indptr"], np.array([0, 1, 2, 4], np.uint64))
+    check(out)
 
 
 # ---------------------------------------------------------------------------

@@ -1,8 +1,54 @@
 //! Structure checks for sparse layouts, run by the writer before anything
-//! is stored (indices must be `u64`, in range and consistent).
+//! is stored (indices must be `u64`, in range and consistent), and the
+//! widening of other integer indices to the `u64` the format stores.
 
 use crate::dtype::{storage_elements_per_item, DType};
+use crate::model::Layout;
 use crate::writer::ComponentData;
+
+/// The index components of a sparse layout.
+fn index_names(layout: &Layout) -> &'static [&'static str] {
+    match layout {
+        Layout::SparseCsr => &["indptr", "indices"],
+        Layout::SparseCoo => &["coords"],
+        _ => &[],
+    }
+}
+
+/// Index components given as another integer type (scipy's int32 CSR,
+/// ztensor 1.x files, torch's int64), widened to little-endian `u64` bytes.
+/// Negative indices are refused. Empty when there is nothing to widen.
+pub(crate) fn widen_indices(
+    layout: &Layout,
+    components: &[(&str, ComponentData<'_>)],
+) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut out = Vec::new();
+    for (name, c) in components {
+        if !index_names(layout).contains(name) || c.dtype == DType::U64 {
+            continue;
+        }
+        let signed = match c.dtype {
+            DType::U8 | DType::U16 | DType::U32 => false,
+            DType::I8 | DType::I16 | DType::I32 | DType::I64 => true,
+            _ => return Err(format!("'{name}' must hold integers, not {}", c.dtype)),
+        };
+        if let Some(t) = c.logical_type {
+            return Err(format!("'{name}' must hold plain integers, not {t}"));
+        }
+        let size = c.dtype.size();
+        let mut wide = Vec::with_capacity(c.bytes.len() / size * 8);
+        for b in c.bytes.chunks_exact(size) {
+            if signed && b[size - 1] & 0x80 != 0 {
+                return Err(format!("'{name}' holds a negative index"));
+            }
+            let mut le = [0u8; 8];
+            le[..size].copy_from_slice(b);
+            wide.extend_from_slice(&le);
+        }
+        out.push((name.to_string(), wide));
+    }
+    Ok(out)
+}
 
 fn get<'a>(
     components: &'a [(&str, ComponentData<'_>)],

@@ -251,6 +251,29 @@ impl<W: Write> Writer<W> {
     ) -> Result<()> {
         self.check_new(name)?;
         let bad = |m: String| Error::invalid(format!("tensor '{name}': {m}"));
+        let widened = sparse::widen_indices(&layout, components).map_err(bad)?;
+        let with_wide: Vec<(&str, ComponentData<'_>)>;
+        let components = if widened.is_empty() {
+            components
+        } else {
+            with_wide = components
+                .iter()
+                .map(
+                    |&(cname, c)| match widened.iter().find(|(n, _)| n == cname) {
+                        Some((_, bytes)) => (
+                            cname,
+                            ComponentData {
+                                dtype: DType::U64,
+                                logical_type: None,
+                                bytes,
+                            },
+                        ),
+                        None => (cname, c),
+                    },
+                )
+                .collect();
+            &with_wide
+        };
         if let Some(a) = &attributes {
             check_attribute_map(a, &format!("tensor '{name}' attributes"))?;
         }

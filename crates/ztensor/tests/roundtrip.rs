@@ -316,3 +316,59 @@ fn isolated_reads_get_their_own_mapping_per_call() {
     // Plain reads share the reader's mapping, as before.
     assert_eq!(r.read("a").unwrap().as_ptr(), r.read("a").unwrap().as_ptr());
 }
+
+#[test]
+fn sparse_indices_of_other_integer_types_are_stored_as_u64() {
+    let values = [1.0f32, 2.0, 3.0];
+    let csr = |indices: ComponentData<'_>, indptr: ComponentData<'_>| {
+        let mut w = Writer::in_memory();
+        w.add_tensor(
+            "csr",
+            &[2, 4],
+            Layout::SparseCsr,
+            None,
+            &[
+                ("values", ComponentData::of(&values)),
+                ("indices", indices),
+                ("indptr", indptr),
+            ],
+            &WriteOptions::raw(),
+        )
+        .map(|_| w.finish_into_vec().unwrap())
+    };
+    // scipy's int32 CSR, and unsigned 16-bit indices
+    let bytes = csr(
+        ComponentData::of(&[0i32, 3, 1]),
+        ComponentData::of(&[0u16, 2, 3]),
+    )
+    .unwrap();
+    let r = Reader::from_bytes(&bytes).unwrap();
+    let info = r.info("csr").unwrap();
+    assert_eq!(info.components["indices"].dtype, DType::U64);
+    assert_eq!(info.components["indptr"].dtype, DType::U64);
+    assert_eq!(
+        &r.read_component("csr", "indices", true).unwrap()[..],
+        ztensor_bytes(&[0u64, 3, 1])
+    );
+    assert_eq!(
+        &r.read_component("csr", "indptr", true).unwrap()[..],
+        ztensor_bytes(&[0u64, 2, 3])
+    );
+    // Widened values are still checked; negatives and floats are refused.
+    let err = |r: ztensor::Result<Vec<u8>>| r.unwrap_err().to_string();
+    let e = err(csr(
+        ComponentData::of(&[0i64, 9, 1]),
+        ComponentData::of(&[0i64, 2, 3]),
+    ));
+    assert!(e.contains("out of range"), "{e}");
+    let e = err(csr(
+        ComponentData::of(&[0i32, -1, 1]),
+        ComponentData::of(&[0i32, 2, 3]),
+    ));
+    assert!(e.contains("negative index") && e.contains("'indices'"), "{e}");
+    let e = err(csr(
+        ComponentData::of(&[0.0f32, 1.0, 1.0]),
+        ComponentData::of(&[0u64, 2, 3]),
+    ));
+    assert!(e.contains("must hold integers"), "{e}");
+}

@@ -205,7 +205,17 @@ def _sparse_tensor(reader: Reader, name: str, meta, copy: bool) -> "torch.Tensor
     values = _as_tensor(parts.read_component(name, "values", copy), values_c["dtype"], values_c["type"], (-1,))
 
     def index(cname):
-        return _as_tensor(parts.read_component(name, cname, copy), "int64", None, (-1,))
+        # Our writer stores u64 (read as int64: a value past 2**63 turns
+        # negative and fails the check below); other writers, ztensor 1.x
+        # included, store whatever integer type the caller had.
+        dtype = comps[cname]["dtype"]
+        if dtype not in _INDEX_DTYPES:
+            raise ZTensorError(f"{reader._r.path}: tensor '{name}': {meta.format} component "
+                               f"'{cname}' holds {dtype}, not integers")
+        raw = parts.read_component(name, cname, copy)
+        if dtype in ("uint64", "int64"):
+            return _as_tensor(raw, "int64", None, (-1,))
+        return _as_tensor(raw, dtype, None, (-1,)).to(torch.int64)
 
     # A hostile file can hold out-of-range indices: have torch check them,
     # since unchecked sparse tensors can read out of bounds.
@@ -218,6 +228,9 @@ def _sparse_tensor(reader: Reader, name: str, meta, copy: bool) -> "torch.Tensor
                                        check_invariants=True)
     except RuntimeError as e:
         raise ZTensorError(f"{reader._r.path}: tensor '{name}': invalid {meta.format} structure: {e}") from None
+
+
+_INDEX_DTYPES = ("uint64", "int64", "uint32", "int32", "uint16", "int16", "uint8", "int8")
 
 
 def _is_coalesced(coords: "torch.Tensor", shape) -> bool:
