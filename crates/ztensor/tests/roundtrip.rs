@@ -365,7 +365,10 @@ fn sparse_indices_of_other_integer_types_are_stored_as_u64() {
         ComponentData::of(&[0i32, -1, 1]),
         ComponentData::of(&[0i32, 2, 3]),
     ));
-    assert!(e.contains("negative index") && e.contains("'indices'"), "{e}");
+    assert!(
+        e.contains("negative index") && e.contains("'indices'"),
+        "{e}"
+    );
     let e = err(csr(
         ComponentData::of(&[0.0f32, 1.0, 1.0]),
         ComponentData::of(&[0u64, 2, 3]),
