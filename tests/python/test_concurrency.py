@@ -81,3 +81,41 @@ def test_close_while_other_threads_hold_arrays(tmp_path):
                for _ in range(4)]
     _run(threads)
     assert len(set(sums)) == 1 and sums[0] == sum(float(v.sum()) for v in expected.values())
+
+
+def test_copies_after_fork_work_while_the_pool_cools(tmp_path):
+    """A forked child (a DataLoader worker) has none of the parent's threads:
+    neither the parallel-copy pool (rayon's global pool would hang it) nor
+    the buffer pool's cooling thread. Its copies must still work, and the
+    parent's too."""
+    import os
+    import time
+
+    big = np.arange(3 << 20, dtype=np.float32)  # 12 MiB: a pooled buffer
+    path = tmp_path / "big.zt"
+    save_file({"big": big}, path)
+    for _ in range(2):
+        del_me = load_file(path, copy=True)
+        del del_me
+    pid = os.fork()
+    if pid == 0:  # the child: exit status says whether its copies were right
+        ok = True
+        try:
+            for _ in range(3):
+                ok &= bool(np.array_equal(load_file(path, copy=True)["big"], big))
+            time.sleep(2.5)  # past the cooling delay, then again
+            ok &= bool(np.array_equal(load_file(path, copy=True)["big"], big))
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise AssertionError("the forked child hung (rayon's pool does not survive fork)")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert np.array_equal(load_file(path, copy=True)["big"], big)

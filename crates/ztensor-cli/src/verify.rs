@@ -41,19 +41,21 @@ pub(crate) fn run(args: &VerifyArgs, interrupt: &Interrupt) -> Result<i32, Failu
         .sum();
     let progress = Progress::bytes("verifying", total, args.quiet);
     let counts = Counts::default();
-    let problems: Vec<Vec<String>> = names
-        .par_iter()
-        .with_max_len(1)
-        .map(|name| {
-            if interrupt.is_requested() {
-                return Vec::new();
-            }
-            progress.tensor(name);
-            let found = check_tensor(&reader, name, &counts);
-            progress.advance(reader.info(name).map_or(0, util::stored_bytes));
-            found
-        })
-        .collect();
+    let problems: Vec<Vec<String>> = ztensor::parallel::install(|| {
+        names
+            .par_iter()
+            .with_max_len(1)
+            .map(|name| {
+                if interrupt.is_requested() {
+                    return Vec::new();
+                }
+                progress.tensor(name);
+                let found = check_tensor(&reader, name, &counts);
+                progress.advance(reader.info(name).map_or(0, util::stored_bytes));
+                found
+            })
+            .collect()
+    });
     progress.finish();
     interrupt.check()?;
     let problems: Vec<String> = problems.into_iter().flatten().collect();

@@ -67,25 +67,46 @@ static POOL: Mutex<Pool> = Mutex::new(Pool {
     cooler: None,
 });
 
-/// Marks `MADV_FREE` every region hot for `age` or longer; true while some
-/// are still hot.
-fn cool(pool: &mut Pool, age: std::time::Duration) -> bool {
-    let mut still_hot = false;
-    for r in &mut pool.regions {
-        match r.hot_since {
-            Some(t) if t.elapsed() >= age => {
-                // SAFETY: the range is exactly a pooled mapping we own and do
-                // not hand out; after MADV_FREE its contents are unspecified
-                // to the next user, which `for_overwrite` allows and
-                // `zeroed` overwrites.
-                unsafe { libc::madvise(r.base as *mut libc::c_void, r.size, libc::MADV_FREE) };
-                r.hot_since = None;
-            }
-            Some(_) => still_hot = true,
-            None => {}
-        }
+/// Marks a pooled mapping `MADV_FREE`.
+fn free_pages(r: &Region) {
+    // SAFETY: the range is exactly a pooled mapping we own and do not hand
+    // out; after MADV_FREE its contents are unspecified to the next user,
+    // which `for_overwrite` allows and `zeroed` overwrites.
+    unsafe { libc::madvise(r.base as *mut libc::c_void, r.size, libc::MADV_FREE) };
+}
+
+/// Cools every region of the pool at once (when no thread can do it later).
+fn cool_all(pool: &mut Pool) {
+    for r in pool.regions.iter_mut().filter(|r| r.hot_since.is_some()) {
+        free_pages(r);
+        r.hot_since = None;
     }
-    still_hot
+}
+
+/// One round of the cooling thread: regions hot for [`COOL_AFTER`] are taken
+/// out of the pool, marked `MADV_FREE` without the lock held (so that a fork
+/// or an allocation never waits on a long madvise), and put back cooled.
+/// False once nothing is hot any more (the thread then ends).
+fn cooling_round() -> bool {
+    let due: Vec<Region> = {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        let (due, keep) = std::mem::take(&mut pool.regions)
+            .into_iter()
+            .partition(|r| r.hot_since.is_some_and(|t| t.elapsed() >= COOL_AFTER));
+        pool.regions = keep; // `bytes` still counts the ones taken out
+        due
+    };
+    due.iter().for_each(free_pages);
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    pool.regions.extend(due.into_iter().map(|r| Region {
+        hot_since: None,
+        ..r
+    }));
+    if pool.regions.iter().any(|r| r.hot_since.is_some()) {
+        return true;
+    }
+    pool.cooler = None;
+    false
 }
 
 /// Starts the cooling thread unless it runs in this process; false when it
@@ -97,12 +118,10 @@ fn ensure_cooler(pool: &mut Pool) -> bool {
     }
     let started = std::thread::Builder::new()
         .name("ztensor-pool".into())
-        .spawn(|| loop {
+        .spawn(|| {
             std::thread::sleep(COOL_AFTER / 2);
-            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-            if !cool(&mut pool, COOL_AFTER) {
-                pool.cooler = None;
-                return;
+            while cooling_round() {
+                std::thread::sleep(COOL_AFTER / 2);
             }
         })
         .is_ok();
@@ -315,7 +334,7 @@ fn retire(base: usize, size: usize) -> bool {
     });
     pool.bytes += size;
     if !ensure_cooler(&mut pool) {
-        cool(&mut pool, std::time::Duration::ZERO); // no thread: cool at once
+        cool_all(&mut pool); // no thread: cool at once
     }
     true
 }

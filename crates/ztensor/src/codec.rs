@@ -26,10 +26,11 @@ pub fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
         enc.write_all(data)?;
         return enc.finish();
     }
-    let frames: Vec<Vec<u8>> = data
-        .par_chunks(FRAME_CHUNK)
-        .map(|chunk| zstd::bulk::Compressor::new(level)?.compress(chunk))
-        .collect::<std::io::Result<_>>()?;
+    let frames: Vec<Vec<u8>> = crate::parallel::install(|| {
+        data.par_chunks(FRAME_CHUNK)
+            .map(|chunk| zstd::bulk::Compressor::new(level)?.compress(chunk))
+            .collect::<std::io::Result<_>>()
+    })?;
     let mut out = Vec::with_capacity(frames.iter().map(Vec::len).sum());
     frames.iter().for_each(|f| out.extend_from_slice(f));
     Ok(out)
@@ -72,8 +73,10 @@ pub fn decompress_exact(src: &[u8], out: &mut [u8]) -> Result<(), String> {
                 jobs.push((&src[f.start..f.end], head));
                 rest = tail;
             }
-            jobs.into_par_iter()
-                .try_for_each(|(frame, dst)| decode_frame(frame, dst))
+            crate::parallel::install(|| {
+                jobs.into_par_iter()
+                    .try_for_each(|(frame, dst)| decode_frame(frame, dst))
+            })
         }
         _ => decode_stream(src, out),
     }

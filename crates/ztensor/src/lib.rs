@@ -40,7 +40,7 @@ mod legacy;
 mod manifest;
 mod manifest_fast;
 mod model;
-mod parallel;
+pub mod parallel;
 mod reader;
 mod source;
 mod sparse;

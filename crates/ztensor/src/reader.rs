@@ -274,11 +274,13 @@ impl Reader {
                         .any(|c| c.encoding != Encoding::Raw || c.digest.is_some())
                 })
             });
-        names
-            .par_iter()
-            .with_min_len(if heavy { 1 } else { 8 })
-            .map(|n| self.read_dense(n, copy, span))
-            .collect()
+        crate::parallel::install(|| {
+            names
+                .par_iter()
+                .with_min_len(if heavy { 1 } else { 8 })
+                .map(|n| self.read_dense(n, copy, span))
+                .collect()
+        })
     }
 
     /// A fresh private mapping covering the raw ones of `components`.
@@ -391,6 +393,10 @@ impl Reader {
     /// Checks every tensor: structure, digests and full decompression.
     /// Returns the problems found (empty when the file is sound).
     pub fn verify(&self) -> Vec<Error> {
+        crate::parallel::install(|| self.verify_all())
+    }
+
+    fn verify_all(&self) -> Vec<Error> {
         (0..self.entries.len())
             .into_par_iter()
             .flat_map_iter(|idx| {

@@ -49,17 +49,19 @@ impl Kernel {
     pub fn dequantize(&self, stored: &[u8], out: &mut [f32]) -> Result<(), String> {
         self.check(stored.len(), out.len())?;
         let per_task = (CHUNK_VALUES / self.block_size).max(1);
-        stored
-            .par_chunks(per_task * self.type_size)
-            .zip(out.par_chunks_mut(per_task * self.block_size))
-            .for_each(|(src, dst)| {
-                for (b, o) in src
-                    .chunks_exact(self.type_size)
-                    .zip(dst.chunks_exact_mut(self.block_size))
-                {
-                    (self.decode)(b, o);
-                }
-            });
+        ztensor::parallel::install(|| {
+            stored
+                .par_chunks(per_task * self.type_size)
+                .zip(out.par_chunks_mut(per_task * self.block_size))
+                .for_each(|(src, dst)| {
+                    for (b, o) in src
+                        .chunks_exact(self.type_size)
+                        .zip(dst.chunks_exact_mut(self.block_size))
+                    {
+                        (self.decode)(b, o);
+                    }
+                })
+        });
         Ok(())
     }
 
@@ -155,10 +157,12 @@ impl Transform for Dequantize {
             ));
         }
         let per_task = (CHUNK_VALUES / k.block_size).max(1);
-        stored
-            .par_chunks(per_task * k.type_size)
-            .zip(out.par_chunks_mut(per_task * k.block_size * width))
-            .for_each(|(src, dst)| decode_run(k, self.out, src, dst));
+        ztensor::parallel::install(|| {
+            stored
+                .par_chunks(per_task * k.type_size)
+                .zip(out.par_chunks_mut(per_task * k.block_size * width))
+                .for_each(|(src, dst)| decode_run(k, self.out, src, dst))
+        });
         Ok(())
     }
 }
