@@ -243,8 +243,8 @@ pub fn from_bytes_with_options(bytes: &[u8], options: &OpenOptions) -> ztensor::
 fn hdf5_after_userblock(f: &std::fs::File) -> bool {
     use std::os::unix::fs::FileExt;
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    (9..63)
-        .map(|k| 1u64 << k)
+    hdf5::superblock_offsets()
+        .skip(1) // offset 0 was checked with the first bytes
         .take_while(|&at| at < len)
         .any(|at| {
             let mut sig = [0u8; 8];

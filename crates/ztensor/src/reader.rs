@@ -306,7 +306,7 @@ impl Reader {
         component: &str,
         copy: bool,
     ) -> Result<TensorBytes> {
-        self.read_component_in(name, component, copy, !copy)
+        self.read_component_in(name, component, copy, true)
     }
 
     fn read_component_in(
@@ -321,7 +321,7 @@ impl Reader {
         let c = info.components.get(component).ok_or_else(|| {
             Error::tensor(&self.path, name, format!("has no component '{component}'"))
         })?;
-        let span = if isolated {
+        let span = if isolated && !copy {
             self.map_span(std::iter::once(c))
         } else {
             None

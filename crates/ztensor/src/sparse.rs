@@ -16,15 +16,17 @@ fn index_names(layout: &Layout) -> &'static [&'static str] {
 }
 
 /// Index components given as another integer type (scipy's int32 CSR,
-/// ztensor 1.x files, torch's int64), widened to little-endian `u64` bytes.
-/// Negative indices are refused. Empty when there is nothing to widen.
+/// ztensor 1.x files, torch's int64), widened to little-endian `u64` bytes:
+/// one entry per component, `None` where it stays as given. Negative
+/// indices are refused.
 pub(crate) fn widen_indices(
     layout: &Layout,
     components: &[(&str, ComponentData<'_>)],
-) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let mut out = Vec::new();
+) -> Result<Vec<Option<Vec<u8>>>, String> {
+    let mut out = Vec::with_capacity(components.len());
     for (name, c) in components {
         if !index_names(layout).contains(name) || c.dtype == DType::U64 {
+            out.push(None);
             continue;
         }
         let signed = match c.dtype {
@@ -45,7 +47,7 @@ pub(crate) fn widen_indices(
             le[..size].copy_from_slice(b);
             wide.extend_from_slice(&le);
         }
-        out.push((name.to_string(), wide));
+        out.push(Some(wide));
     }
     Ok(out)
 }

@@ -253,24 +253,23 @@ impl<W: Write> Writer<W> {
         let bad = |m: String| Error::invalid(format!("tensor '{name}': {m}"));
         let widened = sparse::widen_indices(&layout, components).map_err(bad)?;
         let with_wide: Vec<(&str, ComponentData<'_>)>;
-        let components = if widened.is_empty() {
+        let components = if widened.iter().all(Option::is_none) {
             components
         } else {
             with_wide = components
                 .iter()
-                .map(
-                    |&(cname, c)| match widened.iter().find(|(n, _)| n == cname) {
-                        Some((_, bytes)) => (
-                            cname,
-                            ComponentData {
-                                dtype: DType::U64,
-                                logical_type: None,
-                                bytes,
-                            },
-                        ),
-                        None => (cname, c),
-                    },
-                )
+                .zip(&widened)
+                .map(|(&(cname, c), wide)| match wide {
+                    Some(bytes) => (
+                        cname,
+                        ComponentData {
+                            dtype: DType::U64,
+                            logical_type: None,
+                            bytes,
+                        },
+                    ),
+                    None => (cname, c),
+                })
                 .collect();
             &with_wide
         };
