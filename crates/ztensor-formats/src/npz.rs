@@ -89,6 +89,7 @@ pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
             .collect(),
         data_region: (0, file_len),
         overlaps_allowed: false,
+        skipped_globals: Vec::new(),
     })
 }
 
@@ -298,5 +299,6 @@ pub fn parse_npy(bytes: &[u8]) -> Result<Catalog, String> {
         }],
         data_region: (0, file_len),
         overlaps_allowed: false,
+        skipped_globals: Vec::new(),
     })
 }

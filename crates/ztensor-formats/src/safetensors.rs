@@ -110,6 +110,7 @@ pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
         entries,
         data_region: (data_start, file_len),
         overlaps_allowed: false,
+        skipped_globals: Vec::new(),
     })
 }
 

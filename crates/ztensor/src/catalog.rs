@@ -46,4 +46,9 @@ pub struct Catalog {
     /// Whether components may partially overlap (views into one storage in
     /// a PyTorch file do; `.zt` blobs never may).
     pub overlaps_allowed: bool,
+    /// Pickle files: the `module.name` of every global the reader does not
+    /// interpret, sorted and without repeats. Objects built by them were
+    /// skipped (searched for tensors, never called); callers warn about
+    /// them or refuse the file. Empty for every other format.
+    pub skipped_globals: Vec<String>,
 }

@@ -66,6 +66,7 @@ pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
         entries: manifest.entries,
         data_region: (8, start),
         overlaps_allowed: false,
+        skipped_globals: Vec::new(),
     })
 }
 

@@ -45,6 +45,7 @@ pub struct Reader {
     format: &'static str,
     version: String,
     attributes: Option<Value>,
+    skipped_globals: Vec<String>,
     entries: Vec<Entry>,
     file_order: Vec<usize>,
     /// Per entry, a bit per component whose digest has been verified.
@@ -148,6 +149,7 @@ impl Reader {
             format: catalog.format,
             version: catalog.version,
             attributes: catalog.attributes,
+            skipped_globals: catalog.skipped_globals,
             entries,
             file_order,
             verified,
@@ -172,6 +174,13 @@ impl Reader {
     /// File-level attributes (where `metadata=` is stored), a CBOR map.
     pub fn attributes(&self) -> Option<&Value> {
         self.attributes.as_ref()
+    }
+
+    /// Pickle files: the `module.name` of each global the reader skipped
+    /// because it does not interpret it (see [`Catalog::skipped_globals`]);
+    /// empty for other formats.
+    pub fn skipped_globals(&self) -> &[String] {
+        &self.skipped_globals
     }
 
     /// Number of tensors listed (including any that are unreadable).

@@ -353,6 +353,7 @@ pub fn parse_with(bytes: &[u8], dequantize: Option<DType>) -> Result<Catalog, St
         entries,
         data_region: (data_start.min(file_len), file_len),
         overlaps_allowed: false,
+        skipped_globals: Vec::new(),
     })
 }
 

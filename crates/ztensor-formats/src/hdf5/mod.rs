@@ -105,6 +105,7 @@ pub fn parse_with(bytes: &[u8], backend: Arc<dyn Hdf5Backend>) -> Result<Catalog
         entries,
         data_region: (0, file_len),
         overlaps_allowed: false,
+        skipped_globals: Vec::new(),
     })
 }
 

@@ -94,6 +94,7 @@ fn project(image: &[u8], path: Option<&Path>, mut model: ModelProto) -> Catalog 
         entries,
         data_region: (0, image.len() as u64),
         overlaps_allowed: false,
+        skipped_globals: Vec::new(),
     }
 }
 

@@ -107,6 +107,7 @@ pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
         entries,
         data_region: (0, bytes.len() as u64),
         overlaps_allowed: true,
+        skipped_globals: Vec::new(),
     })
 }
 
