@@ -2,8 +2,8 @@
 //! the target only once complete. A failed or abandoned write removes the
 //! temporary and leaves whatever was at the target untouched.
 
-use std::fs::Permissions;
-use std::io::{BufWriter, Write};
+use std::fs::{File, Permissions};
+use std::io::{BufWriter, ErrorKind, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,10 @@ use tempfile::NamedTempFile;
 /// A file being written that appears at its target path only on [`AtomicFile::commit`].
 pub struct AtomicFile {
     target: PathBuf,
-    out: BufWriter<NamedTempFile>,
+    tmp: NamedTempFile,
+    // Writes go to a second handle of the temporary, not through
+    // NamedTempFile, whose errors name the temporary instead of the target.
+    out: BufWriter<File>,
     durable: bool,
     written: u64,
     reserved: u64,
@@ -38,14 +41,17 @@ impl AtomicFile {
             .suffix(TMP_SUFFIX)
             // The usual mode of a new file (umask applies), not tempfile's private 0600.
             .permissions(Permissions::from_mode(0o666))
-            .tempfile_in(&dir)?;
+            .tempfile_in(&dir)
+            .map_err(|e| folder_error(&dir, e))?;
         // Our temporary stays locked while we write it, so another writer's
         // clean-up can tell it from one left by a killed process.
         lock(tmp.as_file(), libc::LOCK_EX | libc::LOCK_NB)?;
         remove_stale_temporaries(&dir, &prefix, tmp.path());
+        let out = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
         Ok(AtomicFile {
             target,
-            out: BufWriter::with_capacity(1 << 20, tmp),
+            tmp,
+            out,
             durable: false,
             written: 0,
             reserved: 0,
@@ -64,7 +70,7 @@ impl AtomicFile {
     /// a file system without `fallocate` just grows as usual.
     pub fn reserve(&mut self, len: u64) {
         if len > self.reserved {
-            let fd = std::os::fd::AsRawFd::as_raw_fd(self.out.get_ref().as_file());
+            let fd = std::os::fd::AsRawFd::as_raw_fd(self.tmp.as_file());
             // SAFETY: fd is our open temporary file; posix_fallocate only
             // allocates blocks (it never shrinks or changes written data).
             let rc =
@@ -82,7 +88,8 @@ impl AtomicFile {
 
     /// Flushes and renames the temporary over the target.
     pub fn commit(self) -> std::io::Result<()> {
-        let tmp = self.out.into_inner().map_err(|e| e.into_error())?;
+        drop(self.out.into_inner().map_err(|e| e.into_error())?);
+        let tmp = self.tmp;
         if self.reserved > self.written {
             tmp.as_file().set_len(self.written)?;
         }
@@ -100,6 +107,21 @@ impl AtomicFile {
 }
 
 const TMP_SUFFIX: &str = ".tmp";
+
+/// The error of creating the temporary in `dir`, in words about the folder:
+/// tempfile's own text names the temporary, a path the user never chose.
+fn folder_error(dir: &Path, e: std::io::Error) -> std::io::Error {
+    let dir = dir.display();
+    let what = match e.kind() {
+        ErrorKind::NotFound => format!("the folder {dir} does not exist"),
+        ErrorKind::NotADirectory => format!("{dir} is not a folder"),
+        ErrorKind::PermissionDenied => {
+            format!("no permission to create a file in the folder {dir}")
+        }
+        kind => format!("cannot create a file in the folder {dir}: {kind}"),
+    };
+    std::io::Error::new(e.kind(), what)
+}
 
 /// The path a chain of symbolic links ends at (it need not exist yet: a
 /// dangling link names the file to create). `path` itself when it is not a

@@ -61,11 +61,40 @@ fn existing_file_is_replaced_only_on_finish_and_mapped_readers_stay_valid() {
 }
 
 #[test]
-fn missing_directory_is_an_io_error() {
-    let err = Writer::create("/nonexistent-dir-for-ztensor/x.zt")
-        .err()
-        .unwrap();
-    assert!(matches!(err, ztensor::Error::Io { .. }));
+fn missing_directory_is_an_io_error_naming_the_folder_not_the_temporary() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nodir").join("x.zt");
+    let err = Writer::create(&path).err().unwrap();
+    let ztensor::Error::Io { path: at, source } = &err else {
+        panic!("not an I/O error: {err}");
+    };
+    assert_eq!(at, &path);
+    assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+    let text = err.to_string();
+    let folder = dir.path().join("nodir");
+    assert_eq!(
+        text,
+        format!(
+            "{}: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        )
+    );
+}
+
+#[test]
+fn file_as_directory_names_the_folder_not_the_temporary() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain");
+    std::fs::write(&file, b"").unwrap();
+    // A regular file where a folder is expected: ENOTDIR from the kernel.
+    let err = Writer::create(file.join("x.zt")).err().unwrap();
+    let text = err.to_string();
+    assert!(!text.contains(".x.zt."), "names the temporary: {text}");
+    assert!(
+        text.contains(&format!("{} is not a folder", file.display())),
+        "{text}"
+    );
 }
 
 #[test]
