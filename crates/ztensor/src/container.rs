@@ -30,10 +30,10 @@ pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
         }
         let footer = &bytes[bytes.len() - 16..];
         if &footer[8..] != MAGIC {
-            return Err(format!(
-                "footer magic is {}, not ZTEN1000: the file is truncated or damaged",
-                printable(&footer[8..])
-            ));
+            return Err(
+                "the file does not end with the .zt signature ZTEN1000: it is truncated or damaged"
+                    .into(),
+            );
         }
         let size = u64::from_le_bytes(footer[..8].try_into().expect("8 bytes"));
         let start = manifest_start(size, len, 24)?;
@@ -54,10 +54,7 @@ pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
             start,
         )
     } else {
-        return Err(format!(
-            "not a .zt file: it starts with {}",
-            printable(&bytes[..8])
-        ));
+        return Err("not a .zt file: it does not start with the .zt signature ZTEN1000".into());
     };
     Ok(Catalog {
         format: "zt",
@@ -80,8 +77,4 @@ fn manifest_start(size: u64, len: u64, overhead: u64) -> Result<u64, String> {
         ));
     }
     Ok(len - overhead + 8 - size)
-}
-
-fn printable(bytes: &[u8]) -> String {
-    format!("{:?}", String::from_utf8_lossy(bytes))
 }

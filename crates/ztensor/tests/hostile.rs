@@ -71,17 +71,19 @@ fn bad_magic_footer_and_manifest_size() {
     let good = sample_file(&WriteOptions::raw());
     let mut bad = good.clone();
     bad[0] = b'X';
-    assert!(Reader::from_bytes(&bad)
-        .unwrap_err()
-        .to_string()
-        .contains("not a .zt file"));
+    assert_eq!(
+        Reader::from_bytes(&bad).unwrap_err().to_string(),
+        "<bytes>: not a .zt file: it does not start with the .zt signature ZTEN1000"
+    );
+    // Said in words, never as the raw (here non-UTF-8) bytes found.
     let mut bad = good.clone();
     let n = bad.len();
-    bad[n - 1] = b'X';
-    assert!(Reader::from_bytes(&bad)
-        .unwrap_err()
-        .to_string()
-        .contains("footer magic"));
+    bad[n - 8..].copy_from_slice(b"m\xff*\x01\x02\x03\x04\x05");
+    assert_eq!(
+        Reader::from_bytes(&bad).unwrap_err().to_string(),
+        "<bytes>: the file does not end with the .zt signature ZTEN1000: \
+         it is truncated or damaged"
+    );
     for size in [u64::MAX, (n as u64) - 23, 1 << 31] {
         let mut bad = good.clone();
         bad[n - 16..n - 8].copy_from_slice(&size.to_le_bytes());
