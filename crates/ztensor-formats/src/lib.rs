@@ -79,6 +79,20 @@ impl Format {
         }
     }
 
+    /// The file extensions (lower case, without the dot) of this format.
+    pub fn extensions(self) -> &'static [&'static str] {
+        match self {
+            Format::Zt => &["zt"],
+            Format::Safetensors => &["safetensors"],
+            Format::Pickle => &["pt", "pth", "bin", "pkl", "ckpt"],
+            Format::Npz => &["npz"],
+            Format::Npy => &["npy"],
+            Format::Gguf => &["gguf"],
+            Format::Onnx => &["onnx"],
+            Format::Hdf5 => &["h5", "hdf5"],
+        }
+    }
+
     /// Parses a whole file image of this format. `path` is where the image
     /// came from, when it came from a file: formats that refer to other
     /// files (ONNX external data) resolve them next to it.
@@ -138,17 +152,35 @@ pub fn detect(head: &[u8], path: Option<&Path>) -> Option<Format> {
     if head.first() == Some(&0x80) {
         return Some(Format::Pickle); // a pickle protocol >= 2 header: legacy torch.save
     }
-    match ext.as_deref()? {
-        "zt" => Some(Format::Zt),
-        "safetensors" => Some(Format::Safetensors),
-        "pt" | "pth" | "bin" | "pkl" | "ckpt" => Some(Format::Pickle),
-        "npz" => Some(Format::Npz),
-        "npy" => Some(Format::Npy),
-        "gguf" => Some(Format::Gguf),
-        "onnx" => Some(Format::Onnx),
-        "h5" | "hdf5" => Some(Format::Hdf5),
-        _ => None,
+    let ext = ext?;
+    Format::ALL
+        .into_iter()
+        .find(|f| f.extensions().contains(&ext.as_str()))
+}
+
+/// Why a file's format could not be detected, in words (the parse error of
+/// an undetected file).
+fn undetected(head: &[u8], path: Option<&Path>) -> String {
+    if head.is_empty() {
+        return "cannot detect the format of an empty file".into();
     }
+    let Some(path) = path else {
+        return "cannot detect the format: its first bytes are not those of a supported format"
+            .into();
+    };
+    let ext = match path.extension() {
+        Some(e) => format!(".{}", e.to_string_lossy()),
+        None => "none".into(),
+    };
+    let known: Vec<String> = Format::ALL
+        .iter()
+        .map(|f| format!(".{}", f.extensions().join("/.")))
+        .collect();
+    format!(
+        "cannot detect the format: its first bytes and its extension ({ext}) match no \
+         supported format ({})",
+        known.join(", ")
+    )
 }
 
 /// A safetensors file starts with a u64 header size and then `{`.
@@ -209,17 +241,18 @@ pub fn open_with_options(
     options.check()?;
     let path = path.as_ref();
     let mut head = [0u8; 16];
+    let mut n = 0;
     let format = match std::fs::File::open(path) {
         Ok(mut f) => {
-            let n = read_head(&mut f, &mut head);
+            n = read_head(&mut f, &mut head);
             detect(&head[..n], Some(path))
                 .or_else(|| hdf5_after_userblock(&f).then_some(Format::Hdf5))
         }
         Err(_) => None, // the reader reports the I/O error with its path
-    }
-    .unwrap_or(Format::Zt);
-    Reader::open_with_parser(path, mode, |bytes| {
-        format.parse_with_options(bytes, Some(path), options)
+    };
+    Reader::open_with_parser(path, mode, |bytes| match format {
+        Some(format) => format.parse_with_options(bytes, Some(path), options),
+        None => Err(undetected(&head[..n], Some(path))),
     })
 }
 
@@ -231,10 +264,12 @@ pub fn from_bytes(bytes: &[u8]) -> ztensor::Result<Reader> {
 /// [`from_bytes`] with [`OpenOptions`].
 pub fn from_bytes_with_options(bytes: &[u8], options: &OpenOptions) -> ztensor::Result<Reader> {
     options.check()?;
-    let format = detect(&bytes[..bytes.len().min(16)], None)
-        .or_else(|| hdf5::has_signature(bytes).then_some(Format::Hdf5)) // after a userblock
-        .unwrap_or(Format::Zt);
-    Reader::from_bytes_with_parser(bytes, |b| format.parse_with_options(b, None, options))
+    let head = &bytes[..bytes.len().min(16)];
+    let format = detect(head, None).or_else(|| hdf5::has_signature(bytes).then_some(Format::Hdf5)); // after a userblock
+    Reader::from_bytes_with_parser(bytes, |b| match format {
+        Some(format) => format.parse_with_options(b, None, options),
+        None => Err(undetected(head, None)),
+    })
 }
 
 /// Whether an HDF5 superblock follows a userblock (at 512, 1024, 2048, ...
