@@ -102,6 +102,37 @@ fn truncations_and_flips_never_panic() {
     }
 }
 
+/// Issue 11: a file shorter than the end-of-file address its superblock
+/// states is refused at open, as libhdf5 refuses it ("truncated file"). Before,
+/// a cut that removed only a chunk loaded that dataset as its fill value
+/// (zeros), because the library takes a chunk past the end for one never written.
+#[test]
+fn every_truncation_is_refused_not_read_as_fill() {
+    let path = fixture("h5py_chunked.h5");
+    let data = std::fs::read(&path).unwrap();
+    let intact = ztensor_formats::from_bytes(&data).unwrap();
+    assert_eq!(intact.to_vec::<i16>("s").unwrap(), [0, 1, 2, 3, 4]);
+    assert_eq!(
+        intact.to_vec::<f64>("z").unwrap(),
+        [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]
+    );
+    for cut in 0..data.len() {
+        assert!(
+            ztensor_formats::from_bytes(&data[..cut]).is_err(),
+            "a {cut}-byte cut of the {}-byte file opened",
+            data.len()
+        );
+    }
+    // Named by path: the message names the file and both sizes.
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.h5");
+    std::fs::write(&cut, &data[..6088]).unwrap();
+    let err = ztensor_formats::open(&cut).unwrap_err().to_string();
+    for needle in ["cut.h5", "truncated", "6088", &data.len().to_string()] {
+        assert!(err.contains(needle), "{needle:?} missing from: {err}");
+    }
+}
+
 #[test]
 fn garbage_after_a_signature_is_an_error() {
     let mut bytes = b"\x89HDF\r\n\x1a\n".to_vec();

@@ -13,7 +13,7 @@ use rust_hdf5::format::messages::attribute::AttributeMessage;
 use rust_hdf5::format::messages::datatype::{ByteOrder, DatatypeMessage};
 use rust_hdf5::format::object_header::ObjectHeader;
 use rust_hdf5::format::superblock::{detect_superblock_version, SuperblockV0V1, SuperblockV2V3};
-use rust_hdf5::format::{BlockReader, FormatContext, FormatError, FormatResult};
+use rust_hdf5::format::{BlockReader, FormatContext, FormatError, FormatResult, UNDEF_ADDR};
 use rust_hdf5::{H5Dataset, H5File, H5Type, Hdf5Error, StorageLayout, ViewRefusal};
 use ztensor::Value;
 
@@ -378,6 +378,21 @@ pub(super) fn signature_offset(bytes: &[u8]) -> Option<usize> {
         .map_while(|at| usize::try_from(at).ok())
         .take_while(|&at| at < bytes.len())
         .find(|&at| bytes[at..].starts_with(super::SIGNATURE))
+}
+
+/// The superblock's end-of-file address: where the file's HDF5 data ends,
+/// measured from the start of the file (userblock included), or `None` when
+/// it is undefined. An error when the superblock cannot be decoded.
+pub(super) fn stored_eof(bytes: &[u8]) -> Result<Option<u64>, String> {
+    let base = signature_offset(bytes).ok_or("no superblock signature")?;
+    let sb = &bytes[base..];
+    let bad = |e: FormatError| format!("cannot decode the superblock: {e}");
+    let eof = match detect_superblock_version(sb).map_err(bad)? {
+        0 | 1 => SuperblockV0V1::decode(sb).map_err(bad)?.end_of_file_address,
+        2 | 3 => SuperblockV2V3::decode(sb).map_err(bad)?.end_of_file_address,
+        v => return Err(format!("superblock version {v} is not supported")),
+    };
+    Ok((eof != UNDEF_ADDR).then_some(eof))
 }
 
 /// The attribute messages in the root group's object header.

@@ -22,7 +22,8 @@
 //!   attributes its tensor attributes (numbers, flat numeric arrays, text;
 //!   other attribute types are skipped).
 //!
-//! Hostile files: every library call is panic-contained; a decoded size is
+//! Hostile files: a file shorter than its superblock's end-of-file address
+//! is refused (truncated); every library call is panic-contained; a decoded size is
 //! refused when it exceeds [`MAX_EXPANSION`] times the file size (a
 //! contiguous range must lie inside the file). Fletcher-32 chunk checksums
 //! are verified (for datasets of up to 16384 chunks; beyond that they are
@@ -59,6 +60,17 @@ pub fn parse(bytes: &[u8], path: Option<&Path>) -> Result<Catalog, String> {
     let Some(at) = library::signature_offset(bytes) else {
         return Err("not an HDF5 file (no superblock signature)".into());
     };
+    // As libhdf5 does: a file that ends before the address its superblock
+    // says the data ends at is truncated (the library would read the missing
+    // chunks as never written, i.e. as fill values).
+    if let Some(eof) = library::stored_eof(bytes)? {
+        let len = bytes.len() as u64;
+        if len < eof {
+            return Err(format!(
+                "the file is truncated: it has {len} bytes but its superblock says the HDF5 data ends at byte {eof}"
+            ));
+        }
+    }
     let backend = library::RustHdf5::open(bytes, path)?;
     let mut catalog = parse_with(bytes, Arc::new(backend))?;
     // The superblock version (0 for h5py's default, 2 or 3 with newer libvers).
