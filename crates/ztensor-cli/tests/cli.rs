@@ -305,6 +305,42 @@ fn info_reports_missing_and_damaged_files() {
     );
 }
 
+#[test]
+fn errors_name_the_users_paths_in_words() {
+    let d = dir();
+    let src = p(&d, "a.zt");
+    sample(&src, &WriteOptions::raw());
+    for out in ["o.zt", "o.safetensors"] {
+        let target = d.path().join("nodir").join(out);
+        let o = zt([
+            OsStr::new("convert"),
+            src.as_os_str(),
+            target.as_os_str(),
+            OsStr::new("--exclude"),
+            OsStr::new("sparse"), // safetensors holds dense tensors only
+        ]);
+        assert_eq!(code(&o), 1);
+        let folder = d.path().join("nodir");
+        assert_eq!(
+            stderr(&o).lines().last().unwrap_or_default(),
+            format!(
+                "zt: error: {}: the folder {} does not exist",
+                target.display(),
+                folder.display()
+            )
+        );
+    }
+    let txt = p(&d, "notes.txt");
+    std::fs::write(&txt, b"hello\n").unwrap();
+    let o = zt([OsStr::new("info"), txt.as_os_str()]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains(&format!("{}: cannot detect the format", txt.display())),
+        "{}",
+        stderr(&o)
+    );
+}
+
 // ---------------------------------------------------------------- convert .zt -> .zt
 
 #[test]
