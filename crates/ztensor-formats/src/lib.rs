@@ -111,7 +111,7 @@ impl Format {
         match self {
             Format::Zt => ztensor::Reader::parse_zt(bytes),
             Format::Safetensors => safetensors::parse(bytes),
-            Format::Pickle => pickle::parse(bytes),
+            Format::Pickle => pickle::parse_with(bytes, options.strict),
             Format::Npz => npz::parse(bytes),
             Format::Npy => npz::parse_npy(bytes),
             Format::Gguf => gguf::parse_with(bytes, options.dequantize),
@@ -203,12 +203,24 @@ pub struct OpenOptions {
     /// without a kernel stay raw bytes. Other formats hold no quantized
     /// tensors and ignore it. `None` (default): raw bytes.
     pub dequantize: Option<DType>,
+    /// Refuse a pickle (`.pt`, `.pth`, `.bin`, `.pkl`) that names a global
+    /// the reader does not interpret (`argparse.Namespace`, a user class)
+    /// instead of skipping its objects and listing it in
+    /// [`Reader::skipped_globals`]. Other formats ignore it. Globals that
+    /// can run code are refused whatever this says (see [`pickle::parse_with`]).
+    pub strict: bool,
 }
 
 impl OpenOptions {
     /// Sets [`OpenOptions::dequantize`].
     pub fn dequantize(mut self, dtype: Option<DType>) -> Self {
         self.dequantize = dtype;
+        self
+    }
+
+    /// Sets [`OpenOptions::strict`].
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
         self
     }
 

@@ -505,31 +505,126 @@ fn legacy_records_past_the_end_fail_their_tensors() {
     assert!(r.info("b").unwrap_err().to_string().contains("truncated"));
 }
 
-#[test]
-fn calls_are_never_made() {
-    // {"x": tensor, "evil": os.system("touch pwned"), "e2": eval(...) via INST/OBJ/NEWOBJ}
-    let main = P::new()
+// ---------------------------------------------------------------------------
+// globals: code-execution payloads are refused, unknown classes listed
+// ---------------------------------------------------------------------------
+
+fn strict_err(bytes: &[u8]) -> String {
+    let strict = ztensor_formats::OpenOptions::default().strict(true);
+    match ztensor_formats::from_bytes_with_options(bytes, &strict) {
+        Ok(_) => panic!("expected strict to refuse"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Asserts the file is refused naming every global of `names`.
+fn assert_refused(bytes: &[u8], names: &[&str]) {
+    let e = err(bytes);
+    for n in names {
+        assert!(e.contains(n), "{n} not named in: {e}");
+    }
+    assert!(
+        e.contains("refused") && e.contains("Nothing was run"),
+        "{e}"
+    );
+    assert!(!std::path::Path::new("pwned").exists());
+}
+
+/// `{"x": tensor, <key>: <payload>}` with the payload's opcodes spliced in.
+fn beside_tensor(payload: &[u8]) -> Vec<u8> {
+    P::new()
         .op(b"}(")
         .str("x")
         .tensor("FloatStorage", "0", 1, 0, &[1], &[1])
         .str("evil")
-        .global("os", "system")
-        .op(b"(")
-        .str("touch pwned")
-        .op(b"tR")
-        .str("e2")
-        .op(b"(ibuiltins\neval\n")
-        .str("e3")
-        .op(b"(cbuiltins\nexec\no")
-        .str("e4")
-        .global("subprocess", "Popen")
-        .op(b")\x81")
+        .op(payload)
         .op(b"u")
+        .end()
+}
+
+/// Payloads calling dangerous globals through every opcode that names a
+/// global, and the `module.name` each must be reported as.
+fn payloads() -> Vec<(Vec<u8>, &'static str)> {
+    vec![
+        // GLOBAL + REDUCE (protocols 0-2: what __reduce__ pickles to)
+        (b"cos\nsystem\n(S'touch pwned'\ntR".to_vec(), "os.system"),
+        (
+            b"cposix\nsystem\n(S'touch pwned'\ntR".to_vec(),
+            "posix.system",
+        ),
+        // protocol 2 spelling of builtins
+        (
+            b"c__builtin__\neval\n(S'1'\ntR".to_vec(),
+            "__builtin__.eval",
+        ),
+        // INST, OBJ, NEWOBJ
+        (b"(S'1'\nibuiltins\nexec\n".to_vec(), "builtins.exec"),
+        (b"(cbuiltins\ncompile\no".to_vec(), "builtins.compile"),
+        (b"csubprocess\nPopen\n)\x81".to_vec(), "subprocess.Popen"),
+        // STACK_GLOBAL (protocol 4), names from the stack and from the memo
+        (
+            b"\x8c\x08builtins\x94\x8c\x04exec\x93\x8c\x011\x85R".to_vec(),
+            "builtins.exec",
+        ),
+        (
+            b"\x8c\x02os\x94\x8c\x05popen\x93h\x00\x8c\x06system\x93\x86".to_vec(),
+            "os.system",
+        ),
+        // a dotted name walks attributes: the same function by another path
+        (
+            b"\x8c\x05torch\x8c\x12serialization.load\x93".to_vec(),
+            "torch.serialization.load",
+        ),
+        (
+            b"\x8c\x0bcollections\x8c\x0c_sys.modules\x93".to_vec(),
+            "collections._sys.modules",
+        ),
+        // a whole module is denied, submodules included
+        (b"cos.path\njoin\n".to_vec(), "os.path.join"),
+        (
+            b"cimportlib\nimport_module\n".to_vec(),
+            "importlib.import_module",
+        ),
+        (b"coperator\nattrgetter\n".to_vec(), "operator.attrgetter"),
+    ]
+}
+
+#[test]
+fn code_execution_payloads_refuse_the_whole_file() {
+    let data = f32s(&[1.0]);
+    for (payload, name) in payloads() {
+        let main = beside_tensor(&payload);
+        // zip (torch.save), legacy (torch.save, old serialization), bare pickle
+        for file in [
+            checkpoint(&main, &[("0", &data)], false),
+            checkpoint(&main, &[("0", &data)], true),
+            legacy(&main, &[("0", 1, &data)]),
+            main.clone(),
+        ] {
+            assert_refused(&file, &[name]);
+            assert!(strict_err(&file).contains(name));
+        }
+        // alone: the file holds no tensor at all
+        let alone = P::new().op(&payload).end();
+        assert_refused(&alone, &[name]);
+        assert_refused(&checkpoint(&alone, &[], false), &[name]);
+    }
+}
+
+#[test]
+fn every_payload_of_a_file_is_named() {
+    let main = P::new()
+        .op(b"(")
+        .op(b"cos\nsystem\n(S'x'\ntR")
+        .op(b"cbuiltins\neval\n(S'x'\ntR")
+        .op(b"l")
         .end();
-    let r = open(&checkpoint(&main, &[("0", &f32s(&[1.0]))], false));
-    assert_eq!(r.names().collect::<Vec<_>>(), vec!["x"]);
-    assert!(!std::path::Path::new("pwned").exists());
-    // A payload in a tensor's storage slot fails that tensor only.
+    assert_refused(&main, &["os.system", "builtins.eval"]);
+}
+
+#[test]
+fn payloads_in_a_tensor_slot_or_a_nested_storage_are_refused() {
+    // os.system(...) given as a tensor's storage
     let main = P::new()
         .op(b"}(")
         .str("bad")
@@ -547,8 +642,169 @@ fn calls_are_never_made() {
         .op(b")RtR")
         .op(b"u")
         .end();
-    let r = open(&checkpoint(&main, &[], false));
-    assert!(r.info("bad").unwrap_err().to_string().contains("os.system"));
+    assert_refused(&checkpoint(&main, &[], false), &["os.system"]);
+    // a storage pickled by value whose nested pickle names a payload
+    let inner_main = P::new()
+        .op(b"(")
+        .str("storage")
+        .global("torch", "FloatStorage")
+        .str("k")
+        .str("cpu")
+        .int(1)
+        .op(b"NtQ")
+        .end();
+    let payload = P::new().op(b"csubprocess\ncall\n(S'x'\ntR").end();
+    let mut inner = legacy(&inner_main, &[("k", 1, &f32s(&[1.0]))]);
+    // the payload as the nested checkpoint's system-info pickle
+    let at = MAGIC.len() + b"\x80\x02M\xe9\x03.".len();
+    let info_len = P::new()
+        .op(b"}")
+        .str("little_endian")
+        .op(b"\x88s")
+        .end()
+        .len();
+    inner.splice(at..at + info_len, payload);
+    let mut main = P::new()
+        .op(b"\x80\x03}")
+        .str("x")
+        .global("torch._utils", "_rebuild_tensor_v2")
+        .op(b"(")
+        .global("torch.storage", "_load_from_bytes")
+        .op(b"B");
+    main.0.extend((inner.len() as u32).to_le_bytes());
+    main.0.extend(&inner);
+    let main = main
+        .op(b"\x85R")
+        .int(0)
+        .ints(&[1])
+        .ints(&[1])
+        .op(b"\x89")
+        .global("collections", "OrderedDict")
+        .op(b")RtRs")
+        .end();
+    assert_refused(&main, &["subprocess.call"]);
+}
+
+#[test]
+fn a_payload_is_reported_even_in_a_damaged_file() {
+    // The payload, then garbage: refused for the payload, not "invalid pickle".
+    let main = P::new().op(b"cos\nsystem\n(S'x'\ntR\xff").0;
+    assert_refused(&main, &["os.system"]);
+    // A checkpoint whose main pickle is cut right after the payload.
+    let main = beside_tensor(b"cos\nsystem\n(S'x'\ntR");
+    let cut = &main[..main.len() - 2];
+    let data = f32s(&[1.0]);
+    assert!(err(&checkpoint(b"\x80\x02}(", &[], false)).contains("truncated"));
+    assert_refused(&checkpoint(cut, &[("0", &data)], false), &["os.system"]);
+    assert_refused(&legacy(cut, &[("0", 1, &data)]), &["os.system"]);
+}
+
+#[test]
+fn unknown_globals_are_listed_and_refused_when_strict() {
+    // {"x": tensor, "args": argparse.Namespace(lr=0.1), "n": numpy scalar}
+    let main = P::new()
+        .op(b"}(")
+        .str("x")
+        .tensor("FloatStorage", "0", 1, 0, &[1], &[1])
+        .str("args")
+        .global("argparse", "Namespace")
+        .op(b")\x81}")
+        .str("lr")
+        .op(b"G?\xb9\x99\x99\x99\x99\x99\x9abs")
+        .str("n")
+        .global("numpy.core.multiarray", "scalar")
+        .op(b")R")
+        .op(b"u")
+        .end();
+    let data = f32s(&[1.5]);
+    for file in [
+        checkpoint(&main, &[("0", &data)], false),
+        legacy(&main, &[("0", 1, &data)]),
+    ] {
+        let r = open(&file);
+        assert_eq!(r.to_vec::<f32>("x").unwrap(), vec![1.5]);
+        assert_eq!(
+            r.skipped_globals(),
+            ["argparse.Namespace", "numpy.core.multiarray.scalar"]
+        );
+        let e = strict_err(&file);
+        assert!(
+            e.contains("argparse.Namespace")
+                && e.contains("numpy.core.multiarray.scalar")
+                && e.contains("strict")
+                && e.contains("Nothing was run"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn interpreted_globals_are_not_listed() {
+    // tensors, a parameter, an OrderedDict, a TorchScript class, torch.device
+    let main = P::new()
+        .op(b"}(")
+        .str("w")
+        .global("torch._utils", "_rebuild_parameter")
+        .op(b"(")
+        .tensor("FloatStorage", "0", 1, 0, &[1], &[1])
+        .op(b"\x89")
+        .global("collections", "OrderedDict")
+        .op(b")RtR")
+        .str("v")
+        .tensor_v3("float16", "1", 2, &[1], &[1])
+        .str("m")
+        .global("__torch__.torch.nn.modules.linear", "Linear")
+        .op(b")\x81")
+        .str("d")
+        .global("torch", "device")
+        .op(b"(X\x03\x00\x00\x00cputR")
+        .op(b"u")
+        .end();
+    let file = checkpoint(&main, &[("0", &f32s(&[1.0])), ("1", &[0, 0x3c])], false);
+    let strict = ztensor_formats::OpenOptions::default().strict(true);
+    for r in [
+        open(&file),
+        ztensor_formats::from_bytes_with_options(&file, &strict).expect("strict accepts it"),
+    ] {
+        assert!(r.skipped_globals().is_empty(), "{:?}", r.skipped_globals());
+        assert_eq!(r.to_vec::<f32>("w").unwrap(), vec![1.0]);
+    }
+}
+
+#[test]
+fn other_formats_ignore_strict() {
+    let st = [&8u64.to_le_bytes()[..], b"{}      "].concat();
+    let strict = ztensor_formats::OpenOptions::default().strict(true);
+    let r = ztensor_formats::from_bytes_with_options(&st, &strict).expect("opens");
+    assert_eq!(r.format(), "safetensors");
+    assert!(r.skipped_globals().is_empty());
+}
+
+#[test]
+fn many_distinct_globals_fail_cleanly() {
+    // 300 memoized strings paired into 90 000 distinct STACK_GLOBALs.
+    let mut p = b"\x80\x04".to_vec();
+    for i in 0..300u32 {
+        let s = format!("m{i:03}");
+        p.push(0x8c);
+        p.push(s.len() as u8);
+        p.extend(s.as_bytes());
+        p.push(b'r');
+        p.extend(i.to_le_bytes());
+        p.push(b'0');
+    }
+    for i in 0..300u32 {
+        for j in 0..300u32 {
+            p.push(b'j');
+            p.extend(i.to_le_bytes());
+            p.push(b'j');
+            p.extend(j.to_le_bytes());
+            p.extend(b"\x930");
+        }
+    }
+    p.extend(b"N.");
+    let e = err(&p);
+    assert!(e.contains("distinct globals"), "{e}");
 }
 
 // ---------------------------------------------------------------------------

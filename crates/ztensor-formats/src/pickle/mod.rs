@@ -60,6 +60,7 @@
 //! A pickle that cannot be decoded, or exceeds a limit, fails the file. A
 //! checkpoint without tensors opens with zero tensors.
 
+mod globals;
 mod torch;
 mod vm;
 
@@ -92,14 +93,39 @@ pub(crate) struct Located {
 }
 
 /// Parses a whole file image: a torch zip checkpoint or TorchScript
-/// archive, a legacy `torch.save` file, or a plain pickle.
+/// archive, a legacy `torch.save` file, or a plain pickle. Globals the
+/// reader does not interpret are listed in [`Catalog::skipped_globals`].
 pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
-    let (version, entries) = if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06")
-    {
-        parse_zip(bytes, &mut Budget::new(0))?
+    parse_with(bytes, false)
+}
+
+/// [`parse`], refusing a file whose pickles name a global the reader does
+/// not interpret when `strict` (as `torch.load(weights_only=True)` does).
+///
+/// Whatever `strict` says, a file naming a global that can run code or
+/// touch the system when unpickled (`os.system`, `builtins.eval`, ...; the
+/// list and its sources are in `globals.rs`) is refused with an error that
+/// names it. Nothing a pickle names is ever imported or called.
+pub fn parse_with(bytes: &[u8], strict: bool) -> Result<Catalog, String> {
+    let zip = bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06");
+    let mut budget = Budget::new(if zip { 0 } else { bytes.len() as u64 });
+    let parsed = if zip {
+        parse_zip(bytes, &mut budget)
     } else {
-        parse_pickle_file(bytes, &mut Budget::new(bytes.len() as u64))?
+        parse_pickle_file(bytes, &mut budget)
     };
+    let seen = std::mem::take(&mut budget.globals);
+    drop(budget);
+    // A payload is reported even when the rest of the file is damaged.
+    let denied = globals::names(&seen, globals::Class::Denied);
+    if !denied.is_empty() {
+        return Err(globals::denied_message(&denied));
+    }
+    let (version, entries) = parsed?;
+    let skipped_globals = globals::names(&seen, globals::Class::Unknown);
+    if strict && !skipped_globals.is_empty() {
+        return Err(globals::strict_message(&skipped_globals));
+    }
     Ok(Catalog {
         format: "pickle",
         version,
@@ -107,7 +133,7 @@ pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
         entries,
         data_region: (0, bytes.len() as u64),
         overlaps_allowed: true,
-        skipped_globals: Vec::new(),
+        skipped_globals,
     })
 }
 
@@ -528,14 +554,14 @@ fn parse_legacy(
 
 /// The storage held by a legacy checkpoint embedded in a pickle (how
 /// `pickle.dumps(tensor)` stores a storage by value), located absolutely.
-fn nested_storage(bytes: &[u8], base: u64) -> Result<Rc<Storage>, String> {
+/// The globals its pickles name are recorded in `outer`.
+fn nested_storage(bytes: &[u8], base: u64, outer: &mut Budget) -> Result<Rc<Storage>, String> {
     let mut budget = Budget::new(bytes.len() as u64);
-    let mut inert = TorchHooks::new(&[], None, None);
-    let (magic, end) = vm::run(bytes, &mut inert, &mut budget)?;
-    if !is_legacy_magic(&magic) {
-        return Err("it is not a serialized storage".into());
+    let legacy = nested_legacy(bytes, base, &mut budget);
+    for (m, n) in std::mem::take(&mut budget.globals) {
+        outer.note_global(&m, &n)?;
     }
-    let legacy = parse_legacy(bytes, end, base, &mut budget, false)?;
+    let legacy = legacy?;
     let s = legacy.root_storage.ok_or("it holds no storage")?;
     let inline = legacy
         .located
@@ -549,4 +575,14 @@ fn nested_storage(bytes: &[u8], base: u64) -> Result<Rc<Storage>, String> {
         declared: s.declared,
         inline: Some(inline),
     }))
+}
+
+/// A nested legacy checkpoint (a storage pickled by value).
+fn nested_legacy(bytes: &[u8], base: u64, budget: &mut Budget) -> Result<Legacy, String> {
+    let mut inert = TorchHooks::new(&[], None, None);
+    let (magic, end) = vm::run(bytes, &mut inert, budget)?;
+    if !is_legacy_magic(&magic) {
+        return Err("it is not a serialized storage".into());
+    }
+    parse_legacy(bytes, end, base, budget, false)
 }

@@ -83,7 +83,7 @@ pub(crate) fn dtype_by_name(name: &str) -> Result<TorchDtype, String> {
 /// `torch.storage.UntypedStorage`, ...). The size is known even for
 /// classes whose dtype is not supported, so the legacy format's storage
 /// records can still be stepped over.
-fn storage_class(g: &Global) -> (Option<u64>, Result<TorchDtype, String>) {
+pub(crate) fn storage_class(g: &Global) -> (Option<u64>, Result<TorchDtype, String>) {
     let full = format!("{}.{}", g.module, g.name);
     let typed = |name: &str| {
         let d = dtype_by_name(name).expect("known dtype");
@@ -175,8 +175,9 @@ fn opaque(class: String, args: Vec<Value>) -> Value {
 // ---------------------------------------------------------------- hooks
 
 /// Parses a nested legacy checkpoint found in a pickle's bytes (a storage
-/// pickled by value): returns the storage it holds, located absolutely.
-pub(crate) type NestedLoader = fn(&[u8], u64) -> Result<Rc<Storage>, String>;
+/// pickled by value): returns the storage it holds, located absolutely,
+/// and records the globals its pickles name in the budget.
+pub(crate) type NestedLoader = fn(&[u8], u64, &mut Budget) -> Result<Rc<Storage>, String>;
 
 /// The torch interpretation of calls and persistent ids.
 pub(crate) struct TorchHooks<'a> {
@@ -219,7 +220,7 @@ impl<'a> TorchHooks<'a> {
         tensor(rebuild(args, dtype))
     }
 
-    fn storage_from_bytes(&mut self, args: &[Value]) -> Value {
+    fn storage_from_bytes(&mut self, args: &[Value], budget: &mut Budget) -> Value {
         let failed = |message: String| Value::Storage(failed_storage(message));
         let Some(Value::Bytes { at, len }) = args.first() else {
             return failed("its storage is pickled by value without its bytes".into());
@@ -239,9 +240,10 @@ impl<'a> TorchHooks<'a> {
         if let Some(s) = self.by_value.get(&(*at, *len)) {
             return Value::Storage(s.clone());
         }
-        let storage = load(&self.input[*at..*at + *len], base + *at as u64).unwrap_or_else(|e| {
-            failed_storage(format!("its storage pickled by value is invalid: {e}"))
-        });
+        let storage =
+            load(&self.input[*at..*at + *len], base + *at as u64, budget).unwrap_or_else(|e| {
+                failed_storage(format!("its storage pickled by value is invalid: {e}"))
+            });
         self.by_value.insert((*at, *len), storage.clone());
         Value::Storage(storage)
     }
@@ -314,7 +316,7 @@ impl Hooks for TorchHooks<'_> {
             _ if m.starts_with("torch") && n.starts_with("_rebuild") => {
                 broken(format!("tensors rebuilt by {m}.{n} are not supported"))
             }
-            ("torch.storage", "_load_from_bytes") => self.storage_from_bytes(&args),
+            ("torch.storage", "_load_from_bytes") => self.storage_from_bytes(&args, budget),
             ("collections", "OrderedDict" | "defaultdict")
             | ("builtins" | "__builtin__", "dict") => {
                 let pairs = match args.first() {

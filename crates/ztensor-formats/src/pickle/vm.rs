@@ -19,6 +19,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
+use super::globals::Seen;
 use super::torch::{Storage, TensorRef};
 
 /// Most memo entries one pickle may create.
@@ -34,6 +35,10 @@ pub(crate) const MAX_STACK: usize = 1 << 20;
 pub(crate) const BASE_OBJECTS: u64 = 1 << 16;
 /// Highest pickle protocol understood.
 const MAX_PROTOCOL: u8 = 5;
+/// Most distinct globals one file may name, and most bytes of their names
+/// (names pair memoized strings, so a small pickle could name very many).
+pub(crate) const MAX_GLOBALS: usize = 1 << 16;
+const MAX_GLOBAL_BYTES: usize = 16 << 20;
 
 /// A value built by the machine. Cloning is cheap (reference counted).
 #[derive(Clone)]
@@ -233,6 +238,9 @@ pub(crate) struct Budget {
     pub max_objects: u64,
     /// Containers the pickles mutated, emptied when the file is parsed.
     pub mutated: Mutated,
+    /// Every global the pickles named (see [`super::globals`]).
+    pub globals: Seen,
+    global_bytes: usize,
 }
 
 /// Containers a pickle changed after creating them (`APPEND(S)`,
@@ -313,7 +321,25 @@ impl Budget {
             edges: 0,
             max_objects: BASE_OBJECTS + pickle_bytes / 4,
             mutated: Mutated::default(),
+            globals: Seen::new(),
+            global_bytes: 0,
         }
+    }
+
+    /// Records a global the pickle names.
+    pub(crate) fn note_global(&mut self, module: &str, name: &str) -> Result<(), String> {
+        let key = (module.to_string(), name.to_string());
+        if self.globals.contains(&key) {
+            return Ok(());
+        }
+        self.global_bytes += module.len() + name.len();
+        if self.globals.len() >= MAX_GLOBALS || self.global_bytes > MAX_GLOBAL_BYTES {
+            return Err(format!(
+                "the pickles name more than {MAX_GLOBALS} distinct globals or {MAX_GLOBAL_BYTES} bytes of them"
+            ));
+        }
+        self.globals.insert(key);
+        Ok(())
     }
 
     /// Allows `pickle_bytes` more of pickle.
@@ -916,10 +942,12 @@ impl<'a> Machine<'a, '_> {
     fn global(&mut self, module: &[u8], name: &[u8]) -> R<Value> {
         let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
         self.alloc()?;
-        Ok(Value::Global(Rc::new(Global {
+        let g = Global {
             module: text(module),
             name: text(name),
-        })))
+        };
+        self.budget.note_global(&g.module, &g.name)?;
+        Ok(Value::Global(Rc::new(g)))
     }
 
     /// The arguments of a call: a tuple's items, charged before they are copied.
