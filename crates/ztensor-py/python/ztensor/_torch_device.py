@@ -38,7 +38,23 @@ def _bytes(t: "torch.Tensor") -> "torch.Tensor":
     return flat.view(torch.uint8)
 
 
+def require_cuda(device: "torch.device") -> None:
+    """Raises a RuntimeError naming ``device`` when it cannot be used: no
+    usable CUDA (torch's own reason attached) or an index past the last GPU.
+    Without this check, ``torch.cuda.Stream`` fails with an obscure
+    "invalid argument to exchangeDevice"."""
+    try:
+        torch.cuda.init()
+    except (RuntimeError, AssertionError) as e:  # AssertionError: torch built without CUDA
+        raise RuntimeError(f"cannot load onto device {str(device)!r}: CUDA is not available ({e})") from e
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise RuntimeError(f"cannot load onto device {str(device)!r}: this machine has {count} CUDA "
+                           f"device(s), cuda:0 to cuda:{count - 1}")
+
+
 def _stage_cuda(tensors: dict, device: "torch.device", staging_bytes: int) -> dict:
+    require_cuda(device)
     stream = torch.cuda.Stream(device)
     staging = [torch.empty(staging_bytes, dtype=torch.uint8, pin_memory=True) for _ in range(2)]
     done = [None, None]  # event marking when each staging buffer may be refilled
