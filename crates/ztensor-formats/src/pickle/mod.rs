@@ -30,6 +30,12 @@
 //! result is an inert object, searched for tensors like a container. Memo,
 //! stack, object count, nesting depth and lengths are bounded.
 //!
+//! Every global a file's pickles name is recorded and classified (module
+//! `globals`): one that can run code or touch the system when unpickled
+//! (`os.system`, `builtins.eval`, ...) fails the whole file, even one that
+//! is otherwise damaged; the others the reader does not interpret are
+//! listed in [`Catalog::skipped_globals`] (or fail the file when strict).
+//!
 //! # Names
 //!
 //! Tensors are named by the path of dict keys and list/tuple indices that

@@ -3,11 +3,11 @@
 //! It decodes every opcode of pickle protocols 0 to 5 and builds plain data
 //! (`None`, bools, ints, floats, strings, byte strings, lists, tuples,
 //! dicts, sets). It never imports or calls anything: a `GLOBAL` becomes a
-//! [`Global`] naming the callable, and every call site (`REDUCE`, `NEWOBJ`,
-//! `NEWOBJ_EX`, `INST`, `OBJ`) is handed to [`Hooks::call`], which decides
-//! what the call *means* for the few constructors it knows and otherwise
-//! returns an inert [`Object`]. Persistent ids go to
-//! [`Hooks::persistent_load`].
+//! [`Global`] naming the callable (and is recorded in [`Budget::globals`]),
+//! and every call site (`REDUCE`, `NEWOBJ`, `NEWOBJ_EX`, `INST`, `OBJ`) is
+//! handed to [`Hooks::call`], which decides what the call *means* for the
+//! few constructors it knows and otherwise returns an inert [`Object`].
+//! Persistent ids go to [`Hooks::persistent_load`].
 //!
 //! Every resource is bounded ([`MAX_MEMO`], [`MAX_STACK`], [`Budget`];
 //! lengths are checked against the remaining input before anything is
