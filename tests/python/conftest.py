@@ -2,7 +2,7 @@
 
 Everything here is independent of the package under test: the CBOR codec, the
 CRC-32C implementation, the zstd frame builder and the `.zt` file builder are
-written from the format description (format-v1.md), so that tests can check the
+written from the format description (docs/format.md), so that tests can check the
 package against an independent model instead of against itself.
 
 Helpers are plain module-level functions (import them with
@@ -225,7 +225,7 @@ assert crc32c(b"123456789") == 0xE3069283
 
 
 def digest_string(kind: str, data: bytes) -> str:
-    """Digest text exactly as the reference writes it (format-v1 section 7)."""
+    """Digest text exactly as the reference writes it (docs/format.md section 8)."""
     if kind == "crc32c":
         return "crc32c:0x%08X" % crc32c(data)
     if kind == "sha256":

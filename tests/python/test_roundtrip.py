@@ -161,7 +161,7 @@ def test_digest_string_formats(tmp_path):
 
 
 def test_manifest_key_order_and_sorting(tmp_path):
-    """Reference-compatible manifest layout (format-v1 sections 2 and 15)."""
+    """Reference-compatible manifest layout (docs/format.md sections 3.2 and 12)."""
     p = tmp_path / "k.zt"
     names = ["b", "a", "é", "10", "9", "B", "a.b", "a_b", "aa", "\U0001F600", "\uFFFD"]
     with Writer(str(p), metadata={"z": 1, "a": 2}) as w:
@@ -838,7 +838,7 @@ def test_missing_directory_and_paths(tmp_path):
 
 @pytest.mark.parametrize("fname", ["model.bin", "model", "MODEL.ZT", "model.zt.bak", "model.safetensors"])
 def test_detection_by_content(tmp_path, fname):
-    """format-v1 16.13: leading bytes first, extension second."""
+    """Format detection: leading bytes first, extension second."""
     p = tmp_path / fname
     arr = np.arange(5, dtype=np.int16)
     ztnp.save_file({"x": arr}, str(p))
@@ -957,7 +957,7 @@ def test_separate_load_file_calls_do_not_share(tmp_path):
 
 
 def test_reads_from_one_reader_do_not_alias(tmp_path):
-    """ztensor 1.2.3 bug 29: two zero-copy reads of one tensor from one Reader
+    """In ztensor 1.2.3, two zero-copy reads of one tensor from one Reader
     shared writable memory, so a write showed in every later read. Each read
     call now gets its own private mapping; tensors of one call that share
     bytes in the file (an HDF5 hard link, a torch storage) still share."""

@@ -34,7 +34,7 @@ pub enum DType {
 }
 
 impl DType {
-    /// Every storage dtype, in the order of the format sheet.
+    /// Every storage dtype, in the order of docs/format.md section 4.
     pub const ALL: [DType; 13] = [
         DType::F64,
         DType::F32,

@@ -5,7 +5,7 @@
 //! are uneven (a 125 MiB embedding next to 8 MiB projections): copied whole,
 //! the last big tensor runs on one core while the other idles. Splitting
 //! every large copy into chunks lets rayon's work stealing keep both busy
-//! (measured under issue 3: the tail of a 1 GiB load_file(copy=True)).
+//! (measured on the tail of a 1 GiB `load_file(copy=True)` on 2 cores).
 
 use std::sync::{Arc, Mutex};
 

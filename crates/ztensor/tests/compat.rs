@@ -1,4 +1,5 @@
-//! Byte compatibility with the reference writer (format sheet section 1.1).
+//! Byte compatibility with the reference writer (ztensor 1.2.3): the layout
+//! and manifest encoding of docs/format.md sections 2 and 3, byte for byte.
 
 use ztensor::{Checksum, Reader, WriteOptions, Writer};
 
@@ -10,7 +11,8 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// The 338-byte file of the format sheet's annotated dump, byte for byte.
+/// The 338-byte file the reference writes for `x` = f32 `[1.0, 2.0]` with a
+/// crc32c digest, then `y` = i16 `[[1, 2, 3]]`, byte for byte.
 #[test]
 fn writes_the_reference_bytes_of_the_annotated_example() {
     let mut expected = b"ZTEN1000".to_vec();
