@@ -11,7 +11,8 @@ use std::path::Path;
 
 use safetensors::tensor::TensorInfo as StInfo;
 use safetensors::Dtype;
-use ztensor::{AtomicFile, DType, Layout, Reader, TensorInfo, Value};
+use ztensor::{AtomicFile, Layout, Reader, TensorInfo, Value};
+use ztensor_formats::safetensors as st_dtypes;
 
 use crate::progress::Progress;
 use crate::util::{self, Failure};
@@ -33,30 +34,11 @@ pub(crate) fn dtype_of(info: &TensorInfo) -> Result<Dtype, String> {
     let Some((_, c)) = info.primary() else {
         return Err("has no data".into());
     };
-    let plain = match c.dtype {
-        DType::F64 => Dtype::F64,
-        DType::F32 => Dtype::F32,
-        DType::F16 => Dtype::F16,
-        DType::BF16 => Dtype::BF16,
-        DType::I64 => Dtype::I64,
-        DType::I32 => Dtype::I32,
-        DType::I16 => Dtype::I16,
-        DType::I8 => Dtype::I8,
-        DType::U64 => Dtype::U64,
-        DType::U32 => Dtype::U32,
-        DType::U16 => Dtype::U16,
-        DType::U8 => Dtype::U8,
-        DType::Bool => Dtype::BOOL,
-    };
-    match (c.logical_type.as_deref(), c.dtype) {
-        (None, _) => Ok(plain),
-        (Some("f8_e4m3fn"), DType::U8) => Ok(Dtype::F8_E4M3),
-        (Some("f8_e5m2"), DType::U8) => Ok(Dtype::F8_E5M2),
-        (Some("f8_e4m3fnuz"), DType::U8) => Ok(Dtype::F8_E4M3FNUZ),
-        (Some("f8_e5m2fnuz"), DType::U8) => Ok(Dtype::F8_E5M2FNUZ),
-        (Some("complex64"), DType::F32) => Ok(Dtype::C64),
-        (Some(t), _) => Err(format!("has type {t}, which safetensors cannot store")),
-    }
+    let logical = c.logical_type.as_deref();
+    st_dtypes::to_safetensors(c.dtype, logical).ok_or_else(|| match logical {
+        Some(t) => format!("has type {t}, which safetensors cannot store"),
+        None => format!("has dtype {}, which safetensors cannot store", c.dtype),
+    })
 }
 
 /// File metadata as safetensors' `__metadata__`: strings stay strings,
@@ -93,8 +75,10 @@ pub(crate) fn write(
             ));
             continue;
         }
-        match dtype_of(info) {
-            Ok(dtype) => entries.push((dtype, name, info)),
+        let described =
+            dtype_of(info).and_then(|d| Ok((d, st_dtypes::safetensors_shape(d, &info.shape)?)));
+        match described {
+            Ok((dtype, shape)) => entries.push((dtype, name, info, shape)),
             Err(m) => problems.push(format!("tensor '{name}' {m}")),
         }
         if matches!(&info.attributes, Some(Value::Map(m)) if !m.is_empty()) {
@@ -119,7 +103,7 @@ pub(crate) fn write(
             if with_attributes == 1 { "" } else { "s" }
         ));
     }
-    entries.sort_by(|(da, na, _), (db, nb, _)| db.cmp(da).then(na.cmp(nb)));
+    entries.sort_by(|(da, na, _, _), (db, nb, _, _)| db.cmp(da).then(na.cmp(nb)));
 
     let mut header = String::from("{");
     if let Some(meta) = metadata(reader.attributes()) {
@@ -128,15 +112,15 @@ pub(crate) fn write(
     }
     let mut offset = 0usize;
     let mut layout = Vec::with_capacity(entries.len());
-    for (dtype, name, info) in &entries {
+    for (dtype, name, info, shape) in entries {
         let nbytes = info.dense_nbytes().ok_or_else(|| {
             Failure::Error(format!(
                 "{input}: tensor '{name}': its size overflows 64 bits"
             ))
         })? as usize;
         let st = StInfo {
-            dtype: *dtype,
-            shape: info.shape.iter().map(|&d| d as usize).collect(),
+            dtype,
+            shape,
             data_offsets: (offset, offset + nbytes),
         };
         if header.len() > 1 {
@@ -145,7 +129,7 @@ pub(crate) fn write(
         header.push_str(&json(name)?);
         header.push(':');
         header.push_str(&json(&st)?);
-        layout.push((*name, nbytes));
+        layout.push((name, nbytes));
         offset += nbytes;
     }
     header.push('}');

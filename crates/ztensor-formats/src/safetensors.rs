@@ -7,11 +7,16 @@
 //! crate; every tensor then becomes a dense, zero-copy component at
 //! `8 + header_len + begin` of the file.
 //!
-//! Dtypes map onto ztensor's storage dtypes one to one; the fp8 variants
-//! are `u8` with their logical type (`F8_E4M3` is `f8_e4m3fn`), and `C64`
-//! is `f32` pairs with logical type `complex64`. Dtypes NumPy and PyTorch
-//! cannot hold as such (`F4`, `F6_*`, `F8_E8M0`, ...) make that tensor
-//! unreadable, with a message; the rest of the file stays readable.
+//! Dtypes map onto ztensor's storage dtypes one to one ([`DTYPES`]); the
+//! fp8 variants are `u8` with their logical type (`F8_E4M3` is
+//! `f8_e4m3fn`), and `C64` is `f32` pairs with logical type `complex64`.
+//! `F4` becomes `u8` bytes of logical type `f4_e2m1fn_x2`, two values per
+//! byte as PyTorch's `float4_e2m1fn_x2` holds them: safetensors counts
+//! 4-bit values along the last dimension, ztensor counts bytes, so the last
+//! dimension is halved on reading and doubled on writing ([`zt_shape`],
+//! [`safetensors_shape`]). The 6-bit `F6_*` dtypes, which NumPy and
+//! PyTorch cannot hold as such, make that tensor unreadable, with a
+//! message; the rest of the file stays readable.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,32 +25,92 @@ use safetensors::tensor::{Dtype, Metadata};
 use safetensors::SafeTensors;
 use ztensor::{Catalog, Component, DType, Encoding, Entry, TensorInfo, Value};
 
+/// The logical type of safetensors' `F4` in ztensor.
+pub const F4_LOGICAL: &str = "f4_e2m1fn_x2";
+
+/// Each safetensors dtype ztensor holds, with its storage dtype and logical type.
+pub const DTYPES: [(Dtype, DType, Option<&str>); 20] = [
+    (Dtype::F64, DType::F64, None),
+    (Dtype::F32, DType::F32, None),
+    (Dtype::F16, DType::F16, None),
+    (Dtype::BF16, DType::BF16, None),
+    (Dtype::I64, DType::I64, None),
+    (Dtype::I32, DType::I32, None),
+    (Dtype::I16, DType::I16, None),
+    (Dtype::I8, DType::I8, None),
+    (Dtype::U64, DType::U64, None),
+    (Dtype::U32, DType::U32, None),
+    (Dtype::U16, DType::U16, None),
+    (Dtype::U8, DType::U8, None),
+    (Dtype::BOOL, DType::Bool, None),
+    (Dtype::F8_E4M3, DType::U8, Some("f8_e4m3fn")),
+    (Dtype::F8_E5M2, DType::U8, Some("f8_e5m2")),
+    (Dtype::F8_E4M3FNUZ, DType::U8, Some("f8_e4m3fnuz")),
+    (Dtype::F8_E5M2FNUZ, DType::U8, Some("f8_e5m2fnuz")),
+    (Dtype::F8_E8M0, DType::U8, Some("f8_e8m0fnu")),
+    (Dtype::F4, DType::U8, Some(F4_LOGICAL)),
+    (Dtype::C64, DType::F32, Some("complex64")),
+];
+
 /// Maps a safetensors dtype onto a storage dtype and logical type.
-fn dtype(d: Dtype) -> Result<(DType, Option<&'static str>), String> {
-    Ok(match d {
-        Dtype::F64 => (DType::F64, None),
-        Dtype::F32 => (DType::F32, None),
-        Dtype::F16 => (DType::F16, None),
-        Dtype::BF16 => (DType::BF16, None),
-        Dtype::I64 => (DType::I64, None),
-        Dtype::I32 => (DType::I32, None),
-        Dtype::I16 => (DType::I16, None),
-        Dtype::I8 => (DType::I8, None),
-        Dtype::U64 => (DType::U64, None),
-        Dtype::U32 => (DType::U32, None),
-        Dtype::U16 => (DType::U16, None),
-        Dtype::U8 => (DType::U8, None),
-        Dtype::BOOL => (DType::Bool, None),
-        Dtype::F8_E4M3 => (DType::U8, Some("f8_e4m3fn")),
-        Dtype::F8_E5M2 => (DType::U8, Some("f8_e5m2")),
-        Dtype::F8_E4M3FNUZ => (DType::U8, Some("f8_e4m3fnuz")),
-        Dtype::F8_E5M2FNUZ => (DType::U8, Some("f8_e5m2fnuz")),
-        Dtype::C64 => (DType::F32, Some("complex64")),
-        other => {
-            return Err(format!(
-                "safetensors dtype {other:?} is not supported (NumPy and PyTorch have no such element type)"
-            ))
+pub fn from_safetensors(d: Dtype) -> Option<(DType, Option<&'static str>)> {
+    DTYPES
+        .iter()
+        .find(|(st, _, _)| *st == d)
+        .map(|&(_, storage, logical)| (storage, logical))
+}
+
+/// The safetensors dtype of a storage dtype and logical type, if it has one.
+pub fn to_safetensors(storage: DType, logical: Option<&str>) -> Option<Dtype> {
+    DTYPES
+        .iter()
+        .find(|(_, s, l)| *s == storage && *l == logical)
+        .map(|&(st, _, _)| st)
+}
+
+/// The ztensor shape of a safetensors tensor: for `F4`, the last dimension
+/// counted in bytes (pairs of values) rather than values.
+pub fn zt_shape(d: Dtype, shape: &[usize]) -> Result<Vec<u64>, String> {
+    let mut out: Vec<u64> = shape.iter().map(|&n| n as u64).collect();
+    if d == Dtype::F4 {
+        match out.last_mut() {
+            Some(last) if *last % 2 == 0 => *last /= 2,
+            _ => {
+                return Err(format!(
+                    "F4 tensor of shape {shape:?}: ztensor keeps two F4 values per byte \
+                     (float4_e2m1fn_x2), which needs an even last dimension"
+                ))
+            }
         }
+    }
+    Ok(out)
+}
+
+/// The safetensors shape of a ztensor tensor stored as `d`: for `F4`, the
+/// last dimension counted in values (twice the bytes).
+pub fn safetensors_shape(d: Dtype, shape: &[u64]) -> Result<Vec<usize>, String> {
+    let size = |n: u64| usize::try_from(n).map_err(|_| format!("dimension {n} is too large"));
+    let mut out = shape
+        .iter()
+        .map(|&n| size(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    if d == Dtype::F4 {
+        let Some(last) = out.last_mut() else {
+            return Err(format!(
+                "is a 0-d {F4_LOGICAL} tensor; safetensors' F4 needs a dimension to hold its two values"
+            ));
+        };
+        *last = last
+            .checked_mul(2)
+            .ok_or_else(|| format!("shape {shape:?} overflows as F4 values"))?;
+    }
+    Ok(out)
+}
+
+/// Maps a safetensors dtype onto a storage dtype and logical type, or why not.
+fn dtype(d: Dtype) -> Result<(DType, Option<&'static str>), String> {
+    from_safetensors(d).ok_or_else(|| {
+        format!("safetensors dtype {d:?} is not supported (NumPy and PyTorch have no such element type)")
     })
 }
 
@@ -73,7 +138,10 @@ pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
             ));
             continue;
         };
-        let (storage, logical) = match dtype(info.dtype) {
+        let described = dtype(info.dtype).and_then(|(storage, logical)| {
+            Ok((storage, logical, zt_shape(info.dtype, &info.shape)?))
+        });
+        let (storage, logical, shape) = match described {
             Ok(d) => d,
             Err(e) => {
                 entries.push(Entry::broken(name, e));
@@ -88,11 +156,7 @@ pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
             encoding: Encoding::Raw,
             digest: None,
         };
-        entries.push(Entry::ok(TensorInfo::dense(
-            name,
-            info.shape.iter().map(|&d| d as u64).collect(),
-            component,
-        )));
+        entries.push(Entry::ok(TensorInfo::dense(name, shape, component)));
     }
     let attributes = metadata.metadata().as_ref().map(|m| {
         let sorted: BTreeMap<&String, &String> = m.iter().collect();

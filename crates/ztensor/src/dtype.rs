@@ -116,17 +116,65 @@ impl fmt::Display for DType {
     }
 }
 
+/// A logical type the format defines (docs/format.md section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogicalType {
+    /// The manifest's `type` string (`"f8_e4m3fn"`, `"complex64"`, ...).
+    pub name: &'static str,
+    /// The storage dtype that holds it.
+    pub storage: DType,
+    /// How many storage elements make one logical element.
+    pub storage_elements: u64,
+}
+
+const fn logical(name: &'static str, storage: DType, storage_elements: u64) -> LogicalType {
+    LogicalType {
+        name,
+        storage,
+        storage_elements,
+    }
+}
+
+/// Every logical type the format defines. Other `type` strings are free
+/// labels, one storage element per logical element.
+///
+/// `f4_e2m1fn_x2` is one byte holding two FP4 (E2M1) values, the first in
+/// the low nibble, as PyTorch's `float4_e2m1fn_x2`: its shape counts bytes.
+/// The other sub-byte types (as ONNX and `ml_dtypes` hold them) keep one
+/// value per byte, in the low bits; `int4`/`int2` are sign-extended.
+pub const LOGICAL_TYPES: [LogicalType; 15] = [
+    logical("f8_e4m3fn", DType::U8, 1),
+    logical("f8_e5m2", DType::U8, 1),
+    logical("f8_e4m3fnuz", DType::U8, 1),
+    logical("f8_e5m2fnuz", DType::U8, 1),
+    logical("f8_e8m0fnu", DType::U8, 1),
+    logical("f4_e2m1fn_x2", DType::U8, 1),
+    logical("f6_e2m3fn", DType::U8, 1),
+    logical("f6_e3m2fn", DType::U8, 1),
+    logical("f4_e2m1fn", DType::U8, 1),
+    logical("int4", DType::I8, 1),
+    logical("int2", DType::I8, 1),
+    logical("uint4", DType::U8, 1),
+    logical("uint2", DType::U8, 1),
+    logical("complex64", DType::F32, 2),
+    logical("complex128", DType::F64, 2),
+];
+
+/// The format's definition of a logical type, if it has one.
+pub fn logical_type(name: &str) -> Option<&'static LogicalType> {
+    LOGICAL_TYPES.iter().find(|t| t.name == name)
+}
+
 /// How many storage elements make one logical element of `logical_type`.
 ///
 /// Complex numbers are stored as (real, imaginary) pairs of their float
 /// dtype, with the tensor's shape being the logical (complex) shape. Every
-/// other logical type (fp8 variants, or any free-form label) is one storage
-/// element per logical element.
+/// other logical type (fp8 variants, packed fp4 pairs, or any free-form
+/// label) is one storage element per logical element.
 pub fn storage_elements_per_item(logical_type: Option<&str>) -> u64 {
-    match logical_type {
-        Some("complex64") | Some("complex128") => 2,
-        _ => 1,
-    }
+    logical_type
+        .and_then(self::logical_type)
+        .map_or(1, |t| t.storage_elements)
 }
 
 /// Rust element types that map one-to-one onto a storage dtype.
@@ -184,6 +232,21 @@ mod tests {
     fn complex_counts_two_storage_elements() {
         assert_eq!(storage_elements_per_item(Some("complex64")), 2);
         assert_eq!(storage_elements_per_item(Some("f8_e4m3fn")), 1);
+        assert_eq!(storage_elements_per_item(Some("f4_e2m1fn_x2")), 1);
+        assert_eq!(storage_elements_per_item(Some("a free label")), 1);
         assert_eq!(storage_elements_per_item(None), 1);
+    }
+
+    #[test]
+    fn logical_types_are_unique_and_found() {
+        for (i, t) in LOGICAL_TYPES.iter().enumerate() {
+            assert_eq!(logical_type(t.name), Some(t));
+            assert!(LOGICAL_TYPES[..i].iter().all(|u| u.name != t.name));
+        }
+        assert_eq!(
+            logical_type("f8_e8m0fnu").map(|t| t.storage),
+            Some(DType::U8)
+        );
+        assert_eq!(logical_type("F8_E8M0"), None);
     }
 }

@@ -52,7 +52,9 @@ pub use buffer::AlignedBuf;
 pub use catalog::{Catalog, Entry};
 pub use container::{is_zt, LEGACY_MAGIC, MAGIC, MAX_MANIFEST};
 pub use digest::{Checksum, Digest};
-pub use dtype::{storage_elements_per_item, DType, Element};
+pub use dtype::{
+    logical_type, storage_elements_per_item, DType, Element, LogicalType, LOGICAL_TYPES,
+};
 pub use error::{Error, Result};
 pub use manifest::FORMAT_VERSION;
 pub use model::{Component, Encoding, Layout, TensorInfo, Transform, Value};

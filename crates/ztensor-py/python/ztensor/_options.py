@@ -5,6 +5,8 @@ from __future__ import annotations
 import operator
 import os
 
+from ._ztensor import ZTensorError
+
 
 def compression_level(value, argname: str = "compression"):
     """False/None/0/negative -> None (raw); True -> 3; int n -> n clamped to 22."""
@@ -59,3 +61,16 @@ def dequantize_dtype(value):
     if name not in _DEQUANTIZE:
         raise ValueError(f"dequantize must be float32 or float16, not {name}")
     return name
+
+
+_BACKENDS = ("mmap", "pread")
+
+
+def eager_backend(backend) -> bool:
+    """safetensors 0.8's ``backend=``: ``"mmap"`` maps the file (False),
+    ``"pread"`` reads with pread into owned memory (True, ``eager=True``)."""
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a str, not {type(backend).__name__}")
+    if backend not in _BACKENDS:
+        raise ZTensorError(f'backend "{backend}" is invalid (expected one of: "mmap", "pread")')
+    return backend == "pread"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._options import compression_level
+from ._options import compression_level, eager_backend
 from ._reader import Reader
 from ._writer import Writer, write_bytes, write_file
 
@@ -25,7 +25,7 @@ def save(tensors: dict, metadata=None, compression=False) -> bytes:
     return write_bytes(metadata, lambda w: _write(w, tensors, compression))
 
 
-def load_file(filename, copy: bool = False, *, dequantize=None) -> dict:
+def load_file(filename, copy: bool = False, *, dequantize=None, backend: str = "mmap") -> dict:
     """Loads every tensor of a file, in file order.
 
     ``copy=False`` (default): zero-copy, writable copy-on-write views of the
@@ -33,8 +33,11 @@ def load_file(filename, copy: bool = False, *, dequantize=None) -> dict:
     ``dequantize=None | "float32" | "float16"`` (or ``np.float32``/``np.float16``):
     GGUF quantized tensors as dense float arrays instead of raw bytes (see
     ``Reader``); ignored by other formats.
+    ``backend="mmap"`` (default) maps the file; ``"pread"`` reads it with
+    pread into memory the arrays own (``Reader(..., eager=True)``), as in
+    safetensors 0.8.
     """
-    with Reader(filename, dequantize=dequantize) as r:
+    with Reader(filename, eager=eager_backend(backend), dequantize=dequantize) as r:
         return r.load_numpy(copy=copy)
 
 

@@ -16,7 +16,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from ._options import check_metadata, compression_level
+from ._options import check_metadata, compression_level, eager_backend
 from ._reader import Reader
 from ._writer import Writer, write_bytes, write_file
 from ._torch_device import to_device, parse_device
@@ -39,8 +39,11 @@ _TO_STORAGE = {
     torch.complex64: ("float32", "complex64"),
     torch.complex128: ("float64", "complex128"),
 }
+# One byte per element; float4_e2m1fn_x2 packs two FP4 values in each byte
+# (its shape counts bytes, as in torch; safetensors' F4 counts values).
 for _name, _logical in (("float8_e4m3fn", "f8_e4m3fn"), ("float8_e5m2", "f8_e5m2"),
-                        ("float8_e4m3fnuz", "f8_e4m3fnuz"), ("float8_e5m2fnuz", "f8_e5m2fnuz")):
+                        ("float8_e4m3fnuz", "f8_e4m3fnuz"), ("float8_e5m2fnuz", "f8_e5m2fnuz"),
+                        ("float8_e8m0fnu", "f8_e8m0fnu"), ("float4_e2m1fn_x2", "f4_e2m1fn_x2")):
     if hasattr(torch, _name):
         _TO_STORAGE[getattr(torch, _name)] = ("uint8", _logical)
 for _name in ("uint16", "uint32", "uint64"):
@@ -278,7 +281,7 @@ def _dequantize_name(value):
     return value
 
 
-def load_file(filename, device="cpu", copy: bool = False, *, dequantize=None) -> dict:
+def load_file(filename, device="cpu", copy: bool = False, *, dequantize=None, backend: str = "mmap") -> dict:
     """Loads every tensor of a file as torch tensors, in file order.
 
     ``copy=False`` (default): zero-copy, writable copy-on-write views of the
@@ -287,8 +290,9 @@ def load_file(filename, device="cpu", copy: bool = False, *, dequantize=None) ->
     ``dequantize=None | torch.float32 | torch.float16`` (or ``"float32"``,
     ``"float16"``): GGUF quantized tensors as dense float tensors instead of
     raw bytes (see ``ztensor.Reader``); ignored by other formats.
+    ``backend``: ``"mmap"`` (default) or ``"pread"``, as in ``ztensor.numpy.load_file``.
     """
-    with Reader(filename, dequantize=_dequantize_name(dequantize)) as r:
+    with Reader(filename, eager=eager_backend(backend), dequantize=_dequantize_name(dequantize)) as r:
         return _load(r, device, copy)
 
 
@@ -352,12 +356,13 @@ def save_model(model: "torch.nn.Module", filename, metadata=None, force_contiguo
         raise ValueError(f"{e}. Consider passing `force_contiguous=True` to save_model.") from e
 
 
-def load_model(model: "torch.nn.Module", filename, strict: bool = True, device="cpu", copy: bool = False):
+def load_model(model: "torch.nn.Module", filename, strict: bool = True, device="cpu", copy: bool = False,
+               *, backend: str = "mmap"):
     """Loads a file into ``model``; returns ``(missing, unexpected)`` like safetensors.
 
     Tied weights stay tied (the shared parameter is filled once).
     """
-    state_dict = load_file(filename, device=device, copy=copy)
+    state_dict = load_file(filename, device=device, copy=copy, backend=backend)
     model_state = model.state_dict()
     to_remove = _names_to_remove(model_state, preferred=state_dict.keys())
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
