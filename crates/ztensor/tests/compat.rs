@@ -48,6 +48,35 @@ fn writes_the_reference_bytes_of_the_annotated_example() {
     assert_eq!(bytes, expected);
 }
 
+/// The worked example of docs/format.md section 13, read from the document
+/// itself (its `xxd` dump), so that the document cannot drift from the writer.
+#[test]
+fn writes_the_worked_example_of_the_format_document() {
+    let doc = include_str!("../../../docs/format.md");
+    let section = doc
+        .split("## 13. Worked example")
+        .nth(1)
+        .expect("section 13");
+    let dump = section.split("```").nth(1).expect("a dump in section 13");
+    // An xxd line: "00000040: 0700 ffff ...  ascii"; the hex is columns 10..49.
+    let expected: Vec<u8> = dump
+        .lines()
+        .filter(|l| l.len() > 10)
+        .flat_map(|l| unhex(&l[10..l.len().min(49)]))
+        .collect();
+    assert_eq!(expected.len(), 207, "the dump the document describes");
+
+    let mut w = Writer::in_memory();
+    w.add_with(
+        "w",
+        &[2, 2],
+        &[7i16, -1, 256, 0],
+        &WriteOptions::raw().with_checksum(Checksum::Crc32c),
+    )
+    .unwrap();
+    assert_eq!(w.finish_into_vec().unwrap(), expected);
+}
+
 #[test]
 fn empty_file_is_48_bytes_and_zero_length_blobs_share_offsets() {
     let bytes = Writer::in_memory().finish_into_vec().unwrap();
