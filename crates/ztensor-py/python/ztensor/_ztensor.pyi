@@ -1,25 +1,31 @@
 """Type stubs for the native module ``ztensor._ztensor`` (internal API)."""
 
+import sys
 from os import PathLike
-from typing import Any
+from typing import Any, final
+
+__all__ = ["__version__", "ZTensorError", "Buffer", "_Reader", "_Writer", "cli_main", "_panic_for_tests"]
 
 __version__: str
 
 class ZTensorError(Exception):
     """A tensor file's content is invalid, or a tensor in it cannot be read."""
 
+@final
 class Buffer:
     """Tensor bytes exported through the buffer protocol (writable, C-contiguous)."""
 
     def __len__(self) -> int: ...
     @property
     def zero_copy(self) -> bool: ...
-    def __buffer__(self, flags: int, /) -> memoryview: ...
+    if sys.version_info >= (3, 12):  # the slot shows as __buffer__ from Python 3.12
+        def __buffer__(self, flags: int, /) -> memoryview: ...
 
+@final
 class _Reader:
-    def __init__(
-        self, path: str | PathLike[str], eager: bool = False, dequantize: str | None = None
-    ) -> None: ...
+    def __new__(
+        cls, path: str | PathLike[str], eager: bool = False, dequantize: str | None = None
+    ) -> _Reader: ...
     @staticmethod
     def from_bytes(data: bytes, dequantize: str | None = None) -> _Reader: ...
     def close(self) -> None: ...
@@ -45,14 +51,25 @@ class _Reader:
     def read_component(self, name: str, component: str, copy: bool) -> Buffer: ...
     def verify(self) -> list[str]: ...
 
+@final
 class _Writer:
-    def __init__(self, path: str | PathLike[str] | None, alignment: int = 64) -> None: ...
+    def __new__(cls, path: str | PathLike[str] | None, alignment: int = 64) -> _Writer: ...
     def set_attributes(self, attributes: dict[str, Any]) -> None: ...
     def add_many(
         self,
         items: list[tuple[str, Any, str, list[int], str | None]],
         level: int | None,
         checksum: str,
+    ) -> None: ...
+    def add_object(
+        self,
+        name: str,
+        shape: list[int],
+        layout: str,
+        components: list[tuple[str, Any, str, str | None]],
+        level: int | None,
+        checksum: str,
+        attributes: dict[str, Any] | None = None,
     ) -> None: ...
     def finish(self) -> int | bytes: ...
     def discard(self) -> None: ...
@@ -61,4 +78,8 @@ class _Writer:
 
 def cli_main(argv: list[str]) -> int:
     """Runs the ``zt`` command line with ``argv`` (program name first); returns its exit status."""
+    ...
+
+def _panic_for_tests(message: str) -> None:
+    """Panics inside the native error guard (tests only)."""
     ...
