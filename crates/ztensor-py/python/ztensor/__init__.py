@@ -12,6 +12,6 @@ from ._ztensor import ZTensorError, __version__
 __all__ = ["Reader", "Writer", "TensorMetadata", "ZTensorError", "open", "__version__"]
 
 
-def open(path) -> Reader:  # noqa: A001 - the contract's name
+def open(path) -> Reader:  # noqa: A001 - the documented name (docs/python-api.md)
     """Opens a tensor file; the same as ``Reader(path)``."""
     return Reader(path)

@@ -1,6 +1,6 @@
 """The ``zt`` console script: the Rust command line of ``ztensor-cli``.
 
-``pip install ztensor`` installs ``zt``, which runs exactly the code of the
+Installing the package installs ``zt``, which runs exactly the code of the
 cargo-built ``zt`` binary (``ztensor._ztensor.cli_main``); ``python -m
 ztensor._cli ...`` does the same.
 """
