@@ -5,11 +5,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 
+// A RuntimeError (still an Exception): code written for ztensor 1.2.3 and
+// safetensors catches RuntimeError for corrupt files and misuse.
 pyo3::create_exception!(
     ztensor,
     ZTensorError,
-    pyo3::exceptions::PyException,
-    "A tensor file's content is invalid, or a tensor in it cannot be read."
+    pyo3::exceptions::PyRuntimeError,
+    "A tensor file's content is invalid, a tensor in it cannot be read, or a writer is misused."
 );
 
 /// Converts a core error into the exception a Python user expects.

@@ -11,7 +11,7 @@ use pyo3::types::PyBytes;
 use ztensor::{AtomicFile, Checksum, ComponentData, DType, Layout, WriteOptions, Writer};
 
 use crate::cbor;
-use crate::errors::{shield, to_py};
+use crate::errors::{shield, to_py, ZTensorError};
 
 enum Target {
     File(Writer<AtomicFile>),
@@ -81,10 +81,10 @@ impl PyWriter {
         let mut guard = self
             .inner
             .lock()
-            .map_err(|_| PyValueError::new_err("writer is unusable after an internal error"))?;
+            .map_err(|_| ZTensorError::new_err("writer is unusable after an internal error"))?;
         match guard.as_mut() {
             Some(t) => f(t),
-            None => Err(PyValueError::new_err(
+            None => Err(ZTensorError::new_err(
                 "the Writer is already finished or closed",
             )),
         }
@@ -93,9 +93,9 @@ impl PyWriter {
     fn take(&self) -> PyResult<Target> {
         self.inner
             .lock()
-            .map_err(|_| PyValueError::new_err("writer is unusable after an internal error"))?
+            .map_err(|_| ZTensorError::new_err("writer is unusable after an internal error"))?
             .take()
-            .ok_or_else(|| PyValueError::new_err("the Writer is already finished or closed"))
+            .ok_or_else(|| ZTensorError::new_err("the Writer is already finished or closed"))
     }
 }
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 from ._dtypes import as_array
 from ._metadata import TensorMetadata
 from ._options import dequantize_dtype, fspath
+from ._reader_compat import ReaderCompat
 from ._ztensor import ZTensorError, _Reader
 
 
-class Reader:
+class Reader(ReaderCompat):
     """An open tensor file.
 
     ``reader[name]`` returns a NumPy array that views the file's private
     copy-on-write mapping: no copy is made, the array is writable, and writes
     never reach the file. Arrays stay valid after the reader is closed.
     Pass ``copy=True`` to the read methods for arrays that own their memory.
+    ``read_numpy``, ``read_torch``, ``read`` and ``read_into`` are the ztensor
+    1.2.3 API (see ``ReaderCompat``).
 
     ``dequantize`` (GGUF only): ``None`` (default) gives each block-quantized
     tensor as its raw ``uint8`` bytes; ``"float32"`` or ``"float16"`` (or

@@ -8,6 +8,7 @@ import numpy as np
 
 from ._dtypes import to_storage
 from ._options import check_metadata, compression_level, fspath
+from ._tensor import is_torch_tensor, tensor_parts
 from ._ztensor import _Writer
 
 
@@ -35,13 +36,40 @@ class Writer:
 
     def add(self, name: str, data, compress=None, checksum: str = "none") -> None:
         """Adds a dense tensor from a NumPy array (any layout; made contiguous)."""
-        if not isinstance(name, str):
-            raise TypeError(f"tensor name must be str, not {type(name).__name__}")
-        if not isinstance(checksum, str):
-            raise TypeError(f"checksum must be a str, not {type(checksum).__name__}")
-        level = compression_level(compress, "compress")
+        level = _options(name, compress, checksum)
         arr = data if isinstance(data, np.ndarray) else np.asarray(data)
         self._w.add_many([(name, *_prepare(arr))], level, checksum)
+
+    # --- the ztensor 1.2.3 API ----------------------------------------
+    def write_numpy(self, name: str, data, *, compress=None, checksum: str = "none") -> None:
+        """Adds a dense tensor from a NumPy array or anything ``np.asarray``
+        takes (lists, scalars: a 0-d array keeps shape ``()``)."""
+        self.add(name, data, compress, checksum)
+
+    def write_torch(self, name: str, data, *, compress=None, checksum: str = "none") -> None:
+        """Adds a torch tensor of any supported dtype, on any device, strided
+        (any layout, ``requires_grad`` too) or sparse COO/CSR."""
+        level = _options(name, compress, checksum)
+        if not is_torch_tensor(data):
+            raise TypeError(f"tensor {name!r}: write_torch takes a torch.Tensor, not {type(data).__name__}")
+        import torch
+
+        from .torch import _dense_item, _sparse_parts
+
+        if data.layout == torch.strided:
+            self._w.add_many([_dense_item(name, data)], level, checksum)
+        else:
+            layout, parts = _sparse_parts(name, data)
+            self._w.add_object(name, list(data.shape), layout, parts, level, checksum)
+
+    def write(self, name: str, tensor, *, compress=None, checksum: str = "none") -> None:
+        """Adds a ``ztensor.Tensor`` (or an object with ``.format``, ``.shape``,
+        ``.type``, ``.components`` and ``.attributes``) of any layout: dense,
+        ``sparse_csr``, ``sparse_coo``, ``quantized_group``... Components are
+        written in their dict order; the shape and structure are checked."""
+        level = _options(name, compress, checksum)
+        layout, shape, parts, attributes = tensor_parts(name, tensor)
+        self._w.add_object(name, shape, layout, parts, level, checksum, attributes)
 
     def _add_many(self, tensors: dict, compress=None, checksum: str = "none") -> None:
         """Adds every (name, ndarray) of a dict in one native call."""
@@ -78,6 +106,15 @@ class Writer:
 
     def __repr__(self) -> str:
         return f"<ztensor.Writer ({'finished' if self._w.finished else 'open'})>"
+
+
+def _options(name, compress, checksum: str):
+    """Checks a tensor name and the checksum; returns the compression level."""
+    if not isinstance(name, str):
+        raise TypeError(f"tensor name must be str, not {type(name).__name__}")
+    if not isinstance(checksum, str):
+        raise TypeError(f"checksum must be a str, not {type(checksum).__name__}")
+    return compression_level(compress, "compress")
 
 
 def _prepare(arr: np.ndarray):

@@ -8,8 +8,8 @@ __all__ = ["__version__", "ZTensorError", "Buffer", "_Reader", "_Writer", "cli_m
 
 __version__: str
 
-class ZTensorError(Exception):
-    """A tensor file's content is invalid, or a tensor in it cannot be read."""
+class ZTensorError(RuntimeError):
+    """A tensor file's content is invalid, a tensor in it cannot be read, or a writer is misused."""
 
 @final
 class Buffer:

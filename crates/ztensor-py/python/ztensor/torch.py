@@ -139,11 +139,16 @@ def _overlapping_groups(tensors: dict) -> list:
     return groups
 
 
+class SharedTensorsError(ZTensorError, ValueError):
+    """Tensors given to ``save_file``/``save`` share memory. A RuntimeError, as
+    safetensors raises, and a ValueError, as ztensor 1.2.3 raised."""
+
+
 def _check_shared(tensors: dict) -> None:
     """Refuses dense tensors whose memory overlaps, exactly like safetensors."""
     shared = _overlapping_groups(tensors)
     if shared:
-        raise RuntimeError(
+        raise SharedTensorsError(
             f"""
             Some tensors share memory, this will lead to duplicate memory on disk and potential differences when loading them again: {shared}.
             A potential way to correctly save your model is to use `save_model`.
@@ -229,6 +234,8 @@ def _sparse_tensor(reader: Reader, name: str, meta, copy: bool) -> "torch.Tensor
                                            is_coalesced=_is_coalesced(coords, meta.shape))
         return torch.sparse_csr_tensor(index("indptr"), index("indices"), values, meta.shape,
                                        check_invariants=True)
+    except ZTensorError:
+        raise
     except RuntimeError as e:
         raise ZTensorError(f"{reader._r.path}: tensor '{name}': invalid {meta.format} structure: {e}") from None
 
@@ -249,9 +256,10 @@ def _is_coalesced(coords: "torch.Tensor", shape) -> bool:
     return bool((linear[1:] > linear[:-1]).all())
 
 
-def _load(reader: Reader, device, copy: bool) -> dict:
+def _load(reader: Reader, device, copy: bool, names=None) -> dict:
+    """The tensors named (None: all, in file order) as torch tensors."""
     device = parse_device(device)
-    order = reader._r.names_in_file_order()
+    order = reader._r.names_in_file_order() if names is None else names
     metas = {name: reader.metadata(name) for name in order}
     for name, meta in metas.items():
         if meta.format not in ("dense", "sparse_coo", "sparse_csr"):
