@@ -41,7 +41,7 @@ pub enum ReadMode {
 /// ```
 pub struct Reader {
     path: PathBuf,
-    pub(crate) source: Source,
+    source: Source,
     format: &'static str,
     version: String,
     attributes: Option<Value>,
@@ -50,8 +50,6 @@ pub struct Reader {
     file_order: Vec<usize>,
     /// Per entry, a bit per component whose digest has been verified.
     verified: Vec<AtomicU64>,
-    /// What sliced reads keep (frame indexes of zstd tensors).
-    pub(crate) slices: crate::slice_read::SliceState,
 }
 
 impl Reader {
@@ -145,7 +143,6 @@ impl Reader {
             (key, i)
         });
         let verified = entries.iter().map(|_| AtomicU64::new(0)).collect();
-        let slices = crate::slice_read::SliceState::new(entries.len());
         Reader {
             path,
             source,
@@ -156,7 +153,6 @@ impl Reader {
             entries,
             file_order,
             verified,
-            slices,
         }
     }
 
@@ -435,7 +431,7 @@ impl Reader {
             .collect()
     }
 
-    pub(crate) fn lookup(&self, name: &str) -> Result<usize> {
+    fn lookup(&self, name: &str) -> Result<usize> {
         // Entries are sorted by name (byte-wise), so no separate index is kept.
         let found = self.entries.binary_search_by(|e| e.name.as_str().cmp(name));
         found.map_err(|_| Error::NotFound {
@@ -475,7 +471,7 @@ impl Reader {
         self.fetch(idx, info, "data", &info.components["data"], copy, span)
     }
 
-    pub(crate) fn fetch(
+    fn fetch(
         &self,
         idx: usize,
         info: &TensorInfo,
@@ -542,29 +538,7 @@ impl Reader {
         Ok(TensorBytes::Owned(out))
     }
 
-    /// The bit of `cname` in `verified`, if it has one.
-    fn verified_bit(info: &TensorInfo, cname: &str) -> Option<u64> {
-        info.components
-            .keys()
-            .position(|k| k == cname)
-            .filter(|&p| p < 64)
-            .map(|p| 1u64 << p)
-    }
-
-    /// True when `c` has a digest of a known algorithm that no read has checked yet.
-    pub(crate) fn digest_pending(
-        &self,
-        idx: usize,
-        info: &TensorInfo,
-        cname: &str,
-        c: &Component,
-    ) -> bool {
-        let known = matches!(&c.digest, Some(d) if !matches!(d, crate::Digest::Unknown(_)));
-        let bit = Reader::verified_bit(info, cname);
-        known && bit.is_none_or(|b| self.verified[idx].load(Ordering::Acquire) & b == 0)
-    }
-
-    pub(crate) fn check_digest(
+    fn check_digest(
         &self,
         idx: usize,
         info: &TensorInfo,
@@ -575,7 +549,12 @@ impl Reader {
         let Some(digest) = &c.digest else {
             return Ok(());
         };
-        let bit = Reader::verified_bit(info, cname);
+        let bit = info
+            .components
+            .keys()
+            .position(|k| k == cname)
+            .filter(|&p| p < 64)
+            .map(|p| 1u64 << p);
         if let Some(bit) = bit {
             if self.verified[idx].load(Ordering::Acquire) & bit != 0 {
                 return Ok(());
