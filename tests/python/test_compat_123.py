@@ -556,6 +556,9 @@ def test_read_into_views_widening_and_uint16(tmp_path):
     view = r.read_numpy("a")
     view[0, 0] = 99
     assert out[0, 0] == 0  # dst owns its data
+    param = torch.nn.Parameter(torch.zeros(3, 4))
+    r.read_into("a", param)  # 1.2.3: copy_ into a leaf that requires grad raised
+    assert torch.equal(param.detach(), torch.from_numpy(a)) and param.requires_grad and param.grad_fn is None
 
 
 def test_tensor_constructor_validates_and_infers(tmp_path):
@@ -584,6 +587,13 @@ def test_tensor_constructor_validates_and_infers(tmp_path):
         csr.torch()
     flat = ztensor.Tensor({"data": np.arange(6, dtype=np.int8)}, shape=[3, 2])
     assert flat.numpy().shape == (3, 2) and flat.torch().shape == (3, 2)
+    c = ztensor.Tensor({"data": np.array([1 + 2j, -1j], np.complex64)}, dtype=np.complex64)
+    assert (c.dtype, c.type) == ("complex64", "complex64")
+    with Writer(tmp_path / "c.zt") as w:
+        w.write("c", c)  # the NumPy name of a logical type is accepted as the dtype
+    back = Reader(tmp_path / "c.zt").read("c")
+    assert (back.dtype, back.type) == ("float32", "complex64")  # as TensorMetadata reports it
+    np.testing.assert_array_equal(back.numpy(), c.numpy())  # 1.2.3 could not read complex at all
     bf = ztensor.Tensor({"data": np.arange(4, dtype=np.float32).astype(ml_dtypes.bfloat16)})
     tb = bf.torch()  # 1.2.3: TypeError
     assert tb.dtype == torch.bfloat16 and tb.tolist() == [0, 1, 2, 3]

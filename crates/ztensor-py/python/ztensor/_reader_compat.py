@@ -54,7 +54,8 @@ class ReaderCompat:
         (ValueError otherwise: no broadcasting) and a dtype the tensor's
         casts to without changing kind (NumPy's ``"same_kind"`` rule, or
         ``torch.can_cast``; TypeError otherwise). Every destination is
-        checked before any is written.
+        checked before any is written. Tensors that require grad
+        (``nn.Parameter``) are filled without recording the copy.
         """
         if isinstance(name, dict):
             if dst is not None:
@@ -76,9 +77,12 @@ class ReaderCompat:
             if isinstance(out, np.ndarray):
                 np.copyto(out, as_array(buf, storage, logical, shape))
             else:
+                import torch
+
                 from .torch import _as_tensor
 
-                out.copy_(_as_tensor(buf, storage, logical, shape))
+                with torch.no_grad():  # a Parameter is filled like load_state_dict does
+                    out.copy_(_as_tensor(buf, storage, logical, shape))
 
     # --- helpers -------------------------------------------------------
     def _names_arg(self, name):

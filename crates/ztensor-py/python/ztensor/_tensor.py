@@ -208,7 +208,9 @@ def tensor_parts(name: str, tensor):
             raise TypeError(f"tensor {name!r}: component names must be str, not {_typename(cname)}")
         buf, storage, own = _storage(name, cname, value)
         if cname == primary:
-            if declared is not None and declared not in ("unknown", storage):
+            # TensorMetadata's storage dtype, or the NumPy name of the array's dtype
+            accepted = ("unknown", storage, str(getattr(value, "dtype", storage)))
+            if declared is not None and declared not in accepted:
                 raise ValueError(f"tensor {name!r}: dtype {declared!r} does not match its {cname!r} "
                                  f"component, which holds {storage}")
             if logical is not None and own is not None and logical != own:
