@@ -6,7 +6,10 @@ fn open_err(name: &str, bytes: &[u8]) -> (std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     std::fs::write(&path, bytes).unwrap();
-    let err = open(&path).err().expect("must not open").to_string();
+    let Err(err) = open(&path) else {
+        panic!("{name} must not open");
+    };
+    let err = err.to_string();
     (path, err)
 }
 

@@ -98,13 +98,15 @@ pub fn decompress_bounded(src: &[u8], limit: u64) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-struct Frame {
-    start: usize,
-    end: usize,
-    content_size: Option<u64>,
+/// One zstd frame of a stream: its byte range and declared decoded size.
+pub(crate) struct Frame {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) content_size: Option<u64>,
 }
 
-fn scan_frames(src: &[u8]) -> Result<Vec<Frame>, String> {
+/// Locates the frames of a stream from their headers (nothing is decoded).
+pub(crate) fn scan_frames(src: &[u8]) -> Result<Vec<Frame>, String> {
     let mut frames = Vec::new();
     let mut pos = 0;
     while pos < src.len() {
@@ -130,7 +132,8 @@ fn scan_frames(src: &[u8]) -> Result<Vec<Frame>, String> {
     Ok(frames)
 }
 
-fn decode_frame(frame: &[u8], dst: &mut [u8]) -> Result<(), String> {
+/// Decodes one frame, which must fill `dst` exactly.
+pub(crate) fn decode_frame(frame: &[u8], dst: &mut [u8]) -> Result<(), String> {
     let mut dctx = zstd::zstd_safe::DCtx::create();
     let n = dctx.decompress(dst, frame).map_err(|code| {
         format!(

@@ -41,7 +41,7 @@ pub enum ReadMode {
 /// ```
 pub struct Reader {
     path: PathBuf,
-    source: Source,
+    pub(crate) source: Source,
     format: &'static str,
     version: String,
     attributes: Option<Value>,
@@ -50,6 +50,8 @@ pub struct Reader {
     file_order: Vec<usize>,
     /// Per entry, a bit per component whose digest has been verified.
     verified: Vec<AtomicU64>,
+    /// What sliced reads keep (frame indexes of zstd tensors).
+    pub(crate) slices: crate::slice_read::SliceState,
 }
 
 impl Reader {
@@ -143,6 +145,7 @@ impl Reader {
             (key, i)
         });
         let verified = entries.iter().map(|_| AtomicU64::new(0)).collect();
+        let slices = crate::slice_read::SliceState::new(entries.len());
         Reader {
             path,
             source,
@@ -153,6 +156,7 @@ impl Reader {
             entries,
             file_order,
             verified,
+            slices,
         }
     }
 
@@ -431,7 +435,7 @@ impl Reader {
             .collect()
     }
 
-    fn lookup(&self, name: &str) -> Result<usize> {
+    pub(crate) fn lookup(&self, name: &str) -> Result<usize> {
         // Entries are sorted by name (byte-wise), so no separate index is kept.
         let found = self.entries.binary_search_by(|e| e.name.as_str().cmp(name));
         found.map_err(|_| Error::NotFound {
@@ -471,7 +475,7 @@ impl Reader {
         self.fetch(idx, info, "data", &info.components["data"], copy, span)
     }
 
-    fn fetch(
+    pub(crate) fn fetch(
         &self,
         idx: usize,
         info: &TensorInfo,
@@ -538,7 +542,29 @@ impl Reader {
         Ok(TensorBytes::Owned(out))
     }
 
-    fn check_digest(
+    /// The bit of `cname` in `verified`, if it has one.
+    fn verified_bit(info: &TensorInfo, cname: &str) -> Option<u64> {
+        info.components
+            .keys()
+            .position(|k| k == cname)
+            .filter(|&p| p < 64)
+            .map(|p| 1u64 << p)
+    }
+
+    /// True when `c` has a digest of a known algorithm that no read has checked yet.
+    pub(crate) fn digest_pending(
+        &self,
+        idx: usize,
+        info: &TensorInfo,
+        cname: &str,
+        c: &Component,
+    ) -> bool {
+        let known = matches!(&c.digest, Some(d) if !matches!(d, crate::Digest::Unknown(_)));
+        let bit = Reader::verified_bit(info, cname);
+        known && bit.is_none_or(|b| self.verified[idx].load(Ordering::Acquire) & b == 0)
+    }
+
+    pub(crate) fn check_digest(
         &self,
         idx: usize,
         info: &TensorInfo,
@@ -549,12 +575,7 @@ impl Reader {
         let Some(digest) = &c.digest else {
             return Ok(());
         };
-        let bit = info
-            .components
-            .keys()
-            .position(|k| k == cname)
-            .filter(|&p| p < 64)
-            .map(|p| 1u64 << p);
+        let bit = Reader::verified_bit(info, cname);
         if let Some(bit) = bit {
             if self.verified[idx].load(Ordering::Acquire) & bit != 0 {
                 return Ok(());
