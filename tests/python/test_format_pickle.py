@@ -14,6 +14,7 @@ the test instead of killing pytest; the child reports its peak memory.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import io
 import json
@@ -319,6 +320,7 @@ def test_module_state_dict(serialization, tmp_path):
     assert_same_dicts(fresh.state_dict(), sd)
 
 
+@pytest.mark.filterwarnings("ignore:.*zTensor does not interpret")  # tested below
 def test_whole_pickled_module_yields_its_state_dict(tmp_path):
     """torch.save(model) pickles the module object itself; the reader never
     imports its class but still finds its parameters under state_dict names."""
@@ -507,6 +509,7 @@ class Sub(torch.Tensor):
     """A tensor subclass (pickled by class name; never imported on load)."""
 
 
+@pytest.mark.filterwarnings("ignore:.*zTensor does not interpret")  # tested below
 def test_subclasses_buffers_meta_and_nested_tensors(tmp_path):
     import warnings
 
@@ -724,6 +727,14 @@ class EvalEvil:
         return (eval, (f"open({self.marker!r}, 'w').close()",))
 
 
+class PopenEvil:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (subprocess.Popen, (["touch", self.marker],))
+
+
 class EvilStorage:
     """A tensor whose *storage* argument is a code-execution payload."""
 
@@ -735,36 +746,262 @@ class EvilStorage:
                 (Evil(self.marker), 0, (2,), (1,), False, collections.OrderedDict()))
 
 
-def test_code_execution_payloads_are_never_run(tmp_path):
+#: Loads each file the usual way (torch.load(weights_only=False), or pickle.load
+#: with a persistent_load that ignores storages) and prints which ones ran
+#: their payload, i.e. created the marker.
+RUNS_PAYLOAD = r"""
+import os, pickle, sys, time, warnings
+import torch
+warnings.simplefilter("ignore")
+marker = sys.argv[1]
+
+class U(pickle.Unpickler):
+    def persistent_load(self, pid):
+        return None
+
+for path in sys.argv[2:]:
+    try:
+        if path.endswith(".pkl"):
+            with open(path, "rb") as f:
+                U(f).load()
+        else:
+            torch.load(path, weights_only=False)
+    except Exception:
+        pass
+    for _ in range(100):  # os.system and Popen may finish a little later
+        if os.path.exists(marker):
+            break
+        time.sleep(0.02)
+    print(path if os.path.exists(marker) else "", flush=True)
+    if os.path.exists(marker):
+        os.unlink(marker)
+"""
+
+
+def assert_payloads_are_real(paths, marker, tmp_path):
+    """An ordinary loader runs every file's payload (so refusing them matters)."""
+    script = tmp_path / "_runs_payload.py"
+    script.write_text(RUNS_PAYLOAD)
+    proc = subprocess.run([PYTHON, str(script), str(marker), *map(str, paths)], capture_output=True,
+                          text=True, timeout=300, cwd=str(tmp_path))
+    ran = set(proc.stdout.split())
+    assert ran == {str(p) for p in paths}, (sorted(set(map(str, paths)) - ran), proc.stderr[-2000:])
+
+
+def assert_refused(error, names, what=""):
+    """`error` is a child outcome (or a message) refusing a payload by its globals."""
+    __tracebackhide__ = True
+    if isinstance(error, list):
+        assert error[0] == "ZTensorError", (what, error)
+        error = error[1]
+    for name in names:
+        assert name in error, (what, name, error)
+    assert "refused" in error and "Nothing was run" in error, (what, error)
+
+
+def test_code_execution_payloads_are_refused(tmp_path):
+    """A checkpoint that would run code under pickle/torch.load fails as a whole,
+    naming the global, whether or not it also holds real tensors; nothing runs."""
     marker = tmp_path / "pwned"
     good = make(torch.float32, (2, 3), 1)
-    payloads = {
-        "zip.pt": lambda p: save({"good": good, "evil": Evil(marker), "e2": [EvalEvil(marker)]}, p, "zip"),
-        "legacy.pt": lambda p: save({"good": good, "evil": Evil(marker)}, p, "legacy"),
-        "plain.pkl": lambda p: p.write_bytes(pickle.dumps({"good": good, "evil": Evil(marker)})),
-        "plain0.pkl": lambda p: p.write_bytes(pickle.dumps([Evil(marker), EvalEvil(marker)], protocol=0)),
-        "evil_storage.pt": lambda p: save({"good": good, "bad": EvilStorage(marker)}, p, "zip"),
-        "only_evil.pt": lambda p: save(Evil(marker), p, "zip"),
+    payloads = {  # name -> (how to write it, globals the error must name)
+        "zip.pt": (lambda p: save({"good": good, "evil": Evil(marker), "e2": [EvalEvil(marker)]}, p, "zip"),
+                   ["posix.system", "__builtin__.eval"]),  # protocol 2 spells builtins so
+        "legacy.pt": (lambda p: save({"good": good, "evil": Evil(marker)}, p, "legacy"), ["posix.system"]),
+        # protocol 2 spells subprocess.Popen as Python 2's commands.Popen
+        "popen.pt": (lambda p: save({"good": good, "p": PopenEvil(marker)}, p, "zip"), ["commands.Popen"]),
+        "popen4.pkl": (lambda p: p.write_bytes(pickle.dumps({"p": PopenEvil(marker)}, protocol=4)),
+                       ["subprocess.Popen"]),
+        "plain.pkl": (lambda p: p.write_bytes(pickle.dumps({"good": good, "evil": Evil(marker)})),
+                      ["posix.system"]),
+        "plain0.pkl": (lambda p: p.write_bytes(pickle.dumps([Evil(marker), EvalEvil(marker)], protocol=0)),
+                       ["posix.system", "__builtin__.eval"]),
+        "plain2.pkl": (lambda p: p.write_bytes(pickle.dumps([EvalEvil(marker)], protocol=2)),
+                       ["__builtin__.eval"]),
+        "evil_storage.pt": (lambda p: save({"good": good, "bad": EvilStorage(marker)}, p, "zip"),
+                            ["posix.system"]),
+        "only_evil.pt": (lambda p: save(Evil(marker), p, "zip"), ["posix.system"]),
+        "only_evil_legacy.pt": (lambda p: save(Evil(marker), p, "legacy"), ["posix.system"]),
     }
     paths = []
-    for name, make_file in payloads.items():
+    for name, (make_file, _) in payloads.items():
         make_file(tmp_path / name)
         paths.append(tmp_path / name)
-    # the payload is real: an ordinary unpickler runs it
-    proc = subprocess.run([PYTHON, "-c", "import pickle,sys; pickle.loads(open(sys.argv[1],'rb').read())",
-                           str(tmp_path / "plain0.pkl")], capture_output=True, timeout=60)
-    assert marker.exists(), proc.stderr
-    marker.unlink()
+    assert_payloads_are_real(paths, marker, tmp_path)
+    assert not marker.exists()
 
     results = run_child(paths, tmp_path)
     assert not marker.exists(), "a pickled payload was executed"
-    for name in ["zip.pt", "legacy.pt", "plain.pkl", "evil_storage.pt"]:
+    for name, (_, globals_) in payloads.items():
         r = results[str(tmp_path / name)]
-        assert r["error"] is None, r
-        assert r["read"]["good"][0] == "ok", r
-    bad = results[str(tmp_path / "evil_storage.pt")]["read"]["bad"]
-    assert bad[0] == "ZTensorError" and ("posix.system" in bad[1] or "os.system" in bad[1]), bad
-    assert results[str(tmp_path / "only_evil.pt")]["names"] == []
+        assert r["names"] is None, (name, r)  # the Reader never opened
+        assert_refused(r["error"], globals_, name)
+        assert_refused(r["load_file"], globals_, name)
+        assert str(tmp_path / name) in r["error"][1], r["error"]
+
+
+def _payload_pickles(marker: Path) -> dict:
+    """Hand-made payloads (name -> (opcodes, global)) through every opcode
+    that names a global, for protocols 0, 2 and 4."""
+    m = str(marker).encode()
+    code = b"open('" + m + b"', 'w').close()"
+    u = lambda s: b"\x8c" + bytes([len(s)]) + s  # noqa: E731  SHORT_BINUNICODE
+    return {
+        # protocol 0: GLOBAL, text arguments, REDUCE
+        "p0_global": (b"cos\nsystem\n(S'touch " + m + b"'\ntR", "os.system"),
+        "p0_inst": (b"(S'touch " + m + b"'\nios\nsystem\n", "os.system"),
+        # protocol 2: the Python 2 module name of builtins
+        "p2_global": (b"c__builtin__\neval\nX" + struct.pack("<I", len(code)) + code + b"\x85R",
+                      "__builtin__.eval"),
+        "p2_obj": (b"(csubprocess\nPopen\n]q\x01(X\x05\x00\x00\x00touchX" + struct.pack("<I", len(m)) + m
+                   + b"eo", "subprocess.Popen"),
+        # protocol 4: STACK_GLOBAL from the stack and from the memo
+        "p4_stack_global": (u(b"builtins") + u(b"exec") + b"\x93" + u(code) + b"\x85R", "builtins.exec"),
+        "p4_memo": (u(b"posix") + b"\x94" + u(b"getcwd") + b"\x93" + b"0h\x00" + u(b"system") + b"\x93"
+                    + u(b"touch " + m) + b"\x85R", "posix.system"),
+        # a dotted name resolved attribute by attribute
+        "p4_dotted": (u(b"torch") + u(b"serialization.load") + b"\x93" + u(b"x.pt") + b"\x85R",
+                      "torch.serialization.load"),
+    }
+
+
+@pytest.mark.parametrize("container", ["zip", "legacy", "pkl"])
+def test_hand_made_payloads_are_refused(container, tmp_path):
+    marker = tmp_path / "pwned"
+    paths, expected = [], {}
+    for name, (payload, global_) in _payload_pickles(marker).items():
+        # {"evil": payload, "x": tensor}: the payload runs before the tensor is read
+        body = b"\x80\x02}(X\x04\x00\x00\x00evil" + payload + b"X\x01\x00\x00\x00x"
+        if container == "zip":
+            path = _zip_with_pickle(tmp_path / f"{name}.pt", body + TENSOR_PKL + b"u.")
+        elif container == "legacy":
+            path = tmp_path / f"{name}.pt"
+            path.write_bytes(_legacy_with_pickle(body + LEGACY_TENSOR_PKL + b"u."))
+        else:
+            path = tmp_path / f"{name}.pkl"
+            path.write_bytes(b"\x80\x02" + payload + b".")
+        paths.append(path)
+        expected[path] = global_
+    # real payloads (the dotted torch.serialization.load one loads a missing file instead)
+    assert_payloads_are_real([p for p in paths if "dotted" not in p.name], marker, tmp_path)
+    for path, global_ in expected.items():
+        for load in (lambda: Reader(path), lambda: zt.load_file(path), lambda: ztnp.load_file(path),
+                     lambda: Reader(path, strict=True)):
+            with pytest.raises(ZTensorError) as e:
+                load()
+            assert_refused(str(e.value), [global_], path.name)
+            assert str(path) in str(e.value)
+    assert not marker.exists()
+
+
+def _legacy_with_pickle(main: bytes) -> bytes:
+    """A legacy torch.save file whose main pickle is `main`, with storage '0'
+    (4 float32) as LEGACY_TENSOR_PKL expects."""
+    magic = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19."
+    info = pickle.dumps({"protocol_version": 1001, "little_endian": True,
+                         "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2)
+    keys = pickle.dumps(["0"], protocol=2)
+    data = struct.pack("<Q", 4) + np.arange(4, dtype="<f4").tobytes()
+    return magic + b"\x80\x02M\xe9\x03." + info + main + keys + data
+
+
+def test_legacy_helper_matches_torch(tmp_path):
+    """_legacy_with_pickle writes what torch's legacy loader reads."""
+    path = tmp_path / "t.pt"
+    path.write_bytes(_legacy_with_pickle(b"\x80\x02}(X\x01\x00\x00\x00x" + LEGACY_TENSOR_PKL + b"u."))
+    expected = torch.load(path, weights_only=True)
+    assert_same(expected["x"], torch.arange(4, dtype=torch.float32))
+    assert_same_dicts(zt.load_file(path), expected)
+
+
+# ---------------------------------------------------------------------------
+# globals the reader does not interpret: a warning, or an error when strict
+# ---------------------------------------------------------------------------
+
+
+def _recorded(f):
+    """f()'s result and the UserWarnings it emitted."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = f()
+    return result, [w for w in caught if issubclass(w.category, UserWarning)]
+
+
+@pytest.mark.parametrize("serialization", SERIALIZATIONS)
+def test_unknown_globals_warn_once_and_load_like_torch(serialization, tmp_path):
+    tensors = {"w": make(torch.float32, (3, 4), 1), "b": make(torch.bfloat16, (4,), 2)}
+    obj = {"state_dict": tensors, "args": argparse.Namespace(lr=0.1, layers=[1, 2]),
+           "step": np.float64(3.0), "epoch": 7}
+    path = save(obj, tmp_path / "ckpt.pt", serialization)
+    expected = flatten(torch.load(path, weights_only=False))
+    with pytest.raises(Exception, match="Namespace"):
+        torch.load(path, weights_only=True)  # what torch users get by default
+    for load in (lambda: zt.load_file(path), lambda: zt.load_file(path, copy=True),
+                 lambda: ztnp.load_file(path), lambda: Reader(path).load_torch()):
+        result, warned = _recorded(load)
+        assert len(warned) == 1, [str(w.message) for w in warned]
+        msg = str(warned[0].message)
+        assert "argparse.Namespace" in msg and "multiarray.scalar" in msg and str(path) in msg, msg
+        assert warned[0].filename == __file__, warned[0].filename  # points at the caller
+        assert sorted(result) == sorted(expected)
+        for k, v in result.items():
+            if isinstance(v, np.ndarray):  # bit for bit, bfloat16 included
+                assert v.shape == tuple(expected[k].shape), k
+                flat = np.ascontiguousarray(v).reshape(-1).view(np.uint8)
+                assert flat.tobytes() == raw_bytes(expected[k]), k
+            else:
+                assert_same(v, expected[k], k)
+    for load in (lambda: zt.load_file(path, strict=True), lambda: ztnp.load_file(path, strict=True),
+                 lambda: Reader(path, strict=True)):
+        with pytest.raises(ZTensorError) as e:
+            load()
+        msg = str(e.value)
+        assert "strict" in msg and "argparse.Namespace" in msg and str(path) in msg, msg
+
+
+def test_whole_pickled_module_warns_naming_its_classes(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save(Net(), path)
+    _, warned = _recorded(lambda: zt.load_file(path))
+    assert len(warned) == 1
+    msg = str(warned[0].message)
+    assert "Net" in msg and "torch.nn.modules.linear.Linear" in msg, msg
+
+
+@pytest.mark.parametrize("serialization", SERIALIZATIONS)
+def test_clean_checkpoints_do_not_warn(serialization, tmp_path):
+    """What torch.save writes for tensors, parameters, state dicts, tensors
+    with attributes, devices and plain containers: no warning, strict works."""
+    attr = make(torch.float32, (2,), 3)
+    attr.note = "kept in the tensor's __dict__"
+    obj = {"model": Net().state_dict(), "p": torch.nn.Parameter(make(torch.float32, (2,), 4)),
+           "attr": attr, "dev": torch.device("cpu"), "counts": collections.Counter("aab"),
+           "dd": collections.defaultdict(int, a=1), "lr": [0.1, (1, 2)], "s": {1, 2},
+           "x": make(torch.float16, (3,), 5)}
+    path = save(obj, tmp_path / "clean.pt", serialization)
+    expected = flatten(torch.load(path, weights_only=False))  # weights_only refuses defaultdict
+    for load in (lambda: zt.load_file(path), lambda: zt.load_file(path, strict=True),
+                 lambda: Reader(path, strict=True).load_torch()):
+        result, warned = _recorded(load)
+        assert warned == [], [str(w.message) for w in warned]
+        assert_same_dicts(result, expected)
+
+
+def test_clean_torchscript_and_other_formats_do_not_warn(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.script and save are deprecated
+        path = tmp_path / "scripted.pt"
+        torch.jit.save(torch.jit.script(Scripted()), path)
+    _, warned = _recorded(lambda: Reader(path, strict=True))
+    assert warned == []
+    st = tmp_path / "x.safetensors"
+    zt.save_file({"x": torch.ones(2)}, st)
+    result, warned = _recorded(lambda: zt.load_file(st, strict=True))
+    assert warned == [] and list(result) == ["x"]
 
 
 def _zip_with_pickle(path: Path, data_pkl: bytes) -> Path:
@@ -775,6 +1012,8 @@ TENSOR_PKL = (  # _rebuild_tensor_v2(storage '0' (4 floats), 0, (4,), (1,), Fals
     b"ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\n"
     b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQK\x00K\x04\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtR"
 )
+#: TENSOR_PKL with the legacy format's 6-item storage id (no view).
+LEGACY_TENSOR_PKL = TENSOR_PKL.replace(b"K\x04tQ", b"K\x04NtQ")
 
 
 def bombs() -> dict:

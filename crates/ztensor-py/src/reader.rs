@@ -13,7 +13,7 @@ use crate::cbor;
 use crate::errors::{shield, to_py};
 
 /// Open options from the Python arguments (already normalised to a dtype name).
-fn open_options(dequantize: Option<&str>) -> PyResult<ztensor_formats::OpenOptions> {
+fn open_options(dequantize: Option<&str>, strict: bool) -> PyResult<ztensor_formats::OpenOptions> {
     let dtype = match dequantize {
         None => None,
         Some("float32") => Some(DType::F32),
@@ -24,7 +24,9 @@ fn open_options(dequantize: Option<&str>) -> PyResult<ztensor_formats::OpenOptio
             )))
         }
     };
-    Ok(ztensor_formats::OpenOptions::default().dequantize(dtype))
+    Ok(ztensor_formats::OpenOptions::default()
+        .dequantize(dtype)
+        .strict(strict))
 }
 
 #[pyclass(name = "_Reader", module = "ztensor._ztensor", frozen)]
@@ -33,7 +35,7 @@ pub struct PyReader {
 }
 
 impl PyReader {
-    fn get(&self) -> PyResult<Arc<Reader>> {
+    pub(crate) fn get(&self) -> PyResult<Arc<Reader>> {
         self.inner
             .read()
             .expect("lock is never poisoned: no code panics while holding it")
@@ -46,17 +48,24 @@ impl PyReader {
 impl PyReader {
     /// Opens a tensor file of any supported format; `eager=True` reads with
     /// pread instead of handing out views of a mapping; `dequantize`
-    /// (`"float32"`/`"float16"`) decodes GGUF quantized tensors.
+    /// (`"float32"`/`"float16"`) decodes GGUF quantized tensors; `strict`
+    /// refuses pickles naming globals the reader does not interpret.
     #[new]
-    #[pyo3(signature = (path, eager = false, dequantize = None))]
-    fn new(py: Python<'_>, path: PathBuf, eager: bool, dequantize: Option<&str>) -> PyResult<Self> {
+    #[pyo3(signature = (path, eager = false, dequantize = None, strict = false))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        eager: bool,
+        dequantize: Option<&str>,
+        strict: bool,
+    ) -> PyResult<Self> {
         shield(|| {
             let mode = if eager {
                 ReadMode::Eager
             } else {
                 ReadMode::Mmap
             };
-            let options = open_options(dequantize)?;
+            let options = open_options(dequantize, strict)?;
             let reader = py
                 .detach(|| ztensor_formats::open_with_options(&path, mode, &options))
                 .map_err(to_py)?;
@@ -68,15 +77,16 @@ impl PyReader {
 
     /// Reads a file image from bytes (copied once into aligned memory).
     #[staticmethod]
-    #[pyo3(signature = (data, dequantize = None))]
+    #[pyo3(signature = (data, dequantize = None, strict = false))]
     fn from_bytes(
         py: Python<'_>,
         data: &Bound<'_, PyBytes>,
         dequantize: Option<&str>,
+        strict: bool,
     ) -> PyResult<Self> {
         shield(|| {
             let bytes = data.as_bytes();
-            let options = open_options(dequantize)?;
+            let options = open_options(dequantize, strict)?;
             let reader = py
                 .detach(|| ztensor_formats::from_bytes_with_options(bytes, &options))
                 .map_err(to_py)?;
@@ -112,6 +122,12 @@ impl PyReader {
     #[getter]
     fn version(&self) -> PyResult<String> {
         shield(|| Ok(self.get()?.version().to_string()))
+    }
+
+    /// Pickles: the `module.name` of each global the reader skipped (its
+    /// objects were not built); empty for other formats.
+    fn skipped_globals(&self) -> PyResult<Vec<String>> {
+        shield(|| Ok(self.get()?.skipped_globals().to_vec()))
     }
 
     /// Names sorted byte-wise.

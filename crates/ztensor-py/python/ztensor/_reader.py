@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 from ._dtypes import as_array
 from ._metadata import TensorMetadata
 from ._options import dequantize_dtype, fspath
@@ -27,15 +31,25 @@ class Reader(ReaderCompat):
     (float16 is the float32 result rounded); its metadata attributes then
     hold ``{"ggml_type": ..., "dequantized": True}``. Other quantized types
     stay raw bytes. Other formats have no quantized tensors and ignore it.
+
+    Pickles (``.pt``, ``.pth``, ``.bin``, ``.pkl``) are read without importing
+    or calling anything they name. One naming a global that can run code
+    (``os.system``, ``builtins.eval``, ...) raises ``ZTensorError``. Objects of
+    other globals the reader does not interpret (``argparse.Namespace``, your
+    own classes) are skipped with one ``UserWarning`` naming them;
+    ``strict=True`` raises ``ZTensorError`` instead, as
+    ``torch.load(weights_only=True)`` does. Other formats ignore ``strict``.
     """
 
-    def __init__(self, path, *, eager: bool = False, dequantize=None):
-        self._r = _Reader(fspath(path), eager, dequantize_dtype(dequantize))
+    def __init__(self, path, *, eager: bool = False, dequantize=None, strict: bool = False):
+        self._r = _Reader(fspath(path), eager, dequantize_dtype(dequantize), bool(strict))
+        _warn_skipped(self._r)
 
     @classmethod
     def _from_bytes(cls, data: bytes, dequantize=None) -> "Reader":
         self = cls.__new__(cls)
         self._r = _Reader.from_bytes(bytes(data), dequantize_dtype(dequantize))
+        _warn_skipped(self._r)
         return self
 
     # --- dict protocol -------------------------------------------------
@@ -108,6 +122,17 @@ class Reader(ReaderCompat):
             for cname, c in meta.components.items()
         }
 
+    def get_slice(self, name: str):
+        """The dense tensor ``name`` for reading in parts as NumPy arrays:
+        ``reader.get_slice(name)[rows, cols]`` reads only what it selects
+        (see ``ztensor.safe_open``)."""
+        from ._safe_open import TensorSlice
+        from ._ztensor import _Slice
+
+        if not isinstance(name, str):
+            raise TypeError(f"tensor name must be str, not {type(name).__name__}")
+        return TensorSlice(_Slice(self._r, name))
+
     def _read(self, names, copy: bool) -> dict:
         """Dense tensors by name (None: all, in file order) as arrays."""
         return {
@@ -138,3 +163,25 @@ class Reader(ReaderCompat):
         if self._r.closed:
             return "<ztensor.Reader (closed)>"
         return f"<ztensor.Reader {self._r.path!r} [{self._r.format}, {len(self)} tensor(s)]>"
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _warn_skipped(r: _Reader) -> None:
+    """One UserWarning per opened pickle naming the globals whose objects
+    were skipped, attributed to the first caller outside this package."""
+    skipped = r.skipped_globals()
+    if not skipped:
+        return
+    shown = ", ".join(skipped[:12]) + (f" and {len(skipped) - 12} more" if len(skipped) > 12 else "")
+    level, frame = 1, sys._getframe(0)
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _PACKAGE_DIR:
+        level, frame = level + 1, frame.f_back
+    warnings.warn(
+        f"{r.path}: skipped the objects of pickled globals zTensor does not interpret (never imported "
+        f"or called): {shown}. Its tensors were loaded; pass strict=True to refuse such files "
+        "(torch.load(weights_only=True) refuses them).",
+        UserWarning,
+        stacklevel=level,
+    )

@@ -25,7 +25,8 @@ def save(tensors: dict, metadata=None, compression=False) -> bytes:
     return write_bytes(metadata, lambda w: _write(w, tensors, compression))
 
 
-def load_file(filename, copy: bool = False, *, dequantize=None, backend: str = "mmap") -> dict:
+def load_file(filename, copy: bool = False, *, dequantize=None, backend: str = "mmap",
+              strict: bool = False) -> dict:
     """Loads every tensor of a file, in file order.
 
     ``copy=False`` (default): zero-copy, writable copy-on-write views of the
@@ -36,8 +37,10 @@ def load_file(filename, copy: bool = False, *, dequantize=None, backend: str = "
     ``backend="mmap"`` (default) maps the file; ``"pread"`` reads it with
     pread into memory the arrays own (``Reader(..., eager=True)``), as in
     safetensors 0.8.
+    ``strict=True``: a pickle naming a global the reader does not interpret
+    raises ``ZTensorError`` instead of a ``UserWarning`` (see ``Reader``).
     """
-    with Reader(filename, eager=eager_backend(backend), dequantize=dequantize) as r:
+    with Reader(filename, eager=eager_backend(backend), dequantize=dequantize, strict=strict) as r:
         return r.load_numpy(copy=copy)
 
 

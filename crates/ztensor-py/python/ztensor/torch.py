@@ -289,7 +289,8 @@ def _dequantize_name(value):
     return value
 
 
-def load_file(filename, device="cpu", copy: bool = False, *, dequantize=None, backend: str = "mmap") -> dict:
+def load_file(filename, device="cpu", copy: bool = False, *, dequantize=None, backend: str = "mmap",
+              strict: bool = False) -> dict:
     """Loads every tensor of a file as torch tensors, in file order.
 
     ``copy=False`` (default): zero-copy, writable copy-on-write views of the
@@ -299,8 +300,11 @@ def load_file(filename, device="cpu", copy: bool = False, *, dequantize=None, ba
     ``"float16"``): GGUF quantized tensors as dense float tensors instead of
     raw bytes (see ``ztensor.Reader``); ignored by other formats.
     ``backend``: ``"mmap"`` (default) or ``"pread"``, as in ``ztensor.numpy.load_file``.
+    ``strict=True``: a pickle naming a global the reader does not interpret
+    raises ``ZTensorError`` instead of a ``UserWarning`` (see ``ztensor.Reader``).
     """
-    with Reader(filename, eager=eager_backend(backend), dequantize=_dequantize_name(dequantize)) as r:
+    with Reader(filename, eager=eager_backend(backend), dequantize=_dequantize_name(dequantize),
+                strict=strict) as r:
         return _load(r, device, copy)
 
 
