@@ -482,6 +482,55 @@ def test_torch_checkpoint_to_zt_and_back(script, tmp_path, zipfile):
     check_zt_and_back(script, tmp_path, src, expected_torch={k: v.contiguous() for k, v in expected.items()})
 
 
+class _ShellPayload:
+    """Unpickling this runs a shell command (pickled as os.system, i.e. posix.system)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@needs("pt")
+def test_info_and_verify_report_pickle_globals(script, tmp_path):
+    """A code-execution payload fails info, verify and convert, naming its global;
+    an object the reader skips (argparse.Namespace) is a note; a clean file has none."""
+    import argparse
+
+    import torch
+
+    marker = tmp_path / "pwned"
+    evil, odd, clean = tmp_path / "evil.pt", tmp_path / "odd.pt", tmp_path / "clean.pt"
+    torch.save({"w": torch.ones(2), "run": _ShellPayload(marker)}, evil)
+    torch.save({"w": torch.ones(2), "args": argparse.Namespace(lr=0.1)}, odd)
+    torch.save({"w": torch.ones(2)}, clean)
+
+    for cmd in (["info", evil], ["info", "--json", evil], ["verify", evil],
+                ["convert", evil, tmp_path / "out.zt"]):
+        p = run(script, *cmd)
+        out = p.stdout + p.stderr
+        assert p.returncode == 1, (cmd, out)
+        assert "posix.system" in out and "refused" in out and "Nothing was run" in out, (cmd, out)
+    assert "FAILED" in run(script, "verify", evil).stdout
+    assert not (tmp_path / "out.zt").exists() and not marker.exists()
+
+    note = "the reader does not interpret"
+    p = run(script, "info", odd)
+    assert p.returncode == 0, p.stderr
+    assert [line for line in p.stdout.splitlines() if note in line] == [
+        "note:      the pickle names 1 global the reader does not interpret (never imported or called; "
+        "their objects are skipped, their tensors read): argparse.Namespace"], p.stdout
+    assert json.loads(run(script, "info", "--json", odd).stdout)["skipped_globals"] == ["argparse.Namespace"]
+    p = run(script, "verify", odd)
+    assert p.returncode == 0 and ": OK:" in p.stdout and note in p.stdout and "argparse.Namespace" in p.stdout
+
+    for cmd in (["info"], ["verify"]):
+        p = run(script, *cmd, clean)
+        assert p.returncode == 0 and note not in p.stdout, p.stdout
+    assert "skipped_globals" not in json.loads(run(script, "info", "--json", clean).stdout)
+
+
 def test_gguf_to_zt_and_back(script, tmp_path):
     """GGUF (plain and quantized tensors, typed metadata) -> .zt; the plain
     tensors also on to .safetensors. Compared with gguf.GGUFReader."""

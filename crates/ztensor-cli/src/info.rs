@@ -11,7 +11,7 @@ use crate::util::{self, outln, Failure};
 
 /// The JSON document `zt info --json` prints.
 #[derive(Serialize)]
-struct FileJson {
+struct FileJson<'a> {
     file: String,
     format: &'static str,
     version: String,
@@ -20,6 +20,9 @@ struct FileJson {
     total_bytes: u64,
     stored_bytes: u64,
     metadata: serde_json::Value,
+    /// Pickles: globals whose objects were skipped (see [`skipped_note`]).
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    skipped_globals: &'a [String],
     tensors: Vec<TensorJson>,
 }
 
@@ -94,6 +97,7 @@ pub(crate) fn run(args: &InfoArgs) -> Result<i32, Failure> {
                 serde_json::Value::Object(Default::default()),
                 util::cbor_to_json,
             ),
+            skipped_globals: reader.skipped_globals(),
             tensors: rows.iter().map(|(n, r)| tensor_json(n, r)).collect(),
         };
         serde_json::to_writer_pretty(&mut out, &doc).map_err(|e| util::stdout_error(e.into()))?;
@@ -114,6 +118,21 @@ pub(crate) fn run(args: &InfoArgs) -> Result<i32, Failure> {
         return Ok(exit::PROBLEMS);
     }
     Ok(exit::OK)
+}
+
+/// What `zt info` and `zt verify` say about a pickle's globals whose objects
+/// were skipped (a file naming code-running globals does not open at all).
+pub(crate) fn skipped_note(reader: &Reader) -> Option<String> {
+    let skipped = reader.skipped_globals();
+    (!skipped.is_empty()).then(|| {
+        format!(
+            "the pickle names {} global{} the reader does not interpret (never imported or \
+             called; their objects are skipped, their tensors read): {}",
+            skipped.len(),
+            if skipped.len() == 1 { "" } else { "s" },
+            skipped.join(", ")
+        )
+    })
 }
 
 /// The part of a per-tensor error after the file and tensor names.
@@ -208,6 +227,9 @@ fn print_text(
         }
         Some(ztensor::Value::Map(_)) | None => outln!(out, "metadata:  none"),
         Some(other) => outln!(out, "metadata:  {}", util::cbor_to_json(other)),
+    }
+    if let Some(note) = skipped_note(reader) {
+        outln!(out, "note:      {note}");
     }
     if rows.is_empty() {
         return Ok(());

@@ -98,6 +98,9 @@ pub(crate) fn run(args: &VerifyArgs, interrupt: &Interrupt) -> Result<i32, Failu
             );
         }
     }
+    if let Some(note) = crate::info::skipped_note(&reader).filter(|_| !args.quiet) {
+        outln!(out, "note: {note}");
+    }
     out.flush().map_err(util::stdout_error)?;
     Ok(if problems.is_empty() {
         exit::OK
