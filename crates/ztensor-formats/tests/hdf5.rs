@@ -102,7 +102,7 @@ fn truncations_and_flips_never_panic() {
     }
 }
 
-/// Issue 11: a file shorter than the end-of-file address its superblock
+/// A file shorter than the end-of-file address its superblock
 /// states is refused at open, as libhdf5 refuses it ("truncated file"). Before,
 /// a cut that removed only a chunk loaded that dataset as its fill value
 /// (zeros), because the library takes a chunk past the end for one never written.

@@ -12,7 +12,7 @@ with h5py.File("h5py_latest.h5", "w", libver="latest") as f:
     f["a"] = np.arange(12, dtype="<f4").reshape(3, 4)
     f.create_dataset("z", data=np.arange(100, dtype="<i4"), chunks=(30,), compression="gzip", shuffle=True)
     d = f.create_dataset("fill", shape=(6,), dtype="<u2", chunks=(4,), fillvalue=9); d[0] = 1
-# Issue 11: a chunked gzip dataset whose chunk lies past the end of a truncated copy.
+# A chunked gzip dataset whose chunk lies past the end of a truncated copy.
 with h5py.File("h5py_chunked.h5", "w") as f:
     f.create_dataset("z", data=np.arange(6, dtype="<f8") + 0.5, chunks=(3,), compression="gzip")
     f["a"] = np.arange(12, dtype="<f4").reshape(3, 4)
