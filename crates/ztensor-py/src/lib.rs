@@ -10,6 +10,7 @@ mod cbor;
 mod cli;
 mod errors;
 mod reader;
+mod slice;
 mod writer;
 
 #[pymodule]
@@ -18,6 +19,7 @@ fn _ztensor(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ZTensorError", m.py().get_type::<errors::ZTensorError>())?;
     m.add_class::<buffer::Buffer>()?;
     m.add_class::<reader::PyReader>()?;
+    m.add_class::<slice::PyTensorSlice>()?;
     m.add_class::<writer::PyWriter>()?;
     m.add_function(wrap_pyfunction!(cli::cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(errors::panic_for_tests, m)?)?;

@@ -6,11 +6,13 @@ imported by ``ztensor.torch`` alone.
 
 from ._metadata import TensorMetadata
 from ._reader import Reader
+from ._safe_open import safe_open
 from ._tensor import Tensor
 from ._writer import Writer
 from ._ztensor import ZTensorError, __version__
 
-__all__ = ["Reader", "Writer", "Tensor", "TensorMetadata", "ZTensorError", "open", "__version__"]
+__all__ = ["Reader", "Writer", "Tensor", "TensorMetadata", "ZTensorError", "open", "safe_open",
+           "__version__"]
 
 
 def open(path) -> Reader:  # noqa: A001 - the documented name (docs/python-api.md)
