@@ -4,7 +4,7 @@ import sys
 from os import PathLike
 from typing import Any, final
 
-__all__ = ["__version__", "ZTensorError", "Buffer", "_Reader", "_Writer", "cli_main", "_panic_for_tests"]
+__all__ = ["__version__", "ZTensorError", "Buffer", "_Reader", "_Slice", "_Writer", "cli_main", "_panic_for_tests"]
 
 __version__: str
 
@@ -55,6 +55,21 @@ class _Reader:
     ) -> list[tuple[str, Buffer, str, str | None, list[int]]]: ...
     def read_component(self, name: str, component: str, copy: bool) -> Buffer: ...
     def verify(self) -> list[str]: ...
+
+@final
+class _Slice:
+    """One dense tensor of a reader, read part by part (keeps the reader open)."""
+
+    def __new__(cls, reader: _Reader, name: str) -> _Slice: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def shape(self) -> list[int]: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def type(self) -> str | None: ...
+    def read(self, index: list[Any], numpy: bool) -> tuple[Buffer, list[int]]: ...
 
 @final
 class _Writer:
