@@ -782,29 +782,32 @@ fn other_formats_ignore_strict() {
 
 #[test]
 fn many_distinct_globals_fail_cleanly() {
-    // 300 memoized strings paired into 90 000 distinct STACK_GLOBALs.
-    let mut p = b"\x80\x04".to_vec();
-    for i in 0..300u32 {
-        let s = format!("m{i:03}");
-        p.push(0x8c);
-        p.push(s.len() as u8);
-        p.extend(s.as_bytes());
-        p.push(b'r');
-        p.extend(i.to_le_bytes());
-        p.push(b'0');
-    }
-    for i in 0..300u32 {
-        for j in 0..300u32 {
-            p.push(b'j');
+    // 300 memoized strings paired into 90 000 distinct STACK_GLOBALs: short
+    // names hit the count limit, long ones the object budget first.
+    for (width, limit) in [(4, "distinct globals"), (250, "objects")] {
+        let mut p = b"\x80\x04".to_vec();
+        for i in 0..300u32 {
+            let s = format!("m{i:0width$}");
+            p.push(0x8c);
+            p.push(s.len() as u8);
+            p.extend(s.as_bytes());
+            p.push(b'r');
             p.extend(i.to_le_bytes());
-            p.push(b'j');
-            p.extend(j.to_le_bytes());
-            p.extend(b"\x930");
+            p.push(b'0');
         }
+        for i in 0..300u32 {
+            for j in 0..300u32 {
+                p.push(b'j');
+                p.extend(i.to_le_bytes());
+                p.push(b'j');
+                p.extend(j.to_le_bytes());
+                p.extend(b"\x930");
+            }
+        }
+        p.extend(b"N.");
+        let e = err(&p);
+        assert!(e.contains(limit), "{e}");
     }
-    p.extend(b"N.");
-    let e = err(&p);
-    assert!(e.contains("distinct globals"), "{e}");
 }
 
 // ---------------------------------------------------------------------------

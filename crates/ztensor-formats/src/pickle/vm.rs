@@ -35,10 +35,10 @@ pub(crate) const MAX_STACK: usize = 1 << 20;
 pub(crate) const BASE_OBJECTS: u64 = 1 << 16;
 /// Highest pickle protocol understood.
 const MAX_PROTOCOL: u8 = 5;
-/// Most distinct globals one file may name, and most bytes of their names
-/// (names pair memoized strings, so a small pickle could name very many).
+/// Most distinct globals one file may name (names pair memoized strings,
+/// so a small pickle could name very many; their bytes are also charged to
+/// the [`Budget`]).
 pub(crate) const MAX_GLOBALS: usize = 1 << 16;
-const MAX_GLOBAL_BYTES: usize = 16 << 20;
 
 /// A value built by the machine. Cloning is cheap (reference counted).
 #[derive(Clone)]
@@ -240,7 +240,6 @@ pub(crate) struct Budget {
     pub mutated: Mutated,
     /// Every global the pickles named (see [`super::globals`]).
     pub globals: Seen,
-    global_bytes: usize,
 }
 
 /// Containers a pickle changed after creating them (`APPEND(S)`,
@@ -322,21 +321,25 @@ impl Budget {
             max_objects: BASE_OBJECTS + pickle_bytes / 4,
             mutated: Mutated::default(),
             globals: Seen::new(),
-            global_bytes: 0,
         }
     }
 
-    /// Records a global the pickle names.
+    /// Records a global the pickle names; each new one is charged as an
+    /// object per 16 bytes of its name, so kept names stay within a small
+    /// multiple of the input's size.
     pub(crate) fn note_global(&mut self, module: &str, name: &str) -> Result<(), String> {
         let key = (module.to_string(), name.to_string());
         if self.globals.contains(&key) {
             return Ok(());
         }
-        self.global_bytes += module.len() + name.len();
-        if self.globals.len() >= MAX_GLOBALS || self.global_bytes > MAX_GLOBAL_BYTES {
+        if self.globals.len() >= MAX_GLOBALS {
             return Err(format!(
-                "the pickles name more than {MAX_GLOBALS} distinct globals or {MAX_GLOBAL_BYTES} bytes of them"
+                "the pickles name more than {MAX_GLOBALS} distinct globals"
             ));
+        }
+        self.objects += 1 + (module.len() + name.len()) as u64 / 16;
+        if self.objects > self.max_objects {
+            return Err(format!("more than {} objects", self.max_objects));
         }
         self.globals.insert(key);
         Ok(())
