@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: Rust (format, lints, every crate's tests) and Python (pytest).
+# Runs every test: Rust (format, lints, every crate's tests), the type stubs of the
+# native module (mypy.stubtest) and Python (pytest).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 
@@ -14,5 +15,7 @@ if ! cargo test --workspace --exclude ztensor-py -q >"$log" 2>&1; then
     exit 1
 fi
 grep -E "^test result" "$log"
+echo "==> mypy.stubtest (the native module's type stubs match it)"
+MYPY_CACHE_DIR="$CACHE/mypy" python -m mypy.stubtest ztensor._ztensor
 echo "==> pytest"
 python -m pytest tests/python -q "$@"
