@@ -82,7 +82,7 @@ def _index(key) -> list:
             raise IndexError("None (numpy.newaxis) is not supported in a slice; reshape the result")
         elif isinstance(p, slice):
             out.append(slice(_bound(p.start), _bound(p.stop), _bound(p.step)))
-        elif isinstance(p, (list, np.ndarray)) or (hasattr(p, "__array__") and getattr(p, "ndim", 0) > 0):
+        elif isinstance(p, list) or (hasattr(p, "__array__") and getattr(p, "ndim", 0) > 0):
             out.append(_positions(p))
         else:
             i = _position(p, "indices")
