@@ -18,6 +18,7 @@ import json
 import os
 import random
 import struct
+import zipfile
 
 import numpy as np
 import pytest
@@ -34,6 +35,7 @@ from conftest import (
     cbor_encode,
     le_bytes,
     parse_zt,
+    run_cases_in_child,
     zstd_raw_frame,
     zstd_rle_frame,
 )
@@ -726,6 +728,166 @@ def test_targeted_cases_fast(targeted):
     slow = [(k, op, round(r["secs"], 2)) for k, (_, res) in targeted.results.items()
             for op, r in res.items() if r["secs"] > TIME_LIMIT_S]
     assert not slow, f"operations slower than {TIME_LIMIT_S}s: {slow}"
+
+
+# ---------------------------------------------------------------------------
+# component sizes that are no whole number of elements (found by test_damage_sweep.py)
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("encoding,declared", [("raw", True), ("zstd", True), ("zstd", False)])
+def test_component_of_a_partial_element_is_an_error(run_ours, tmp_path, encoding, declared):
+    """A sparse component of 34 bytes of u64 (e.g. a length damaged by a bit flip): a
+    ZTensorError naming the tensor, not NumPy's ValueError from the Python layer."""
+    b = ZtBuilder()
+    b.add_dense("bystander", BYSTANDER)
+    values = np.array([1.5, -2.0], dtype=np.float32)
+    raw = np.array([0, 1, 1, 0], dtype=np.uint64).tobytes()[:-2]  # 30 bytes
+    stored = raw if encoding == "raw" else zstd_raw_frame(raw)
+    coords = {"dtype": "u64", "offset": b.blob(stored), "length": len(stored)}
+    if encoding == "zstd":
+        if declared:
+            coords["uncompressed_length"] = len(raw)
+        coords["encoding"] = "zstd"
+    vals = {"dtype": "f32", "offset": b.blob(values.tobytes()), "length": 8}
+    b.objects["sp"] = {"shape": [2, 2], "format": "sparse_coo",
+                       "components": {"coords": coords, "values": vals}}
+    cs = CaseSet(tmp_path)
+    cs.add("partial", b.build(), [("components", "sp"), ("get", "bystander"), ("open", None)])
+    cs.run(run_ours)
+    path, res = cs["partial"]
+    assert_zt_error(res["components:sp"], path, tensor="sp")
+    assert "30 bytes" in res["components:sp"]["msg"], res["components:sp"]["msg"]
+    assert_ok(res["get:bystander"], BYSTANDER_SUMMARY)
+    assert_ok(res["open:None"])
+
+
+# ---------------------------------------------------------------------------
+# damaged foreign files that read with wrong values before (found by test_damage_sweep.py)
+# ---------------------------------------------------------------------------
+
+_READ_ALL_CHILD = r'''
+import hashlib, json, sys
+import numpy as np
+from ztensor import Reader, ZTensorError
+
+results = []
+for path in json.load(open(sys.argv[1])):
+    res = {"path": path, "ok": True, "tensors": {}}
+    try:
+        with Reader(path) as r:
+            for k in r.keys():
+                for copy in (False, True):
+                    try:
+                        a = np.ascontiguousarray(r.read_tensor(k, copy=copy))
+                        res["tensors"].setdefault(k, []).append(
+                            [a.dtype.name, list(a.shape), a.reshape(-1).view(np.uint8).tobytes().hex()])
+                    except ZTensorError as e:
+                        res["tensors"].setdefault(k, []).append({"err": str(e)})
+    except BaseException as e:
+        res.update(ok=False, clean=isinstance(e, ZTensorError), type=type(e).__name__, msg=str(e))
+    results.append(res)
+json.dump(results, open(sys.argv[2], "w"))
+'''
+
+
+def _read_all(tmp_path, files: dict) -> dict:
+    """Writes `files` (name -> bytes), reads every tensor of each zero-copy and copied in a child;
+    returns per file either {"ok": False, "msg"} or {"ok": True, "tensors": {name: [view, copy]}},
+    each read an error {"err"} or [dtype, shape, hex bytes]."""
+    paths = []
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        paths.append(tmp_path / name)
+    results = run_cases_in_child(tmp_path, _READ_ALL_CHILD, paths)
+    return {os.path.basename(r["path"]): r for r in results}
+
+
+def _summary(arr) -> list:
+    a = np.ascontiguousarray(arr)
+    return [a.dtype.name, list(a.shape), a.reshape(-1).view(np.uint8).tobytes().hex()]
+
+
+def _flip(data: bytes, pos: int, mask: int) -> bytes:
+    out = bytearray(data)
+    out[pos] ^= mask
+    return bytes(out)
+
+
+def test_npz_stored_member_with_a_bad_crc_is_refused(tmp_path):
+    """np.load checks a stored member's CRC-32; we hand its bytes out zero-copy and checked
+    none, so a flipped data bit read as a wrong value."""
+    arrays = {"a": np.arange(12, dtype=np.float32), "b": np.arange(3, dtype=np.int16)}
+    np.savez(tmp_path / "src.npz", **arrays)
+    data = (tmp_path / "src.npz").read_bytes()
+    pos = data.index(arrays["a"].tobytes()) + 5
+    bad = _flip(data, pos, 0x10)
+    (tmp_path / "lib.npz").write_bytes(bad)
+    with np.load(tmp_path / "lib.npz") as z, pytest.raises(zipfile.BadZipFile, match="CRC"):
+        z["a"]
+    res = _read_all(tmp_path, {"good.npz": data, "bad.npz": bad})
+    assert res["good.npz"]["tensors"]["a"] == [_summary(arrays["a"])] * 2
+    r = res["bad.npz"]
+    assert r["ok"], r
+    for read in r["tensors"]["a"]:
+        assert "err" in read and "bad.npz" in read["err"] and "'a'" in read["err"], read
+        assert "checksum" in read["err"], read
+    assert r["tensors"]["b"] == [_summary(arrays["b"])] * 2
+
+
+def test_zip_member_named_differently_in_its_local_header_is_refused(tmp_path):
+    """A zip stores a member's name twice. With the central directory's copy damaged, an .npz
+    member read under a name nothing wrote (np.load refuses: "File name in directory ... and
+    header ... differ"), and a torch storage was read from the start of another, larger record
+    that took its name (torch refuses: the record size does not match)."""
+    import torch
+
+    np.savez_compressed(tmp_path / "src.npz", a=np.arange(4.0), b=np.arange(3))
+    data = (tmp_path / "src.npz").read_bytes()
+    cd = data.rindex(b"a.npy")  # the central directory copy comes last
+    npz = data[:cd] + b"A" + data[cd + 1:]
+    (tmp_path / "lib.npz").write_bytes(npz)
+    with pytest.raises(zipfile.BadZipFile, match="differ"):
+        np.load(tmp_path / "lib.npz")["A"]
+
+    torch.save({"y": torch.tensor([1.0, -3.0, 0.5]), "x": torch.arange(4, dtype=torch.int64)},
+               tmp_path / "src.pt")
+    pt = (tmp_path / "src.pt").read_bytes()
+    cd = pt.rindex(b"/data/1")  # x's 32-byte record, renamed to y's 12-byte one
+    pt = pt[:cd] + b"/data/0" + pt[cd + 7:]
+    (tmp_path / "lib.pt").write_bytes(pt)
+    with pytest.raises(RuntimeError, match="record size"):
+        torch.load(tmp_path / "lib.pt", weights_only=True)
+
+    res = _read_all(tmp_path, {"bad.npz": npz, "bad.pt": pt})
+    r = res["bad.npz"]
+    assert r["ok"], r
+    assert r["tensors"]["b"] == [_summary(np.arange(3))] * 2
+    for read in r["tensors"]["A"]:
+        assert "err" in read and "local header" in read["err"], read
+    r = res["bad.pt"]
+    assert r["ok"], r
+    for name in ("x", "y"):  # x's storage is missing now, y's is x's record
+        for read in r["tensors"][name]:
+            assert "err" in read and "bad.pt" in read["err"], (name, read)
+
+
+def test_pickled_name_that_is_not_utf8_is_refused(tmp_path):
+    """torch.load decodes pickled strings as UTF-8 (surrogates allowed) and fails on anything
+    else; we replaced the bad bytes and read the tensor under a name nothing wrote."""
+    import torch
+
+    torch.save({"wx": torch.arange(3.0)}, tmp_path / "src.bin", _use_new_zipfile_serialization=False)
+    data = (tmp_path / "src.bin").read_bytes()
+    at = data.index(b"\x8c\x02wx") if b"\x8c\x02wx" in data else data.index(b"X\x02\x00\x00\x00wx")
+    end = at + data[at:].index(b"wx")
+    bad = data[:end] + b"w\xff" + data[end + 2:]
+    (tmp_path / "lib.bin").write_bytes(bad)
+    with pytest.raises(UnicodeDecodeError):
+        torch.load(tmp_path / "lib.bin", weights_only=True)
+    res = _read_all(tmp_path, {"good.bin": data, "bad.bin": bad})
+    assert res["good.bin"]["tensors"]["wx"] == [_summary(np.arange(3.0, dtype=np.float32))] * 2
+    r = res["bad.bin"]
+    assert not r["ok"] and r["clean"] and "bad.bin" in r["msg"] and "UTF-8" in r["msg"], r
 
 
 # ---------------------------------------------------------------------------

@@ -139,6 +139,7 @@ pub(crate) fn encodings(info: &TensorInfo) -> String {
 pub(crate) fn digest_kind(d: &ztensor::Digest) -> String {
     match d {
         ztensor::Digest::Crc32c(_) => "crc32c".into(),
+        ztensor::Digest::Crc32(_) => "crc32".into(),
         ztensor::Digest::Sha256(_) => "sha256".into(),
         ztensor::Digest::Unknown(s) => s.split(':').next().unwrap_or(s).to_string(),
     }

@@ -30,6 +30,7 @@ pub mod onnx;
 pub mod pickle;
 pub mod safetensors;
 pub mod transforms;
+mod zipcheck;
 
 /// A file format this crate recognises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

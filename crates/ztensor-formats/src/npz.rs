@@ -12,8 +12,12 @@
 //!   declares, and it must be reachable by DEFLATE from the compressed size,
 //!   so a member whose stream produces more or less than it claims (a zip
 //!   bomb) fails when read, without a large allocation. The member's CRC-32
-//!   is checked as it is inflated. (Stored members are handed out
-//!   zero-copy, so their CRC-32 is not checked.)
+//!   is checked as it is inflated. A stored member's CRC-32 becomes a
+//!   digest of its array bytes ([`Digest::Crc32`], derived from the member's
+//!   checksum and its `.npy` header), which the reader checks before handing
+//!   the bytes out, zero-copy or not, as `np.load` checks it.
+//! * A member whose local header names it differently from the central
+//!   directory is unreadable, as it is for `np.load`.
 //! * Big-endian arrays are byte-swapped ([`ByteSwap`]) and Fortran-order
 //!   arrays gathered into row-major order ([`Strided`]) at read time.
 //! * Members that overlap each other in the archive (a known zip-bomb
@@ -29,7 +33,7 @@
 use std::io::{Cursor, Read};
 
 use zip::{CompressionMethod, ZipArchive};
-use ztensor::{Catalog, Entry, Transform};
+use ztensor::{Catalog, Digest, Entry, Transform};
 
 use crate::npy::{self, Data, Header};
 use crate::transforms::Inflate;
@@ -119,6 +123,7 @@ fn member(
     if start > data_start {
         return Err("its local header lies after its data".into());
     }
+    crate::zipcheck::check_local_header(bytes, start, f.name_raw())?;
     let extent = (start, data_end);
     if f.encrypted() {
         return Ok((extent, Err("encrypted members are not supported".into())));
@@ -134,15 +139,27 @@ fn member(
                 ))
             } else {
                 npy::parse_header(stored).and_then(|h| {
-                    npy::tensor(
+                    let len = clen.saturating_sub(h.data_offset);
+                    let mut info = npy::tensor(
                         &tensor_name,
                         &h,
                         Data::Stored {
                             offset: data_start + h.data_offset,
-                            len: clen.saturating_sub(h.data_offset),
+                            len,
                             exact: true,
                         },
-                    )
+                    )?;
+                    // The member's CRC-32, moved onto the array bytes, which
+                    // the reader then checks before handing them out.
+                    let head = usize::try_from(h.data_offset)
+                        .ok()
+                        .and_then(|n| stored.get(..n))
+                        .ok_or("the .npy header is longer than the member")?;
+                    let crc = crate::zipcheck::crc32_of_tail(f.crc32(), head, len);
+                    if let Some(data) = info.components.get_mut("data") {
+                        data.digest = Some(Digest::Crc32(crc));
+                    }
+                    Ok(info)
                 })
             }
         }

@@ -476,14 +476,14 @@ fn overlapping_members_are_refused() {
     let mut zip = Zip::default();
     let a = zip.add("a.npy", &npy("<f4", false, &[4], &pattern(16, 1)), 0);
     zip.add("b.npy", &npy("<f4", false, &[2], &pattern(8, 2)), 0);
-    // Another central record for a's local header (an exact alias) ...
+    // Another central record for a's local header (an exact alias) is refused
+    // for naming it differently from that header, as np.load refuses it ...
     zip.record("alias.npy", a);
     let r = open_npz(&zip.finish());
     assert!(r.read("b").is_ok());
-    for name in ["a", "alias"] {
-        let e = r.info(name).unwrap_err().to_string();
-        assert!(e.contains("overlap"), "{name}: {e}");
-    }
+    let e = r.info("alias").unwrap_err().to_string();
+    assert!(e.contains("local header"), "{e}");
+    assert!(r.read("a").is_ok());
 
     // ... and a partial overlap: a record whose data runs into the next member.
     let mut zip = Zip::default();

@@ -43,6 +43,11 @@ pub enum Digest {
     Crc32c(u64),
     /// `sha256:` + 64 hex digits.
     Sha256([u8; 32]),
+    /// CRC-32 (IEEE, the zip checksum) of the stored bytes, which foreign
+    /// readers derive from a zip member's checksum (e.g. a stored `.npz`
+    /// member). Never read from a `.zt` manifest: there the string form is an
+    /// unknown algorithm (docs/format.md section 8).
+    Crc32(u32),
     /// An algorithm this library does not know; reported, never treated as verified.
     Unknown(String),
 }
@@ -92,6 +97,7 @@ impl Digest {
         let actual = match self {
             Digest::Crc32c(_) => Checksum::Crc32c.compute(bytes),
             Digest::Sha256(_) => Checksum::Sha256.compute(bytes),
+            Digest::Crc32(_) => Some(Digest::Crc32(crc32fast::hash(bytes))),
             Digest::Unknown(_) => return Ok(false),
         };
         match actual {
@@ -107,6 +113,7 @@ impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Digest::Crc32c(v) => write!(f, "crc32c:0x{v:08X}"),
+            Digest::Crc32(v) => write!(f, "crc32:0x{v:08X}"),
             Digest::Sha256(bytes) => {
                 f.write_str("sha256:")?;
                 bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
@@ -161,6 +168,18 @@ mod tests {
         assert_eq!(
             Digest::parse("md5:abc").unwrap(),
             Digest::Unknown("md5:abc".into())
+        );
+    }
+
+    #[test]
+    fn crc32_is_the_zip_checksum_and_never_parsed() {
+        let d = Digest::Crc32(0xCBF4_3926); // CRC-32 check value of "123456789"
+        assert_eq!(d.verify(b"123456789"), Ok(true));
+        assert!(d.verify(b"123456780").is_err());
+        assert_eq!(d.to_string(), "crc32:0xCBF43926");
+        assert_eq!(
+            Digest::parse(&d.to_string()).unwrap(),
+            Digest::Unknown(d.to_string())
         );
     }
 

@@ -536,6 +536,14 @@ impl Reader {
             }
             None => {
                 let v = codec::decompress_bounded(&stored, u64::MAX).map_err(err)?;
+                let width = c.dtype.size();
+                if v.len() % width != 0 {
+                    return Err(err(format!(
+                        "decodes to {} bytes, not a whole number of {width}-byte {} elements",
+                        v.len(),
+                        c.dtype.name()
+                    )));
+                }
                 AlignedBuf::copy_from(&v).map_err(err)?
             }
         };

@@ -57,6 +57,14 @@ fn check_tensor(info: &TensorInfo, data_start: u64, data_end: u64) -> Result<(),
         {
             codec::check_ratio(c.length, u).map_err(|e| format!("component '{name}': {e}"))?;
         }
+        // Every component is an array of its dtype (docs/format.md section 11, rule 5).
+        let width = c.dtype.size() as u64;
+        if let Some(n) = c.decoded_len().filter(|n| n % width != 0) {
+            return Err(format!(
+                "component '{name}': {n} bytes are not a whole number of {width}-byte {} elements",
+                c.dtype.name()
+            ));
+        }
     }
     if info.layout == Layout::Dense {
         let data = info

@@ -312,6 +312,7 @@ fn member_bytes(
     if file.encrypted() {
         return Err("the archive member is encrypted".into());
     }
+    crate::zipcheck::check_local_header(bytes, file.header_start(), file.name_raw())?;
     let start = file
         .data_start()
         .ok_or("the archive member has no data offset")?;

@@ -859,6 +859,11 @@ impl<'a> Machine<'a, '_> {
 
     fn unicode(&mut self, n: u64) -> R<()> {
         let s = self.take_len(n)?;
+        // As Python's unpickler, which decodes these with 'surrogatepass':
+        // other invalid UTF-8 fails the load (damage, not a name to invent).
+        if !utf8_surrogatepass(s) {
+            return Err("a pickled string is not valid UTF-8".into());
+        }
         self.push_text(s)
     }
 
@@ -1106,6 +1111,24 @@ fn quoted_string(line: &[u8]) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+/// Whether `bytes` are UTF-8 in which encoded surrogates (U+D800-U+DFFF,
+/// `ED A0..BF 80..BF`) are allowed too, i.e. what Python decodes with
+/// `'surrogatepass'`.
+fn utf8_surrogatepass(mut bytes: &[u8]) -> bool {
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(_) => return true,
+            Err(e) => {
+                let rest = &bytes[e.valid_up_to()..];
+                match rest {
+                    [0xED, 0xA0..=0xBF, 0x80..=0xBF, ..] => bytes = &rest[3..],
+                    _ => return false,
+                }
+            }
+        }
+    }
 }
 
 /// Decodes Python's `raw-unicode-escape` (protocol 0 `UNICODE`): latin-1
