@@ -45,6 +45,7 @@ fn errno_of(kind: std::io::ErrorKind) -> Option<i32> {
         AlreadyExists => 17,
         NotADirectory => 20,
         IsADirectory => 21,
+        WouldBlock => 11, // EAGAIN, BlockingIOError: another process holds a lock
         _ => return None,
     })
 }

@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+mod append;
 mod buffer;
 mod cbor;
 mod cli;
@@ -22,6 +23,7 @@ fn _ztensor(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<slice::PyTensorSlice>()?;
     m.add_class::<writer::PyWriter>()?;
     m.add_function(wrap_pyfunction!(cli::cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(append::remove_tensors, m)?)?;
     m.add_function(wrap_pyfunction!(errors::panic_for_tests, m)?)?;
     Ok(())
 }

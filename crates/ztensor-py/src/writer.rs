@@ -8,14 +8,18 @@ use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use ztensor::{AtomicFile, Checksum, ComponentData, DType, Layout, WriteOptions, Writer};
+use ztensor::{
+    AppendFile, AtomicFile, Checksum, ComponentData, DType, Layout, WriteOptions, Writer,
+};
 
 use crate::cbor;
 use crate::errors::{shield, to_py, ZTensorError};
 
-enum Target {
+pub(crate) enum Target {
     File(Writer<AtomicFile>),
     Memory(Writer<Vec<u8>>),
+    /// Adding to an existing file in place (see `append.rs`).
+    Append(Writer<AppendFile>),
 }
 
 #[pyclass(name = "_Writer", module = "ztensor._ztensor", frozen)]
@@ -101,12 +105,14 @@ impl PyWriter {
 
 #[pymethods]
 impl PyWriter {
-    /// A writer to `path` (published atomically by `finish`), or in memory when `path` is None.
+    /// A writer to `path` (published atomically by `finish`), or in memory
+    /// when `path` is None; with `append`, adding to the existing file `path`.
     #[new]
-    #[pyo3(signature = (path, alignment = 64))]
-    fn new(path: Option<PathBuf>, alignment: u64) -> PyResult<Self> {
+    #[pyo3(signature = (path, alignment = 64, append = false))]
+    fn new(path: Option<PathBuf>, alignment: u64, append: bool) -> PyResult<Self> {
         shield(|| {
             let target = match path {
+                Some(p) if append => crate::append::open(&p, alignment)?,
                 Some(p) => Target::File(
                     Writer::create(&p)
                         .map_err(to_py)?
@@ -132,6 +138,7 @@ impl PyWriter {
                 match t {
                     Target::File(w) => w.set_attributes(value),
                     Target::Memory(w) => w.set_attributes(value),
+                    Target::Append(w) => w.set_attributes(value),
                 }
                 .map_err(to_py)
             })
@@ -195,6 +202,7 @@ impl PyWriter {
                     jobs.iter().try_for_each(|(name, shape, data)| match t {
                         Target::File(w) => w.add_dense(name, shape, *data, &opts),
                         Target::Memory(w) => w.add_dense(name, shape, *data, &opts),
+                        Target::Append(w) => w.add_dense(name, shape, *data, &opts),
                     })
                 })
                 .map_err(to_py)
@@ -255,6 +263,9 @@ impl PyWriter {
                     Target::Memory(w) => {
                         w.add_tensor(name, &shape, layout, attributes, &parts, &opts)
                     }
+                    Target::Append(w) => {
+                        w.add_tensor(name, &shape, layout, attributes, &parts, &opts)
+                    }
                 })
                 .map_err(to_py)
             })
@@ -274,10 +285,30 @@ impl PyWriter {
                 let bytes = py.detach(|| w.finish_into_vec()).map_err(to_py)?;
                 Ok(PyBytes::new(py, &bytes).into_any())
             }
+            Target::Append(w) => Ok(py
+                .detach(|| w.finish())
+                .map_err(to_py)?
+                .into_pyobject(py)?
+                .into_any()),
         })
     }
 
-    /// Abandons the file: nothing is published and the temporary is removed.
+    /// Drops a tensor from the manifest to be written (see `Writer::remove`).
+    fn remove(&self, name: &str) -> PyResult<()> {
+        shield(|| {
+            self.with(|t| {
+                match t {
+                    Target::File(w) => w.remove(name),
+                    Target::Memory(w) => w.remove(name),
+                    Target::Append(w) => w.remove(name),
+                }
+                .map_err(to_py)
+            })
+        })
+    }
+
+    /// Abandons the file: nothing is published and the temporary is
+    /// removed (an append is undone: the file is back to its old size).
     fn discard(&self) -> PyResult<()> {
         shield(|| {
             if let Ok(mut guard) = self.inner.lock() {

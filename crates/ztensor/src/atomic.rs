@@ -143,7 +143,8 @@ fn follow_links(path: &Path) -> std::io::Result<PathBuf> {
     Err(std::io::Error::from_raw_os_error(libc::ELOOP))
 }
 
-fn lock(file: &std::fs::File, op: libc::c_int) -> std::io::Result<()> {
+/// `flock(2)` on `file` (advisory; released when the file is closed).
+pub(crate) fn lock(file: &std::fs::File, op: libc::c_int) -> std::io::Result<()> {
     // SAFETY: flock on a file descriptor we own; it only takes an advisory lock.
     if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(file), op) } == 0 {
         Ok(())

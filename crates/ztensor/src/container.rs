@@ -29,6 +29,9 @@ pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
             ));
         }
         let footer = &bytes[bytes.len() - 16..];
+        if &footer[8..] == crate::append::APPEND_MAGIC {
+            return Err(crate::append::TORN.into());
+        }
         if &footer[8..] != MAGIC {
             return Err(
                 "the file does not end with the .zt signature ZTEN1000: it is truncated or damaged"

@@ -26,10 +26,12 @@
 #[cfg(not(all(target_endian = "little", target_pointer_width = "64")))]
 compile_error!("ztensor supports 64-bit little-endian targets only");
 
+mod append;
 mod atomic;
 mod buffer;
 mod catalog;
 pub mod codec;
+mod compact;
 mod container;
 mod digest;
 mod dtype;
@@ -49,9 +51,11 @@ mod sparse;
 mod validate;
 mod writer;
 
+pub use append::{repair, AppendFile, Repair, APPEND_MAGIC, PREVIOUS_END_KEY};
 pub use atomic::AtomicFile;
 pub use buffer::AlignedBuf;
 pub use catalog::{Catalog, Entry};
+pub use compact::{compact, remove_tensors, space_usage, Rewritten, SpaceUsage};
 pub use container::{is_zt, LEGACY_MAGIC, MAGIC, MAX_MANIFEST};
 pub use digest::{Checksum, Digest};
 pub use dtype::{

@@ -167,6 +167,69 @@ pub(crate) fn encode(
     out
 }
 
+/// Encodes the manifest of an append: `objects` are the tensors written
+/// now, `kept` the objects carried over from the file (their CBOR, as it
+/// was), and `extra` root keys written after `objects` (docs/format.md
+/// section 15). With nothing kept and no extra keys, the bytes are those of
+/// [`encode`].
+pub(crate) fn encode_appended(
+    attributes: Option<&Value>,
+    objects: &BTreeMap<String, TensorInfo>,
+    kept: &BTreeMap<String, Value>,
+    extra: &[(String, Value)],
+) -> Vec<u8> {
+    let mut all: BTreeMap<&str, ObjectAny<'_>> = kept
+        .iter()
+        .map(|(name, v)| (name.as_str(), ObjectAny::Kept(v)))
+        .collect();
+    all.extend(
+        objects
+            .iter()
+            .map(|(name, info)| (name.as_str(), ObjectAny::New(ObjectOut::from(info)))),
+    );
+    let root = AppendedRoot {
+        attributes: attributes.map(sorted_top_level),
+        objects: all,
+        extra,
+    };
+    let mut out = Vec::new();
+    ciborium::ser::into_writer(&root, &mut out).expect("writing CBOR to a Vec cannot fail");
+    out
+}
+
+/// An entry of `objects`: described by the writer, or carried over.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ObjectAny<'a> {
+    New(ObjectOut<'a>),
+    Kept(&'a Value),
+}
+
+/// The root map of an append (a hand-written `Serialize`: its extra keys
+/// are not fields, and a flattened map would be indefinite-length CBOR).
+struct AppendedRoot<'a> {
+    attributes: Option<Value>,
+    objects: BTreeMap<&'a str, ObjectAny<'a>>,
+    extra: &'a [(String, Value)],
+}
+
+impl Serialize for AppendedRoot<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let n = 2 + usize::from(self.attributes.is_some()) + self.extra.len();
+        let mut map = s.serialize_map(Some(n))?;
+        map.serialize_entry("version", FORMAT_VERSION)?;
+        if let Some(a) = &self.attributes {
+            map.serialize_entry("attributes", a)?;
+        }
+        map.serialize_entry("objects", &self.objects)?;
+        for (key, value) in self.extra {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
 #[derive(Serialize)]
 struct RootOut<'a> {
     version: &'a str,

@@ -33,6 +33,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Manifest> {
             "version" => version = Some(d.str().ok()?.to_string()),
             "attributes" => attributes = text_keyed_map(&mut d, bytes)?,
             "objects" => entries = Some(objects(&mut d, bytes)?),
+            // Written by appends (docs/format.md section 15); readers ignore it.
+            "previous_end" => {
+                d.u64().ok()?;
+            }
             _ => return None, // not written by any writer: see `decode`
         }
     }

@@ -93,7 +93,8 @@ impl Reader {
             None
         };
         let bytes: &[u8] = map.as_deref().map_or(&[], |m| &m[..]);
-        let catalog = parse(bytes).map_err(|m| Error::format(&path, m))?;
+        let catalog =
+            parse(bytes).map_err(|m| Error::format(&path, crate::append::name_file(m, &path)))?;
         let map = if mode == ReadMode::Mmap { map } else { None };
         Ok(Reader::assemble(path, Source::File { file, map }, catalog))
     }

@@ -92,13 +92,16 @@ impl<'a> ComponentData<'a> {
 ///
 /// Dropping a writer without calling `finish` discards everything written.
 pub struct Writer<W: Write = AtomicFile> {
-    out: W,
-    path: PathBuf,
-    pos: u64,
+    pub(crate) out: W,
+    pub(crate) path: PathBuf,
+    pub(crate) pos: u64,
     alignment: u64,
-    objects: BTreeMap<String, TensorInfo>,
-    attributes: Option<Value>,
-    failed: bool,
+    pub(crate) objects: BTreeMap<String, TensorInfo>,
+    pub(crate) attributes: Option<Value>,
+    pub(crate) failed: bool,
+    /// Objects of the file being appended to, carried over verbatim as
+    /// manifest CBOR (see `append.rs`); empty for a new file.
+    pub(crate) kept: BTreeMap<String, Value>,
 }
 
 impl Writer<AtomicFile> {
@@ -147,15 +150,21 @@ impl<W: Write> Writer<W> {
     pub fn new(mut out: W, path: impl AsRef<Path>) -> Result<Writer<W>> {
         let path = path.as_ref().to_path_buf();
         out.write_all(MAGIC).map_err(|e| Error::io(&path, e))?;
-        Ok(Writer {
+        Ok(Writer::resume(out, path, MAGIC.len() as u64))
+    }
+
+    /// A writer whose sink already holds `pos` bytes of a file (appends).
+    pub(crate) fn resume(out: W, path: PathBuf, pos: u64) -> Writer<W> {
+        Writer {
             out,
             path,
-            pos: MAGIC.len() as u64,
+            pos,
             alignment: DEFAULT_ALIGNMENT,
             objects: BTreeMap::new(),
             attributes: None,
             failed: false,
-        })
+            kept: BTreeMap::new(),
+        }
     }
 
     /// Uses a larger power-of-two alignment for the blobs written from now on
@@ -370,6 +379,12 @@ impl<W: Write> Writer<W> {
         if self.objects.contains_key(name) {
             return Err(Error::invalid(format!("duplicate tensor name '{name}'")));
         }
+        if self.kept.contains_key(name) {
+            return Err(Error::invalid(format!(
+                "tensor '{name}' is already in {}; remove it first to replace it",
+                self.path.display()
+            )));
+        }
         Ok(())
     }
 
@@ -415,7 +430,7 @@ impl<W: Write> Writer<W> {
         })
     }
 
-    fn pad(&mut self) -> Result<()> {
+    pub(crate) fn pad(&mut self) -> Result<()> {
         static ZEROS: [u8; 4096] = [0; 4096];
         let mut pad = (self.alignment - self.pos % self.alignment) % self.alignment;
         while pad > 0 {

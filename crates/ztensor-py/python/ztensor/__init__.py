@@ -4,6 +4,7 @@
 imported by ``ztensor.torch`` alone.
 """
 
+from ._append import remove_tensors, replace_tensor
 from ._metadata import TensorMetadata
 from ._reader import Reader
 from ._safe_open import safe_open
@@ -12,7 +13,7 @@ from ._writer import Writer
 from ._ztensor import ZTensorError, __version__
 
 __all__ = ["Reader", "Writer", "Tensor", "TensorMetadata", "ZTensorError", "open", "safe_open",
-           "__version__"]
+           "remove_tensors", "replace_tensor", "__version__"]
 
 
 def open(path) -> Reader:  # noqa: A001 - the documented name (docs/python-api.md)

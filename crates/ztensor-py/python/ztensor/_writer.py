@@ -19,16 +19,39 @@ class Writer:
     renames it over ``path`` atomically. If the ``with`` block raises, or
     the writer is dropped unfinished, nothing is published and any existing
     file at ``path`` is left as it was.
+
+    ``mode="a"`` adds to the existing ``.zt`` file ``path`` in place instead
+    (see ``_append.py``): new tensors go after its old end, ``remove(name)``
+    drops one, ``metadata`` (if given) replaces the file metadata, and
+    ``finish()`` commits, crash-safely. The old bytes are never written, so
+    arrays already read from the file stay valid.
     """
 
-    def __init__(self, path, *, metadata=None, alignment: int = 64):
+    def __init__(self, path, *, metadata=None, alignment: int = 64, mode: str = "w"):
         alignment = operator.index(alignment)
         if alignment < 64 or alignment & (alignment - 1):
             raise ValueError(f"alignment must be a power of two of at least 64, not {alignment}")
-        self._w = _Writer(None if path is None else fspath(path), alignment)
+        if mode not in ("w", "a"):
+            raise ValueError(f"mode must be 'w' (write a new file) or 'a' (append), not {mode!r}")
+        if mode == "a" and path is None:
+            raise ValueError("mode='a' needs the path of an existing file")
         metadata = check_metadata(metadata)
+        self._w = _Writer(None if path is None else fspath(path), alignment, mode == "a")
         if metadata is not None:
             self._w.set_attributes(metadata)
+
+    @classmethod
+    def append(cls, path) -> "Writer":
+        """Opens an existing ``.zt`` file to add tensors to it: ``Writer(path, mode="a")``."""
+        return cls(path, mode="a")
+
+    def remove(self, name: str) -> None:
+        """Drops a tensor from the manifest to be written (KeyError if absent). In
+        append mode its bytes stay in the file until ``zt compact``; adding the
+        name again replaces the tensor."""
+        if not isinstance(name, str):
+            raise TypeError(f"tensor name must be str, not {type(name).__name__}")
+        self._w.remove(name)
 
     @classmethod
     def _in_memory(cls, metadata=None) -> "Writer":
@@ -91,7 +114,7 @@ class Writer:
         return self._w.finish()
 
     def discard(self) -> None:
-        """Abandons the file: nothing is published."""
+        """Abandons the file: nothing is published (an append is undone)."""
         self._w.discard()
 
     def __enter__(self) -> "Writer":

@@ -4,7 +4,10 @@ import sys
 from os import PathLike
 from typing import Any, final
 
-__all__ = ["__version__", "ZTensorError", "Buffer", "_Reader", "_Slice", "_Writer", "cli_main", "_panic_for_tests"]
+__all__ = [
+    "__version__", "ZTensorError", "Buffer", "_Reader", "_Slice", "_Writer", "cli_main", "_remove_tensors",
+    "_panic_for_tests",
+]
 
 __version__: str
 
@@ -73,7 +76,9 @@ class _Slice:
 
 @final
 class _Writer:
-    def __new__(cls, path: str | PathLike[str] | None, alignment: int = 64) -> _Writer: ...
+    def __new__(
+        cls, path: str | PathLike[str] | None, alignment: int = 64, append: bool = False
+    ) -> _Writer: ...
     def set_attributes(self, attributes: dict[str, Any]) -> None: ...
     def add_many(
         self,
@@ -93,11 +98,19 @@ class _Writer:
     ) -> None: ...
     def finish(self) -> int | bytes: ...
     def discard(self) -> None: ...
+    def remove(self, name: str) -> None: ...
     @property
     def finished(self) -> bool: ...
 
 def cli_main(argv: list[str]) -> int:
     """Runs the ``zt`` command line with ``argv`` (program name first); returns its exit status."""
+    ...
+
+def _remove_tensors(
+    input: str | PathLike[str], output: str | PathLike[str], names: list[str]
+) -> int:
+    """Writes ``output`` with the tensors of ``input`` except ``names``, copied as stored;
+    returns its size."""
     ...
 
 def _panic_for_tests(message: str) -> None:
