@@ -361,9 +361,9 @@ impl<'s> Plan<'s> {
             }
             break;
         }
-        for d in 0..merged {
-            if let Pick::At(i) = sel.picks[d] {
-                base += i * strides[d];
+        for (p, stride) in sel.picks.iter().zip(&strides).take(merged) {
+            if let Pick::At(i) = p {
+                base += i * stride;
             }
         }
         let outer: Vec<(&Pick, u64)> = sel
@@ -455,7 +455,8 @@ mod tests {
     #[test]
     fn ranges_follow_python_slice_indices() {
         // (start, stop, step, size) -> positions, as list(range(*slice(...).indices(size)))
-        let cases: &[(Option<i64>, Option<i64>, Option<i64>, u64, &[u64])] = &[
+        type Case = (Option<i64>, Option<i64>, Option<i64>, u64, &'static [u64]);
+        let cases: &[Case] = &[
             (None, None, None, 4, &[0, 1, 2, 3]),
             (Some(-2), None, None, 4, &[2, 3]),
             (Some(1), Some(100), None, 4, &[1, 2, 3]),

@@ -182,8 +182,7 @@ impl Reader {
     /// [`Index::Ellipsis`]; dimensions left out are taken whole. A position
     /// out of range, or another misfit, is [`Error::InvalidArgument`].
     ///
-    /// The cost follows the part, not the tensor: see the module notes in the
-    /// crate documentation of [`Reader::read_selection`].
+    /// The cost follows the part, not the tensor (see [`Reader::read_selection`]).
     ///
     /// ```no_run
     /// use ztensor::{Index, Reader};

@@ -61,8 +61,11 @@ fn as_u32(bytes: &[u8]) -> Vec<u32> {
 
 const SHAPE: [u64; 3] = [600, 40, 24]; // 2.2 MiB of u32: three zstd frames
 
-/// (index, positions per dimension, result shape) with SHAPE.
-fn cases() -> Vec<(Vec<Index>, Vec<Vec<u64>>, Vec<u64>)> {
+/// An index, the positions it takes per dimension, and the result's shape.
+type Case = (Vec<Index>, Vec<Vec<u64>>, Vec<u64>);
+
+/// Index cases for a tensor of SHAPE.
+fn cases() -> Vec<Case> {
     let all = |n: u64| (0..n).collect::<Vec<u64>>();
     vec![
         (vec![At(3)], vec![vec![3], all(40), all(24)], vec![40, 24]),
