@@ -417,3 +417,23 @@ def test_a_zstd_slice_decodes_only_its_frames(tmp_path):
             np.testing.assert_array_equal(f.get_slice("t")[5, 10:20], data[5, 10:20])
             with pytest.raises(ZTensorError, match="zstd"):
                 f.get_slice("t")[-1]
+
+
+def test_threads_share_one_reader(tmp_path):
+    """Concurrent slices of one checksummed zstd tensor (the digest check and
+    the frame index are built once, under contention) all come out right."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = np.random.default_rng(3).standard_normal((1200, 700)).astype(np.float32)  # 3.2 MB: 4 frames
+    path = tmp_path / "z.zt"
+    with ztensor.Writer(path) as w:
+        w.add("t", data, compress=1, checksum="crc32c")
+    with safe_open(path, "np") as f:
+        s = f.get_slice("t")
+
+        def job(i):
+            rows = slice(i * 37 % 1100, i * 37 % 1100 + 100)
+            return np.array_equal(s[rows], data[rows]) and np.array_equal(s[:, i::9], data[:, i::9])
+
+        with ThreadPoolExecutor(8) as pool:
+            assert all(pool.map(job, range(64)))

@@ -233,6 +233,14 @@ fn contiguous_raw_slices_are_views_of_the_mapping() {
         .unwrap()
         .bytes
         .is_zero_copy());
+    // A file held in memory: views of that memory.
+    let memory = Reader::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
+    let rows = memory.read_slice("t", &[Index::range(1, 3)]).unwrap();
+    assert!(rows.bytes.is_zero_copy());
+    let mapped = r.read_slice("t", &[Index::range(1, 3)]).unwrap();
+    assert_eq!(&rows.bytes[..], &mapped.bytes[..]);
+    let isolated = memory.read_selection_isolated("t", &sel).unwrap();
+    assert_eq!(&isolated[..], &shared[..]);
 }
 
 #[test]
