@@ -13,6 +13,8 @@ Examples:
   zt convert model.zt model.safetensors   .zt back to safetensors
   zt verify model.zt                      check structure, digests and compressed data
   zt diff model.safetensors model.zt      compare the tensors of two files
+  zt compact model.zt                     drop the bytes appends left unused
+  zt repair model.zt                      undo an append that did not finish
 
 Readable formats: .zt, and the foreign formats this build supports
 (safetensors, PyTorch .pt/.pth/.bin, NumPy .npz/.npy, ...).
@@ -94,6 +96,34 @@ Examples:
 
 Exit status: 0 identical, 1 different, 2 trouble (a file cannot be read).")]
     Diff(DiffArgs),
+    /// Rewrite a .zt file without the bytes appends left unused.
+    #[command(after_help = "\
+Appending to a .zt file (Writer(path, mode=\"a\"), replace_tensor) never
+overwrites: removed or replaced tensors and old manifests stay in the file as
+dead bytes ('zt info' shows how many). compact copies every tensor as stored
+(same encoding and digest; digests are checked) into a new file that replaces
+OUT (default: FILE itself) atomically.
+
+Examples:
+  zt compact model.zt
+  zt compact model.zt small.zt --alignment 4096
+
+Exit status: 0, or 1 when the file cannot be read or a tensor is damaged.")]
+    Compact(CompactArgs),
+    /// Undo an append to a .zt file that did not finish (killed, power cut).
+    #[command(after_help = "\
+An append that stops before its commit leaves the file ending with an append
+trailer instead of a footer, and readers refuse it ('torn append'). repair
+checks that a complete file ends where the trailer says the append started,
+and truncates the file there: its content from before the append, exactly.
+A file that ends with a complete footer is left alone. repair takes the
+append lock, so it never cuts an append that is still running.
+
+Examples:
+  zt repair model.zt
+
+Exit status: 0 when the file is complete (repaired or already so), 1 otherwise.")]
+    Repair(RepairArgs),
 }
 
 /// `zt info`.
@@ -188,6 +218,34 @@ pub struct VerifyArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// Print only the problems (no progress bar, no summary).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `zt compact`.
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// The .zt file to compact.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Where to write the compacted file (default: replace FILE).
+    #[arg(value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Align tensor data to this many bytes (a power of two >= 64; default: FILE's alignment).
+    #[arg(long, value_name = "BYTES", value_parser = parse_alignment)]
+    pub alignment: Option<u64>,
+    /// No summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `zt repair`.
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// The .zt file whose append did not finish.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// No summary.
     #[arg(short, long)]
     pub quiet: bool,
 }

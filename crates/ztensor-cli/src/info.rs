@@ -19,6 +19,12 @@ struct FileJson<'a> {
     tensor_count: usize,
     total_bytes: u64,
     stored_bytes: u64,
+    /// `.zt` v1 only: data bytes no tensor uses (see `ztensor::space_usage`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dead_bytes: Option<u64>,
+    /// `.zt` v1 written by an append: the file size before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_end: Option<u64>,
     metadata: serde_json::Value,
     /// Pickles: globals whose objects were skipped (see [`skipped_note`]).
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
@@ -83,6 +89,7 @@ pub(crate) fn run(args: &InfoArgs) -> Result<i32, Failure> {
         .filter_map(|(_, r)| r.as_ref().ok())
         .map(|t| util::stored_bytes(t))
         .sum();
+    let usage = ztensor::space_usage(&reader)?;
     let mut out = std::io::stdout().lock();
     if args.json {
         let doc = FileJson {
@@ -93,6 +100,8 @@ pub(crate) fn run(args: &InfoArgs) -> Result<i32, Failure> {
             tensor_count: rows.len(),
             total_bytes: total,
             stored_bytes: stored,
+            dead_bytes: usage.map(|u| u.dead_bytes),
+            previous_end: usage.and_then(|u| u.previous_end),
             metadata: reader.attributes().map_or(
                 serde_json::Value::Object(Default::default()),
                 util::cbor_to_json,
@@ -103,9 +112,8 @@ pub(crate) fn run(args: &InfoArgs) -> Result<i32, Failure> {
         serde_json::to_writer_pretty(&mut out, &doc).map_err(|e| util::stdout_error(e.into()))?;
         outln!(out);
     } else {
-        print_text(
-            &mut out, &reader, &args.file, file_size, &rows, total, stored,
-        )?;
+        let sizes = (file_size, total, stored);
+        print_text(&mut out, &reader, &args.file, sizes, usage, &rows)?;
     }
     out.flush().map_err(util::stdout_error)?;
     drop(out);
@@ -133,6 +141,25 @@ pub(crate) fn skipped_note(reader: &Reader) -> Option<String> {
             skipped.join(", ")
         )
     })
+}
+
+/// What appends left in a `.zt` file (nothing is printed for other files).
+fn print_space(out: &mut impl Write, usage: &ztensor::SpaceUsage) -> Result<(), Failure> {
+    if let Some(end) = usage.previous_end {
+        outln!(
+            out,
+            "appended:  yes; the version before the last append is the first {end} bytes"
+        );
+    }
+    if usage.dead_bytes > 0 {
+        outln!(
+            out,
+            "dead:      {} ({} bytes no tensor uses; 'zt compact' reclaims them)",
+            util::human(usage.dead_bytes),
+            usage.dead_bytes
+        );
+    }
+    Ok(())
 }
 
 /// The part of a per-tensor error after the file and tensor names.
@@ -186,10 +213,9 @@ fn print_text(
     out: &mut impl Write,
     reader: &Reader,
     path: &std::path::Path,
-    file_size: u64,
+    (file_size, total, stored): (u64, u64, u64),
+    usage: Option<ztensor::SpaceUsage>,
     rows: &[(&str, Result<&TensorInfo, String>)],
-    total: u64,
-    stored: u64,
 ) -> Result<(), Failure> {
     let format = if reader.version().is_empty() {
         reader.format().to_string()
@@ -210,6 +236,9 @@ fn print_text(
         util::human(total),
         util::human(stored)
     );
+    if let Some(usage) = usage {
+        print_space(out, &usage)?;
+    }
     match reader.attributes() {
         Some(ztensor::Value::Map(m)) if !m.is_empty() => {
             outln!(out, "metadata:");

@@ -1,7 +1,7 @@
 //! # ztensor-cli
 //!
 //! The `zt` command: inspect, convert, verify and compare tensor files of
-//! every format [`ztensor_formats`] reads.
+//! every format [`ztensor_formats`] reads, and compact or repair `.zt` files.
 //!
 //! The whole command line lives in this library so that the `zt` binary and
 //! the console script of the Python package (`ztensor._ztensor.cli_main`)
@@ -27,11 +27,13 @@ use std::sync::Arc;
 use clap::Parser;
 
 mod args;
+mod compact;
 mod convert;
 mod diff;
 mod filter;
 mod info;
 mod progress;
+mod repair;
 mod safetensors_out;
 mod util;
 mod verify;
@@ -133,6 +135,8 @@ where
         args::Command::Convert(a) => convert::run(a, interrupt),
         args::Command::Verify(a) => verify::run(a, interrupt),
         args::Command::Diff(a) => diff::run(a, interrupt),
+        args::Command::Compact(a) => compact::run(a),
+        args::Command::Repair(a) => repair::run(a),
     };
     interrupt.set_writing(false);
     match result {

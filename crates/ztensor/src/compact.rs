@@ -27,8 +27,8 @@ pub struct Rewritten {
 /// Rewrites the `.zt` file `input` into `output` (which may be the same
 /// path) without dead bytes: the data of tensors that appends removed or
 /// replaced, and old manifests. Tensors keep their bytes, encoding and
-/// digest; blobs are aligned to `alignment`, or by default to the largest
-/// alignment all the input's blobs share. File and tensor attributes are
+/// digest; blobs are aligned to `alignment`, or by default to the
+/// alignment the input was written with (64 when it cannot be told). File and tensor attributes are
 /// kept; manifest keys this crate does not know are not.
 pub fn compact(
     input: impl AsRef<Path>,
@@ -148,14 +148,22 @@ fn copy_blob<W: Write>(
     Ok(offset)
 }
 
-/// The largest power-of-two alignment (64 to [`MAX_ALIGNMENT`]) that every
-/// component offset is a multiple of: the alignment the file was written with.
+/// The alignment the file was written with: a writer puts its first blob
+/// at exactly its alignment, so that is the lowest offset when it is a power
+/// of two (64 to [`MAX_ALIGNMENT`]) that every offset is a multiple of.
+/// Otherwise (the first blobs were removed, say) the default, 64.
 fn shared_alignment<'a>(components: impl Iterator<Item = &'a Component>) -> u64 {
-    let bits = components.fold(0u64, |acc, c| acc | c.offset);
-    if bits == 0 {
-        return DEFAULT_ALIGNMENT;
+    let offsets: Vec<u64> = components.map(|c| c.offset).collect();
+    match offsets.iter().min() {
+        Some(&first)
+            if first.is_power_of_two()
+                && (DEFAULT_ALIGNMENT..=MAX_ALIGNMENT).contains(&first)
+                && offsets.iter().all(|o| o % first == 0) =>
+        {
+            first
+        }
+        _ => DEFAULT_ALIGNMENT,
     }
-    (1u64 << bits.trailing_zeros()).clamp(DEFAULT_ALIGNMENT, MAX_ALIGNMENT)
 }
 
 /// How a `.zt` file's bytes are used, for `zt info`.
