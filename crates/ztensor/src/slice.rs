@@ -386,6 +386,40 @@ impl<'s> Plan<'s> {
         self.run * self.runs
     }
 
+    /// True when the runs' source offsets strictly increase with the run
+    /// number: dimensions in their own order, positive steps, lists strictly
+    /// increasing. Each byte range of the source then feeds one contiguous
+    /// piece of the result.
+    pub fn increasing(&self) -> bool {
+        let ordered = self.outer.windows(2).all(|w| w[0].1 > w[1].1);
+        ordered
+            && self.outer.iter().all(|(p, _)| match p {
+                Pick::Step { step, .. } => *step > 0,
+                Pick::List(v) => v.windows(2).all(|w| w[0] < w[1]),
+                Pick::At(_) => true,
+            })
+    }
+
+    /// For an [`increasing`](Plan::increasing) plan: where in the result the
+    /// first selected byte at or after source offset `at` goes.
+    pub fn result_offset(&self, at: u64) -> u64 {
+        // The first run that ends after `at`, by bisection over run numbers.
+        let (mut lo, mut hi) = (0, self.runs);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.offsets_from(mid).next().unwrap_or(0) + self.run > at {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        if lo == self.runs {
+            return self.len();
+        }
+        let off = self.offsets_from(lo).next().unwrap_or(0);
+        lo * self.run + at.saturating_sub(off)
+    }
+
     /// The source byte offsets of runs `first..`, in order.
     pub fn offsets_from(&self, first: u64) -> Offsets<'_, 's> {
         let mut digits = vec![0; self.outer.len()];
@@ -568,6 +602,37 @@ mod tests {
             &[] as &[u64]
         );
         assert!(Selection::new(&[], &[At(0)]).is_err());
+    }
+
+    #[test]
+    fn result_offsets_of_increasing_plans() {
+        // Columns 2..6 of an 6x8 byte matrix: runs of 4 at 8r+2.
+        let sel = Selection::new(&[6, 8], &[Index::ALL, Index::range(2, 6)]).unwrap();
+        let plan = Plan::new(&sel, 1).unwrap();
+        assert!(plan.increasing());
+        for (at, want) in [
+            (0, 0),
+            (2, 0),
+            (3, 1),
+            (6, 4),
+            (9, 4),
+            (10, 4),
+            (11, 5),
+            (48, 24),
+        ] {
+            assert_eq!(plan.result_offset(at), want, "source byte {at}");
+        }
+        let not = |index: &[Index]| {
+            !Plan::new(&Selection::numpy(&[6, 8], index).unwrap(), 1)
+                .unwrap()
+                .increasing()
+        };
+        assert!(not(&[List(vec![2, 1])]));
+        assert!(not(&[List(vec![1, 1])]));
+        assert!(not(&[r(None, None, Some(-1))]));
+        assert!(!not(&[List(vec![1, 4]), r(None, None, Some(2))]));
+        let moved = Selection::numpy(&[3, 4, 5], &[At(0), Index::ALL, List(vec![1, 3])]).unwrap();
+        assert!(!Plan::new(&moved, 1).unwrap().increasing());
     }
 
     #[test]

@@ -391,8 +391,13 @@ impl Reader {
             }
             (None, Stored::File) => unreachable!("an eager reader reads the component to index it"),
         };
-        let decoded = self.decode_frames(c, &index, &stored, plan).map_err(err)?;
         let mut out = AlignedBuf::for_overwrite(plan.len() as usize).map_err(err)?;
+        if plan.increasing() {
+            self.decode_into(c, &index, &stored, plan, out.as_mut_slice())
+                .map_err(err)?;
+            return Ok(TensorBytes::Owned(out));
+        }
+        let decoded = self.decode_frames(c, &index, &stored, plan).map_err(err)?;
         if plan.runs == 1 {
             let at = plan.offsets_from(0).next().unwrap_or(0);
             crate::parallel::copy(out.as_mut_slice(), decoded.bytes(at, plan.run));
@@ -407,6 +412,93 @@ impl Reader {
         })
         .map_err(err)?;
         Ok(TensorBytes::Owned(out))
+    }
+
+    /// Decodes the frames an [`increasing`](Plan::increasing) plan needs,
+    /// in parallel, each into a small scratch buffer from which its share of
+    /// the result is copied: the result is the only large memory written.
+    fn decode_into(
+        &self,
+        c: &Component,
+        index: &FrameIndex,
+        stored: &Stored,
+        plan: &Plan,
+        out: &mut [u8],
+    ) -> Result<(), String> {
+        let need = index.needed(plan);
+        let chosen: Vec<&Frame> = index
+            .frames
+            .iter()
+            .zip(&need)
+            .filter(|(_, n)| **n)
+            .map(|(f, _)| f)
+            .collect();
+        // Each frame feeds one contiguous piece of the result, in frame order.
+        let starts: Vec<u64> = chosen
+            .iter()
+            .map(|f| plan.result_offset(f.decoded.start))
+            .collect();
+        let mut jobs = Vec::with_capacity(chosen.len());
+        let mut rest = out;
+        for (k, f) in chosen.iter().enumerate() {
+            let end = starts.get(k + 1).copied().unwrap_or(plan.len());
+            let (head, tail) = rest.split_at_mut((end - starts[k]) as usize);
+            jobs.push((*f, starts[k], head));
+            rest = tail;
+        }
+        let fill = |scratch: &mut Vec<u8>, (f, start, dst): (&Frame, u64, &mut [u8])| {
+            scratch.resize((f.decoded.end - f.decoded.start) as usize, 0);
+            self.decode_one(c, index, stored, f, scratch)?;
+            let (run, from) = (plan.run, f.decoded.start);
+            let mut filled = 0;
+            for off in plan.offsets_from(start / run) {
+                if filled == dst.len() {
+                    break;
+                }
+                let (lo, hi) = (off.max(from), (off + run).min(f.decoded.end));
+                let n = (hi - lo) as usize;
+                dst[filled..filled + n]
+                    .copy_from_slice(&scratch[(lo - from) as usize..(hi - from) as usize]);
+                filled += n;
+            }
+            Ok(())
+        };
+        if jobs.len() == 1 {
+            return jobs
+                .into_iter()
+                .try_for_each(|job| fill(&mut Vec::new(), job));
+        }
+        crate::parallel::install(|| jobs.into_par_iter().try_for_each_init(Vec::new, fill))
+    }
+
+    /// Decodes one frame of `index` into `dst` (its decoded size).
+    fn decode_one(
+        &self,
+        c: &Component,
+        index: &FrameIndex,
+        stored: &Stored,
+        f: &Frame,
+        dst: &mut [u8],
+    ) -> Result<(), String> {
+        let range = f.stored.start as usize..f.stored.end as usize;
+        let read;
+        let src = match stored {
+            Stored::Memory(bytes) => &bytes[range],
+            Stored::File => {
+                let mut v = vec![0u8; range.len()];
+                self.source
+                    .read_into(c.offset + f.stored.start, &mut v)
+                    .map_err(|e| format!("reading zstd frame: {e}"))?;
+                read = v;
+                &read[..]
+            }
+        };
+        self.slices.decoded.fetch_add(1, Ordering::Relaxed);
+        if index.whole {
+            codec::decompress_exact(src, dst)
+        } else {
+            codec::decode_frame(src, dst)
+        }
     }
 
     /// Decodes, in parallel, the frames of `index` that `plan` needs.
@@ -439,27 +531,7 @@ impl Reader {
             rest = tail;
             packed += len;
         }
-        let decode = |(f, dst): (&Frame, &mut [u8])| -> Result<(), String> {
-            let range = f.stored.start as usize..f.stored.end as usize;
-            let read;
-            let src = match stored {
-                Stored::Memory(bytes) => &bytes[range],
-                Stored::File => {
-                    let mut v = vec![0u8; range.len()];
-                    self.source
-                        .read_into(c.offset + f.stored.start, &mut v)
-                        .map_err(|e| format!("reading zstd frame: {e}"))?;
-                    read = v;
-                    &read[..]
-                }
-            };
-            self.slices.decoded.fetch_add(1, Ordering::Relaxed);
-            if index.whole {
-                codec::decompress_exact(src, dst)
-            } else {
-                codec::decode_frame(src, dst)
-            }
-        };
+        let decode = |(f, dst): (&Frame, &mut [u8])| self.decode_one(c, index, stored, f, dst);
         if jobs.len() == 1 {
             jobs.into_iter().try_for_each(decode)?;
         } else {
