@@ -1,7 +1,8 @@
 //! # ztensor
 //!
 //! The `.zt` tensor container (format v1, magic `ZTEN1000`): a zero-copy,
-//! validating reader and a streaming, atomic writer.
+//! validating reader and a streaming, atomic writer. [`Writer::append`] adds
+//! tensors to an existing file in place, crash-safely (see [`repair`]).
 //!
 //! ```no_run
 //! use ztensor::{Reader, Writer, WriteOptions, Checksum};
