@@ -133,6 +133,101 @@ fn every_truncation_is_refused_not_read_as_fill() {
     }
 }
 
+/// The one offset where `needle` occurs in `data`.
+fn find_once(data: &[u8], needle: &[u8]) -> usize {
+    let hits: Vec<usize> = data
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(hits.len(), 1, "{needle:?} occurs {} times", hits.len());
+    hits[0]
+}
+
+fn put_u64(data: &mut [u8], at: usize, value: u64) {
+    data[at..at + 8].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Issue 11: damage h5py refuses (libhdf5 checks these) made a tensor read
+/// with wrong values: a chunk B-tree or a chunk past the end of the file was
+/// taken for "never written" (fill values), a B-tree key whose offsets are no
+/// multiple of the chunk shape placed a chunk elsewhere or nowhere, a
+/// dimension past its maximum read bytes beyond the data, and a member name
+/// out of order (libhdf5 cannot look it up) listed a tensor under a name
+/// nothing wrote. Each makes the tensors it concerns unreadable, no more.
+#[test]
+fn structural_damage_libhdf5_refuses_is_refused() {
+    let data = std::fs::read(fixture("h5py_chunked.h5")).unwrap();
+    let len = data.len() as u64;
+    // z's layout message: version 3, chunked, rank 1 (+1), B-tree address, chunk (3, 8 bytes)
+    let layouts: Vec<usize> = (0..data.len() - 19)
+        .filter(|&i| {
+            data[i..i + 3] == [3, 2, 2] && data[i + 11..i + 19] == [3, 0, 0, 0, 8, 0, 0, 0]
+        })
+        .collect();
+    assert_eq!(layouts.len(), 1);
+    let layout = layouts[0];
+    let btree = u64::from_le_bytes(data[layout + 3..layout + 11].try_into().unwrap()) as usize;
+    assert_eq!(&data[btree..btree + 6], b"TREE\x01\x00"); // a chunk B-tree leaf
+    let key0 = btree + 24; // chunk size, filter mask, 2 offsets; then the first chunk's address
+    let child0 = key0 + 8 + 16;
+    // z's dataspace: version 1, rank 1, max dims present; 6 elements, at most 6
+    let mut space = vec![1, 1, 1, 0, 0, 0, 0, 0];
+    space.extend(6u64.to_le_bytes());
+    space.extend(6u64.to_le_bytes());
+    let space = find_once(&data, &space) + 8;
+    // the root group's local heap holds the names "z", "a", "s"
+    let heap_a = find_once(&data, b"\0\0z\0\0\0\0\0\0\0a\0") + 10;
+
+    type Patch = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Patch, &[&str], &str)> = vec![
+        (
+            "chunk B-tree past the end",
+            Box::new(move |d| put_u64(d, layout + 3, len + 4096)),
+            &["z"],
+            "past the end",
+        ),
+        (
+            "chunk past the end",
+            Box::new(move |d| put_u64(d, child0, len + 4096)),
+            &["z"],
+            "past the end",
+        ),
+        (
+            "chunk offset no multiple of the chunk",
+            Box::new(move |d| put_u64(d, key0 + 8, 1)),
+            &["z"],
+            "not multiples",
+        ),
+        (
+            "dimension past its maximum",
+            Box::new(move |d| put_u64(d, space, 7)),
+            &["z"],
+            "maximum",
+        ),
+        (
+            "member name out of order",
+            Box::new(move |d| d[heap_a] = b'}'),
+            &["z", "s", "}"],
+            "name order",
+        ),
+    ];
+    for (what, patch, broken, needle) in cases {
+        let mut bad = data.clone();
+        patch(&mut bad);
+        let r = ztensor_formats::from_bytes(&bad).unwrap();
+        for name in broken {
+            let err = r.read(name).expect_err(what).to_string();
+            assert!(err.contains(needle), "{what}: {name}: {err}");
+        }
+        if !broken.contains(&"s") {
+            assert_eq!(r.to_vec::<i16>("s").unwrap(), [0, 1, 2, 3, 4], "{what}");
+            assert_eq!(r.to_vec::<f32>("a").unwrap()[11], 11.0, "{what}");
+        }
+    }
+}
+
 #[test]
 fn garbage_after_a_signature_is_an_error() {
     let mut bytes = b"\x89HDF\r\n\x1a\n".to_vec();

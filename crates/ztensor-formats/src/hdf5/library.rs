@@ -7,17 +7,18 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rust_hdf5::format::btree_v1::BTreeV1Config;
 use rust_hdf5::format::dense_attr::read_dense_attributes;
 use rust_hdf5::format::messages::attr_info::AttributeInfoMessage;
 use rust_hdf5::format::messages::attribute::AttributeMessage;
 use rust_hdf5::format::messages::datatype::{ByteOrder, DatatypeMessage};
-use rust_hdf5::format::object_header::ObjectHeader;
 use rust_hdf5::format::superblock::{detect_superblock_version, SuperblockV0V1, SuperblockV2V3};
 use rust_hdf5::format::{BlockReader, FormatContext, FormatError, FormatResult, UNDEF_ADDR};
 use rust_hdf5::{H5Dataset, H5File, H5Type, Hdf5Error, StorageLayout, ViewRefusal};
 use ztensor::Value;
 
 use super::backend::{DatasetDesc, ElemType, Hdf5Backend, Storage};
+use super::check::{self, Geometry};
 
 /// Most elements of one attribute turned into file or tensor attributes;
 /// longer ones are skipped (attributes are metadata, not data).
@@ -116,6 +117,20 @@ impl RustHdf5 {
             file,
             root_attrs,
             _temp: temp,
+        })
+    }
+
+    /// The v1 B-tree "K" values of the superblock extension, when it has them.
+    pub fn btree_k(&self) -> Option<BTreeV1Config> {
+        let k = catch_unwind(AssertUnwindSafe(|| {
+            self.file.superblock_extension().btree_k
+        }))
+        .ok()
+        .flatten()?;
+        Some(BTreeV1Config {
+            sym_leaf_k: k.sym_leaf_k,
+            snode_internal_k: k.snode_internal_k,
+            chunk_internal_k: k.chunk_internal_k,
         })
     }
 
@@ -380,19 +395,65 @@ pub(super) fn signature_offset(bytes: &[u8]) -> Option<usize> {
         .find(|&at| bytes[at..].starts_with(super::SIGNATURE))
 }
 
-/// The superblock's end-of-file address: where the file's HDF5 data ends,
-/// measured from the start of the file (userblock included), or `None` when
-/// it is undefined. An error when the superblock cannot be decoded.
-pub(super) fn stored_eof(bytes: &[u8]) -> Result<Option<u64>, String> {
+/// What the superblock says: where the HDF5 data ends (measured from the
+/// start of the file, userblock included; `None` when undefined), and the
+/// layout facts the structural checks need.
+pub(super) struct Superblock {
+    pub eof: Option<u64>,
+    pub geometry: Geometry,
+}
+
+/// Decodes the superblock; an error when it cannot be decoded.
+pub(super) fn superblock(bytes: &[u8]) -> Result<Superblock, String> {
     let base = signature_offset(bytes).ok_or("no superblock signature")?;
     let sb = &bytes[base..];
     let bad = |e: FormatError| format!("cannot decode the superblock: {e}");
-    let eof = match detect_superblock_version(sb).map_err(bad)? {
-        0 | 1 => SuperblockV0V1::decode(sb).map_err(bad)?.end_of_file_address,
-        2 | 3 => SuperblockV2V3::decode(sb).map_err(bad)?.end_of_file_address,
-        v => return Err(format!("superblock version {v} is not supported")),
-    };
-    Ok((eof != UNDEF_ADDR).then_some(eof))
+    let (eof, root, sizeof_addr, sizeof_size, k) =
+        match detect_superblock_version(sb).map_err(bad)? {
+            0 | 1 => {
+                let s = SuperblockV0V1::decode(sb).map_err(bad)?;
+                let k = BTreeV1Config {
+                    sym_leaf_k: s.sym_leaf_k,
+                    snode_internal_k: s.btree_internal_k,
+                    chunk_internal_k: s
+                        .indexed_storage_k
+                        .unwrap_or(BTreeV1Config::default().chunk_internal_k),
+                };
+                let root = s.root_symbol_table_entry.obj_header_addr;
+                (
+                    s.end_of_file_address,
+                    root,
+                    s.sizeof_offsets,
+                    s.sizeof_lengths,
+                    k,
+                )
+            }
+            2 | 3 => {
+                let s = SuperblockV2V3::decode(sb).map_err(bad)?;
+                let root = s.root_group_object_header_address;
+                let k = BTreeV1Config::default();
+                (
+                    s.end_of_file_address,
+                    root,
+                    s.sizeof_offsets,
+                    s.sizeof_lengths,
+                    k,
+                )
+            }
+            v => return Err(format!("superblock version {v} is not supported")),
+        };
+    Ok(Superblock {
+        eof: (eof != UNDEF_ADDR).then_some(eof),
+        geometry: Geometry {
+            base: base as u64,
+            ctx: FormatContext {
+                sizeof_addr,
+                sizeof_size,
+            },
+            k,
+            root,
+        },
+    })
 }
 
 /// The attribute messages in the root group's object header.
@@ -403,54 +464,13 @@ pub(super) fn stored_eof(bytes: &[u8]) -> Result<Option<u64>, String> {
 /// and dense attribute storage included. Best effort: shared attribute
 /// messages, and any attribute whose structures do not decode, are skipped.
 fn root_attribute_messages(bytes: &[u8]) -> Option<Vec<AttributeMessage>> {
-    let base = signature_offset(bytes)?;
-    let sb = &bytes[base..];
-    let (root, sizeof_addr, sizeof_size) = match detect_superblock_version(sb).ok()? {
-        0 | 1 => {
-            let s = SuperblockV0V1::decode(sb).ok()?;
-            let root = s.root_symbol_table_entry.obj_header_addr;
-            (root, s.sizeof_offsets, s.sizeof_lengths)
-        }
-        2 | 3 => {
-            let s = SuperblockV2V3::decode(sb).ok()?;
-            let root = s.root_group_object_header_address;
-            (root, s.sizeof_offsets, s.sizeof_lengths)
-        }
-        _ => return None,
-    };
-    let at = usize::try_from(root).ok()?.checked_add(base)?;
-    let (header, _) = ObjectHeader::decode_any(bytes.get(at..)?).ok()?;
-    let v2 = bytes.get(at..at + 4) == Some(b"OHDR");
-    let ctx = FormatContext {
-        sizeof_addr,
-        sizeof_size,
-    };
-    // (type, flags, body) of every message, continuation blocks followed.
-    let mut messages: Vec<(u8, u8, Vec<u8>)> = Vec::new();
-    let mut pending: Vec<(u8, u8, Vec<u8>)> = header
-        .messages
-        .into_iter()
-        .map(|m| (m.msg_type, m.flags, m.data))
-        .collect();
-    let mut blocks = 0;
-    while let Some(m) = pending.pop() {
-        if m.0 == CONTINUATION && blocks < MAX_CONTINUATIONS {
-            blocks += 1;
-            let addr = read_uint(&m.2, 0, sizeof_addr)?;
-            let len = read_uint(&m.2, sizeof_addr as usize, sizeof_size)?;
-            let start = usize::try_from(addr).ok()?.checked_add(base)?;
-            let end = start.checked_add(usize::try_from(len).ok()?)?;
-            let block = bytes.get(start..end)?;
-            pending.extend(continuation_block(block, v2, header.flags & 0x04 != 0));
-        } else {
-            messages.push(m);
-        }
-    }
+    let geo = superblock(bytes).ok()?.geometry;
+    let ctx = geo.ctx;
+    let messages = check::header_messages(bytes, geo.base, geo.root, &ctx).ok()?;
     let mut attrs: Vec<AttributeMessage> = messages
         .iter()
         .filter(|m| m.0 == ATTRIBUTE && m.1 & SHARED == 0)
         .filter_map(|m| AttributeMessage::decode(&m.2, &ctx).ok().map(|(a, _)| a))
-        .rev()
         .collect();
     // Dense storage (HDF5 moves past 8 attributes of a version-2 header
     // into a fractal heap indexed by a B-tree), named by an attribute-info message.
@@ -458,7 +478,7 @@ fn root_attribute_messages(bytes: &[u8]) -> Option<Vec<AttributeMessage>> {
         let Ok((info, _)) = AttributeInfoMessage::decode(&m.2, &ctx) else {
             continue;
         };
-        let mut reader = ImageReader { bytes, base };
+        let mut reader = ImageReader::new(bytes, geo.base as usize);
         if let Ok(entries) = read_dense_attributes(&info, &ctx, &mut reader) {
             attrs.extend(entries.iter().filter_map(|e| e.decoded().ok().cloned()));
         }
@@ -468,9 +488,16 @@ fn root_attribute_messages(bytes: &[u8]) -> Option<Vec<AttributeMessage>> {
 
 /// Reads blocks of the file image for the format codecs (addresses are
 /// relative to the superblock, i.e. past any userblock).
-struct ImageReader<'a> {
+pub(super) struct ImageReader<'a> {
     bytes: &'a [u8],
     base: usize,
+}
+
+impl<'a> ImageReader<'a> {
+    /// A reader of `bytes` whose addresses count from `base`.
+    pub(super) fn new(bytes: &'a [u8], base: usize) -> ImageReader<'a> {
+        ImageReader { bytes, base }
+    }
 }
 
 impl BlockReader for ImageReader<'_> {
@@ -490,63 +517,7 @@ impl BlockReader for ImageReader<'_> {
 
 const ATTRIBUTE: u8 = 0x0C;
 const ATTRIBUTE_INFO: u8 = 0x15;
-const CONTINUATION: u8 = 0x10;
 const SHARED: u8 = 0x02;
-/// Most continuation blocks followed (a hostile chain may loop).
-const MAX_CONTINUATIONS: usize = 64;
-
-/// A little-endian unsigned integer of `width` bytes at `at`.
-fn read_uint(buf: &[u8], at: usize, width: u8) -> Option<u64> {
-    let raw = buf.get(at..at.checked_add(width as usize)?)?;
-    if raw.len() > 8 {
-        return None;
-    }
-    let mut b = [0u8; 8];
-    b[..raw.len()].copy_from_slice(raw);
-    Some(u64::from_le_bytes(b))
-}
-
-/// The messages of one object-header continuation block: version 1 blocks
-/// are bare 8-byte aligned messages, version 2 ones start with `OCHK` and end
-/// with a checksum (left unchecked: this is best-effort metadata).
-fn continuation_block(block: &[u8], v2: bool, creation_order: bool) -> Vec<(u8, u8, Vec<u8>)> {
-    let mut out = Vec::new();
-    if v2 {
-        let Some(body) = block
-            .strip_prefix(b"OCHK")
-            .and_then(|b| b.get(..b.len().checked_sub(4)?))
-        else {
-            return out;
-        };
-        let head = if creation_order { 6 } else { 4 };
-        let mut at = 0;
-        while at + head <= body.len() {
-            let ty = body[at];
-            let size = u16::from_le_bytes([body[at + 1], body[at + 2]]) as usize;
-            let flags = body[at + 3];
-            let Some(data) = body.get(at + head..at + head + size) else {
-                break;
-            };
-            out.push((ty, flags, data.to_vec()));
-            at += head + size;
-        }
-    } else {
-        let mut at = 0;
-        while at + 8 <= block.len() {
-            let ty = u16::from_le_bytes([block[at], block[at + 1]]);
-            let size = u16::from_le_bytes([block[at + 2], block[at + 3]]) as usize;
-            let flags = block[at + 4];
-            let Some(data) = block.get(at + 8..at + 8 + size) else {
-                break;
-            };
-            if let Ok(ty) = u8::try_from(ty) {
-                out.push((ty, flags, data.to_vec()));
-            }
-            at += 8 + size;
-        }
-    }
-    out
-}
 
 /// Classifies a stored datatype.
 fn elem_type(dt: &DatatypeMessage) -> ElemType {

@@ -23,7 +23,10 @@
 //!   other attribute types are skipped).
 //!
 //! Hostile files: a file shorter than its superblock's end-of-file address
-//! is refused (truncated); every library call is panic-contained; a decoded size is
+//! is refused (truncated); the structural checks libhdf5 makes and the
+//! library does not (addresses past the end, chunk B-tree keys, extents,
+//! member order; see `check.rs`) make the datasets they concern unreadable;
+//! every library call is panic-contained; a decoded size is
 //! refused when it exceeds [`MAX_EXPANSION`] times the file size (a
 //! contiguous range must lie inside the file). Fletcher-32 chunk checksums
 //! are verified (for datasets of up to 16384 chunks; beyond that they are
@@ -35,8 +38,11 @@
 //! (h5py in `"w"`/`"a"` mode) cannot open the file meanwhile.
 
 mod backend;
+mod check;
 mod library;
 
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -60,10 +66,11 @@ pub fn parse(bytes: &[u8], path: Option<&Path>) -> Result<Catalog, String> {
     let Some(at) = library::signature_offset(bytes) else {
         return Err("not an HDF5 file (no superblock signature)".into());
     };
+    let superblock = library::superblock(bytes)?;
     // As libhdf5 does: a file that ends before the address its superblock
     // says the data ends at is truncated (the library would read the missing
     // chunks as never written, i.e. as fill values).
-    if let Some(eof) = library::stored_eof(bytes)? {
+    if let Some(eof) = superblock.eof {
         let len = bytes.len() as u64;
         if len < eof {
             return Err(format!(
@@ -72,7 +79,14 @@ pub fn parse(bytes: &[u8], path: Option<&Path>) -> Result<Catalog, String> {
         }
     }
     let backend = library::RustHdf5::open(bytes, path)?;
-    let mut catalog = parse_with(bytes, Arc::new(backend))?;
+    let mut geometry = superblock.geometry;
+    if let Some(k) = backend.btree_k() {
+        geometry.k = k;
+    }
+    // Pure code over the image, but the codecs are young: a panic is no verdict.
+    let problems =
+        catch_unwind(AssertUnwindSafe(|| check::problems(bytes, &geometry))).unwrap_or_default();
+    let mut catalog = project(bytes, Arc::new(backend), &problems)?;
     // The superblock version (0 for h5py's default, 2 or 3 with newer libvers).
     catalog.version = bytes.get(at + 8).map_or(String::new(), u8::to_string);
     Ok(catalog)
@@ -95,12 +109,24 @@ pub fn has_signature(bytes: &[u8]) -> bool {
 
 /// Projects a file opened by `backend` (whose image is `bytes`).
 pub fn parse_with(bytes: &[u8], backend: Arc<dyn Hdf5Backend>) -> Result<Catalog, String> {
+    project(bytes, backend, &HashMap::new())
+}
+
+/// [`parse_with`], with the problems [`check::problems`] found, by object path.
+fn project(
+    bytes: &[u8],
+    backend: Arc<dyn Hdf5Backend>,
+    problems: &HashMap<String, String>,
+) -> Result<Catalog, String> {
     let file_len = bytes.len() as u64;
     let entries = backend
         .datasets()?
         .into_iter()
         .map(|path| {
             let name = path.trim_start_matches('/').replace('/', ".");
+            if let Some(problem) = check::problem_of(problems, &path) {
+                return Entry::broken(name, problem.to_string());
+            }
             backend
                 .describe(&path)
                 .and_then(|desc| tensor(&name, &path, desc, file_len, &backend))
