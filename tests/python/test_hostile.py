@@ -890,6 +890,34 @@ def test_pickled_name_that_is_not_utf8_is_refused(tmp_path):
     assert not r["ok"] and r["clean"] and "bad.bin" in r["msg"] and "UTF-8" in r["msg"], r
 
 
+def test_legacy_storage_size_header_that_disagrees_is_refused(tmp_path):
+    """A legacy checkpoint stores each storage as an element count and its bytes, one after
+    another. A damaged count moved every later storage, which then read other bytes (torch.load
+    refuses: "storage has wrong byte size"). Three one-element float64 storages of bits 2:
+    with the first count made 2, the second storage was read from the third's count (bits 1)."""
+    import torch
+
+    value = np.array([2], dtype=np.uint64).view(np.float64)  # 1e-323
+    tensors = {k: torch.from_numpy(value.copy()) for k in "abc"}
+    torch.save(tensors, tmp_path / "src.pt", _use_new_zipfile_serialization=False)
+    data = (tmp_path / "src.pt").read_bytes()
+    records = (struct.pack("<q", 1) + value.tobytes()) * 3
+    assert data.count(records) == 1
+    at = data.index(records)
+    bad = data[:at] + struct.pack("<q", 2) + data[at + 8:]
+    (tmp_path / "lib.pt").write_bytes(bad)
+    with pytest.raises(RuntimeError, match="wrong byte size"):
+        torch.load(tmp_path / "lib.pt", weights_only=True)
+    res = _read_all(tmp_path, {"good.pt": data, "bad.pt": bad})
+    assert res["good.pt"]["tensors"] == {k: [_summary(value)] * 2 for k in "abc"}
+    r = res["bad.pt"]
+    assert r["ok"], r
+    for name, reads in r["tensors"].items():
+        for read in reads:
+            assert "err" in read or read == _summary(value), (name, read)
+    assert any("err" in read for reads in r["tensors"].values() for read in reads)
+
+
 # ---------------------------------------------------------------------------
 # decompression bombs and huge declared sizes: bounded time and memory
 # ---------------------------------------------------------------------------

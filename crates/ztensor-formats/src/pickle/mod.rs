@@ -542,6 +542,15 @@ fn parse_legacy(
             missing = format!("the file is truncated (storage '{key}' runs past its end)");
             break;
         };
+        // As torch.load: a size header other than the pickle's count is
+        // damage, and every storage after it would be read from the wrong place.
+        if let Some(n) = storages.get(&key).and_then(|s| s.declared) {
+            if n != count {
+                missing =
+                    format!("storage '{key}' holds {count} elements where its pickle declares {n}");
+                break;
+            }
+        }
         located.entry(key).or_insert(Located {
             bytes: StorageBytes::Stored {
                 offset: base + start,

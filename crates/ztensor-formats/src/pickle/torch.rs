@@ -756,17 +756,18 @@ pub(crate) fn tensor_info(
     let t = view.dtype;
     let w = t.itemsize;
     let key = &view.storage.key;
-    let mut usable = loc.bytes.len();
+    let usable = loc.bytes.len();
     if let (Some(n), Some(size)) = (view.storage.declared, view.storage.itemsize) {
         let declared = n
             .checked_mul(size)
             .ok_or_else(|| format!("storage '{key}' declares an impossible size"))?;
-        if declared > usable {
+        // As torch.load: a record of another size is damage (e.g. another
+        // record's, when a damaged name or size header points here).
+        if declared != usable {
             return Err(format!(
                 "storage '{key}' declares {declared} bytes but the file holds {usable}"
             ));
         }
-        usable = declared;
     }
     let storage_elems = usable / w;
     let strided = Strided {
