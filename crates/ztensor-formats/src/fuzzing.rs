@@ -5,7 +5,7 @@
 
 use ztensor::{Layout, Reader, TensorBytes};
 
-use crate::Format;
+use crate::{Format, ParseContext};
 
 /// The fuzz target names, in the order `scripts/fuzz.sh` runs them: one per
 /// format, plus `cbor` for the `.zt` manifest decoders on their own.
@@ -78,7 +78,9 @@ pub fn run(target: &str, input: &[u8]) -> Outcome {
 /// nothing although a read failed. (Crashes inside the library surface as
 /// panics or aborts on their own.)
 pub fn exercise(format: Format, input: &[u8]) -> Outcome {
-    let Ok(reader) = Reader::from_bytes_with_parser(input, |b| format.parse(b, None)) else {
+    let Ok(reader) =
+        Reader::from_bytes_with_parser(input, |b| format.parse(b, &ParseContext::default()))
+    else {
         return Outcome::default();
     };
     let mut out = Outcome {

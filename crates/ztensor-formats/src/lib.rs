@@ -18,8 +18,11 @@
 use std::io::Read;
 use std::path::Path;
 
-use ztensor::{Catalog, DType, ReadMode, Reader};
+use ztensor::{Catalog, ReadMode, Reader};
 
+pub use context::{OpenOptions, ParseContext};
+
+mod context;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gguf;
@@ -94,30 +97,18 @@ impl Format {
         }
     }
 
-    /// Parses a whole file image of this format. `path` is where the image
-    /// came from, when it came from a file: formats that refer to other
-    /// files (ONNX external data) resolve them next to it.
-    pub fn parse(self, bytes: &[u8], path: Option<&Path>) -> Result<Catalog, String> {
-        self.parse_with_options(bytes, path, &OpenOptions::default())
-    }
-
-    /// [`Format::parse`] with [`OpenOptions`] (formats an option does not
-    /// concern ignore it).
-    pub fn parse_with_options(
-        self,
-        bytes: &[u8],
-        path: Option<&Path>,
-        options: &OpenOptions,
-    ) -> Result<Catalog, String> {
+    /// Parses a whole file image of this format, with what `cx` says
+    /// (formats an option does not concern ignore it).
+    pub fn parse(self, bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
         match self {
             Format::Zt => ztensor::Reader::parse_zt(bytes),
-            Format::Safetensors => safetensors::parse(bytes),
-            Format::Pickle => pickle::parse_with(bytes, options.strict),
-            Format::Npz => npz::parse(bytes),
-            Format::Npy => npz::parse_npy(bytes),
-            Format::Gguf => gguf::parse_with(bytes, options.dequantize),
-            Format::Onnx => onnx::parse(bytes, path),
-            Format::Hdf5 => hdf5::parse(bytes, path),
+            Format::Safetensors => safetensors::parse(bytes, cx),
+            Format::Pickle => pickle::parse(bytes, cx),
+            Format::Npz => npz::parse(bytes, cx),
+            Format::Npy => npz::parse_npy(bytes, cx),
+            Format::Gguf => gguf::parse(bytes, cx),
+            Format::Onnx => onnx::parse(bytes, cx),
+            Format::Hdf5 => hdf5::parse(bytes, cx),
         }
     }
 }
@@ -192,49 +183,6 @@ fn looks_like_safetensors(head: &[u8]) -> bool {
     }
 }
 
-/// Choices made when a file is opened; `OpenOptions::default()` reads every
-/// file as stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct OpenOptions {
-    /// Dequantize GGUF block-quantized tensors to this dtype (`F32` or
-    /// `F16`; other dtypes are refused at open). Each tensor whose ggml type
-    /// has a kernel (see [`gguf::dequant`]) then reads as a dense array of
-    /// its original shape, decoded at read time (never zero-copy); types
-    /// without a kernel stay raw bytes. Other formats hold no quantized
-    /// tensors and ignore it. `None` (default): raw bytes.
-    pub dequantize: Option<DType>,
-    /// Refuse a pickle (`.pt`, `.pth`, `.bin`, `.pkl`) that names a global
-    /// the reader does not interpret (`argparse.Namespace`, a user class)
-    /// instead of skipping its objects and listing it in
-    /// [`Reader::skipped_globals`]. Other formats ignore it. Globals that
-    /// can run code are refused whatever this says (see [`pickle::parse_with`]).
-    pub strict: bool,
-}
-
-impl OpenOptions {
-    /// Sets [`OpenOptions::dequantize`].
-    pub fn dequantize(mut self, dtype: Option<DType>) -> Self {
-        self.dequantize = dtype;
-        self
-    }
-
-    /// Sets [`OpenOptions::strict`].
-    pub fn strict(mut self, strict: bool) -> Self {
-        self.strict = strict;
-        self
-    }
-
-    fn check(&self) -> ztensor::Result<()> {
-        match self.dequantize {
-            None | Some(DType::F32 | DType::F16) => Ok(()),
-            Some(d) => Err(ztensor::Error::InvalidArgument(format!(
-                "dequantize must be float32 or float16, not {d}"
-            ))),
-        }
-    }
-}
-
 /// Opens any supported file, memory-mapped.
 pub fn open(path: impl AsRef<Path>) -> ztensor::Result<Reader> {
     open_with(path, ReadMode::Mmap)
@@ -263,8 +211,9 @@ pub fn open_with_options(
         }
         Err(_) => None, // the reader reports the I/O error with its path
     };
+    let cx = ParseContext::new(Some(path), options);
     Reader::open_with_parser(path, mode, |bytes| match format {
-        Some(format) => format.parse_with_options(bytes, Some(path), options),
+        Some(format) => format.parse(bytes, &cx),
         None => Err(undetected(&head[..n], Some(path))),
     })
 }
@@ -279,8 +228,9 @@ pub fn from_bytes_with_options(bytes: &[u8], options: &OpenOptions) -> ztensor::
     options.check()?;
     let head = &bytes[..bytes.len().min(16)];
     let format = detect(head, None).or_else(|| hdf5::has_signature(bytes).then_some(Format::Hdf5)); // after a userblock
+    let cx = ParseContext::new(None, options);
     Reader::from_bytes_with_parser(bytes, |b| match format {
-        Some(format) => format.parse_with_options(b, None, options),
+        Some(format) => format.parse(b, &cx),
         None => Err(undetected(head, None)),
     })
 }

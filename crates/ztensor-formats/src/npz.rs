@@ -37,6 +37,7 @@ use ztensor::{Catalog, Digest, Entry, Transform};
 
 use crate::npy::{self, Data, Header};
 use crate::transforms::Inflate;
+use crate::ParseContext;
 
 /// The name [`parse_npy`] gives the single array of an `.npy` file.
 ///
@@ -55,7 +56,7 @@ struct Member {
 }
 
 /// Parses a whole `.npz` file image.
-pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
+pub fn parse(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, String> {
     let file_len = bytes.len() as u64;
     let mut zip = ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| format!("not a readable zip archive: {e}"))?;
@@ -293,7 +294,7 @@ fn refuse_overlaps(members: &mut [Member]) {
 ///
 /// A malformed header fails the whole file; an array whose dtype ztensor
 /// cannot hold is listed as unreadable, with the reason.
-pub fn parse_npy(bytes: &[u8]) -> Result<Catalog, String> {
+pub fn parse_npy(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, String> {
     let header = npy::parse_header(bytes)?;
     let file_len = bytes.len() as u64;
     let info = npy::tensor(

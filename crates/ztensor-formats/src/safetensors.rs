@@ -25,6 +25,8 @@ use safetensors::tensor::{Dtype, Metadata};
 use safetensors::SafeTensors;
 use ztensor::{Catalog, Component, DType, Encoding, Entry, TensorInfo, Value};
 
+use crate::ParseContext;
+
 /// The logical type of safetensors' `F4` in ztensor.
 pub const F4_LOGICAL: &str = "f4_e2m1fn_x2";
 
@@ -114,8 +116,8 @@ fn dtype(d: Dtype) -> Result<(DType, Option<&'static str>), String> {
     })
 }
 
-/// Parses a whole file image.
-pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
+/// Parses a whole file image (no option concerns safetensors).
+pub fn parse(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, String> {
     let (header_len, metadata) = read_metadata(bytes)?;
     let file_len = bytes.len() as u64;
     let data_start = (header_len as u64)

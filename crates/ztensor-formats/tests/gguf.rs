@@ -3,6 +3,7 @@
 //! entry points.
 
 use ztensor::{DType, Encoding, Value};
+use ztensor_formats::ParseContext;
 
 /// A metadata value as written: type id and encoded bytes.
 struct Kv(u32, Vec<u8>);
@@ -323,7 +324,7 @@ fn hostile_counts_and_lengths_fail_cleanly() {
     f.extend_from_slice(&[0; 8192]);
     assert!(ztensor_formats::from_bytes(&f).is_err());
     // Bad magic, version 1, big-endian.
-    assert!(ztensor_formats::gguf::parse(b"GGUX\x03\0\0\0").is_err());
+    assert!(ztensor_formats::gguf::parse(b"GGUX\x03\0\0\0", &ParseContext::default()).is_err());
     let mut v1 = header(0, 0);
     v1[4..8].copy_from_slice(&1u32.to_le_bytes());
     assert!(ztensor_formats::from_bytes(&v1).is_err());

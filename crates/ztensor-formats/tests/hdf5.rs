@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use ztensor::{DType, Encoding, Value};
 use ztensor_formats::hdf5::{self, DatasetDesc, ElemType, Hdf5Backend, Storage};
+use ztensor_formats::ParseContext;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -233,7 +234,7 @@ fn garbage_after_a_signature_is_an_error() {
     let mut bytes = b"\x89HDF\r\n\x1a\n".to_vec();
     bytes.extend((0..600u32).map(|i| (i * 7 + 3) as u8));
     assert!(ztensor_formats::from_bytes(&bytes).is_err());
-    assert!(hdf5::parse(b"not hdf5 at all", None).is_err());
+    assert!(hdf5::parse(b"not hdf5 at all", &ParseContext::default()).is_err());
 }
 
 /// A backend that reports whatever a test says.
@@ -328,7 +329,11 @@ fn projection_refuses_hostile_descriptions_per_tensor() {
         ),
     ]);
     let image = vec![0u8; 64];
-    let catalog = hdf5::parse_with(&image, Arc::new(fake)).unwrap();
+    let catalog = hdf5::parse(
+        &image,
+        &ParseContext::default().hdf5_backend(Arc::new(fake)),
+    )
+    .unwrap();
     assert_eq!(catalog.format, "hdf5");
     let by_name = |n: &str| catalog.entries.iter().find(|e| e.name == n).unwrap();
     assert!(by_name("ok").info.is_ok());

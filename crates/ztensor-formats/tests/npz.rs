@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use ztensor::{DType, Encoding, Reader};
+use ztensor_formats::ParseContext;
 
 // ---------------------------------------------------------------------------
 // builders
@@ -190,7 +191,10 @@ fn to_fortran(data: &[u8], shape: &[u64], itemsize: usize) -> Vec<u8> {
 }
 
 fn open_npz(bytes: &[u8]) -> Reader {
-    Reader::from_bytes_with_parser(bytes, ztensor_formats::npz::parse).unwrap()
+    Reader::from_bytes_with_parser(bytes, |b| {
+        ztensor_formats::npz::parse(b, &ParseContext::default())
+    })
+    .unwrap()
 }
 
 const DTYPES: &[(&str, DType, Option<&str>, usize)] = &[
@@ -567,7 +571,9 @@ fn truncated_and_mangled_archives_never_panic() {
     }
     let file = zip.finish();
     let check = |bytes: &[u8]| {
-        if let Ok(r) = Reader::from_bytes_with_parser(bytes, ztensor_formats::npz::parse) {
+        if let Ok(r) = Reader::from_bytes_with_parser(bytes, |b| {
+            ztensor_formats::npz::parse(b, &ParseContext::default())
+        }) {
             let names: Vec<String> = r.names().map(String::from).collect();
             for n in names {
                 let _ = r.read(&n);
@@ -585,8 +591,8 @@ fn truncated_and_mangled_archives_never_panic() {
         m[i] ^= 0xA5;
         check(&m);
     }
-    assert!(ztensor_formats::npz::parse(b"PK\x03\x04").is_err());
-    assert!(ztensor_formats::npz::parse(b"").is_err());
+    assert!(ztensor_formats::npz::parse(b"PK\x03\x04", &ParseContext::default()).is_err());
+    assert!(ztensor_formats::npz::parse(b"", &ParseContext::default()).is_err());
 }
 
 // ---------------------------------------------------------------------------
@@ -633,21 +639,26 @@ fn npy_problems() {
     // Bad versions and truncated headers fail the file.
     let good = npy("<f4", false, &[1], &[0; 4]);
     for n in 0..good.len() - 4 {
-        assert!(ztensor_formats::npz::parse_npy(&good[..n]).is_err(), "{n}");
+        assert!(
+            ztensor_formats::npz::parse_npy(&good[..n], &ParseContext::default()).is_err(),
+            "{n}"
+        );
     }
     for n in good.len() - 4..good.len() {
-        let c = ztensor_formats::npz::parse_npy(&good[..n]).unwrap();
+        let c = ztensor_formats::npz::parse_npy(&good[..n], &ParseContext::default()).unwrap();
         assert!(c.entries[0].info.is_err());
     }
     let mut v4 = good.clone();
     v4[6] = 4;
-    assert!(ztensor_formats::npz::parse_npy(&v4)
-        .unwrap_err()
-        .contains("version"));
+    assert!(
+        ztensor_formats::npz::parse_npy(&v4, &ParseContext::default())
+            .unwrap_err()
+            .contains("version")
+    );
     let mut huge = good.clone();
     huge[6] = 2;
     huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert!(ztensor_formats::npz::parse_npy(&huge).is_err());
+    assert!(ztensor_formats::npz::parse_npy(&huge, &ParseContext::default()).is_err());
 }
 
 #[test]

@@ -11,7 +11,7 @@ use ztensor_formats::onnx::proto::{
     tensor_proto::DataLocation, AttributeProto, GraphProto, ModelProto, NodeProto,
     OperatorSetIdProto, SparseTensorProto, StringStringEntryProto, TensorProto,
 };
-use ztensor_formats::Format;
+use ztensor_formats::{Format, ParseContext};
 
 fn raw(name: &str, data_type: i32, dims: &[i64], bytes: &[u8]) -> TensorProto {
     TensorProto {
@@ -54,7 +54,7 @@ fn graph(initializer: Vec<TensorProto>) -> GraphProto {
 }
 
 fn from_bytes(bytes: &[u8]) -> ztensor::Result<Reader> {
-    Reader::from_bytes_with_parser(bytes, |b| Format::Onnx.parse(b, None))
+    Reader::from_bytes_with_parser(bytes, |b| Format::Onnx.parse(b, &ParseContext::default()))
 }
 
 fn le<T: Copy, const N: usize>(v: &[T], f: impl Fn(T) -> [u8; N]) -> Vec<u8> {

@@ -5,6 +5,7 @@
 use std::io::Write;
 
 use ztensor::{DType, Encoding, Value};
+use ztensor_formats::ParseContext;
 
 /// A safetensors image from its JSON header and data section.
 fn image(header: &str, data: &[u8]) -> Vec<u8> {
@@ -230,7 +231,7 @@ fn opens_from_disk_by_content_whatever_the_extension() {
 }
 
 fn parse_err(bytes: &[u8]) -> String {
-    match ztensor_formats::safetensors::parse(bytes) {
+    match ztensor_formats::safetensors::parse(bytes, &ParseContext::default()) {
         Err(e) => e,
         Ok(_) => panic!("parsed a malformed file"),
     }
@@ -245,7 +246,7 @@ fn malformed_headers_fail_the_file_cleanly() {
         ],
         Some("{\"k\":\"v\"}"),
     );
-    assert!(ztensor_formats::safetensors::parse(&good).is_ok());
+    assert!(ztensor_formats::safetensors::parse(&good, &ParseContext::default()).is_ok());
     // Every truncation is refused (the crate requires the exact length).
     for n in 0..good.len() {
         parse_err(&good[..n]);
@@ -304,12 +305,13 @@ fn offsets_summing_past_u64_are_refused_without_panicking() {
         })
         .collect();
     let file = image(&format!("{{{}}}", parts.join(",")), &[]);
-    assert!(ztensor_formats::safetensors::parse(&file).is_err());
+    assert!(ztensor_formats::safetensors::parse(&file, &ParseContext::default()).is_err());
 }
 
 #[test]
 fn empty_file_and_empty_header() {
-    let r = ztensor_formats::safetensors::parse(&image("{}", &[])).unwrap();
+    let r =
+        ztensor_formats::safetensors::parse(&image("{}", &[]), &ParseContext::default()).unwrap();
     assert!(r.entries.is_empty());
     assert_eq!(r.data_region, (10, 10));
     parse_err(&[]);

@@ -16,7 +16,7 @@
 //! number of blocks, or bytes outside the file is unreadable on its own; the
 //! rest of the file stays readable.
 //!
-//! Opt-in ([`parse_with`], `OpenOptions::dequantize`): each quantized
+//! Opt-in ([`parse`] with `OpenOptions::dequantize`): each quantized
 //! tensor whose type has a kernel in [`dequant`] becomes instead a dense
 //! F32 (or F16) tensor of its row-major shape, decoded from the same bytes
 //! when it is read (so never zero-copy), with attributes `{"ggml_type",
@@ -30,6 +30,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use ztensor::{Catalog, Component, DType, Encoding, Entry, TensorInfo, Value};
+
+use crate::ParseContext;
 
 pub mod dequant;
 
@@ -255,14 +257,11 @@ struct RawTensor {
     offset: u64,
 }
 
-/// Parses a whole file image, quantized tensors as raw bytes.
-pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
-    parse_with(bytes, None)
-}
-
-/// Parses a whole file image; with `dequantize` (F32 or F16), quantized
-/// tensors that have a kernel read as dense arrays of that dtype.
-pub fn parse_with(bytes: &[u8], dequantize: Option<DType>) -> Result<Catalog, String> {
+/// Parses a whole file image; quantized tensors are raw bytes unless
+/// `cx.options.dequantize` (F32 or F16) asks for dense arrays of that dtype
+/// (for those that have a kernel).
+pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
+    let dequantize = cx.options.dequantize;
     if let Some(d) = dequantize.filter(|d| !matches!(d, DType::F32 | DType::F16)) {
         return Err(format!(
             "GGUF tensors can be dequantized to float32 or float16, not {d}"

@@ -43,10 +43,11 @@ mod library;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
 use std::sync::Arc;
 
 use ztensor::{Catalog, Component, DType, Encoding, Entry, TensorInfo, Transform, Value};
+
+use crate::ParseContext;
 
 pub use backend::{DatasetDesc, ElemType, Hdf5Backend, Storage};
 
@@ -59,10 +60,16 @@ pub const MAX_EXPANSION: u64 = ztensor::codec::MAX_RATIO;
 /// Size a chunk may reach beyond the dataset's own size (64 MiB).
 const MAX_CHUNK_SLACK: u64 = 64 << 20;
 
-/// Parses a whole file image; `path` is the file it came from, if any (the
-/// library reopens it by path; an image without one is staged in a
-/// temporary file).
-pub fn parse(bytes: &[u8], path: Option<&Path>) -> Result<Catalog, String> {
+/// Parses a whole file image; `cx.path` is the file it came from, if any
+/// (the library reopens it by path; an image without one is staged in a
+/// temporary file). With `cx.hdf5_backend`, that library walks the file
+/// instead, and the structural checks (which concern the built-in library)
+/// are skipped.
+pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
+    if let Some(backend) = &cx.hdf5_backend {
+        return project(bytes, Arc::clone(backend), &HashMap::new());
+    }
+    let path = cx.path;
     let Some(at) = library::signature_offset(bytes) else {
         return Err("not an HDF5 file (no superblock signature)".into());
     };
@@ -107,12 +114,8 @@ pub fn has_signature(bytes: &[u8]) -> bool {
     library::signature_offset(bytes).is_some()
 }
 
-/// Projects a file opened by `backend` (whose image is `bytes`).
-pub fn parse_with(bytes: &[u8], backend: Arc<dyn Hdf5Backend>) -> Result<Catalog, String> {
-    project(bytes, backend, &HashMap::new())
-}
-
-/// [`parse_with`], with the problems [`check::problems`] found, by object path.
+/// Projects a file opened by `backend` (whose image is `bytes`), with the
+/// problems [`check::problems`] found, by object path.
 fn project(
     bytes: &[u8],
     backend: Arc<dyn Hdf5Backend>,

@@ -42,6 +42,7 @@
 
 use std::path::Path;
 
+use crate::ParseContext;
 use prost::bytes::Bytes;
 use prost::Message;
 use ztensor::{Catalog, Entry, Value};
@@ -59,9 +60,10 @@ use tensor::{string_map, Context};
 /// deeper messages earlier; this keeps our walk bounded on its own).
 const MAX_GRAPH_DEPTH: usize = 64;
 
-/// Parses a whole onnx file image; `path` is the file it came from, if any
-/// (external data files are resolved next to it).
-pub fn parse(bytes: &[u8], path: Option<&Path>) -> Result<Catalog, String> {
+/// Parses a whole onnx file image; `cx.path` is the file it came from, if
+/// any (external data files are resolved next to it).
+pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
+    let path = cx.path;
     // SAFETY: `from_static` wants a `'static` slice; `bytes` only lives as
     // long as this call. Every `Bytes` made from it — `buf` and the
     // `raw_data` slices prost splits off it (static `Bytes` never copy or

@@ -77,6 +77,8 @@ use std::rc::Rc;
 
 use ztensor::{Catalog, Entry};
 
+use crate::ParseContext;
+
 use torch::{find_tensors, tensor_info, Found, Storage, StorageBytes, TorchHooks};
 use vm::{Budget, Value};
 
@@ -100,19 +102,16 @@ pub(crate) struct Located {
 
 /// Parses a whole file image: a torch zip checkpoint or TorchScript
 /// archive, a legacy `torch.save` file, or a plain pickle. Globals the
-/// reader does not interpret are listed in [`Catalog::skipped_globals`].
-pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
-    parse_with(bytes, false)
-}
-
-/// [`parse`], refusing a file whose pickles name a global the reader does
-/// not interpret when `strict` (as `torch.load(weights_only=True)` does).
+/// reader does not interpret are listed in [`Catalog::skipped_globals`],
+/// or, with `cx.options.strict`, refuse the file (as
+/// `torch.load(weights_only=True)` does).
 ///
 /// Whatever `strict` says, a file naming a global that can run code or
 /// touch the system when unpickled (`os.system`, `builtins.eval`, ...; the
 /// list and its sources are in `globals.rs`) is refused with an error that
 /// names it. Nothing a pickle names is ever imported or called.
-pub fn parse_with(bytes: &[u8], strict: bool) -> Result<Catalog, String> {
+pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
+    let strict = cx.options.strict;
     let zip = bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06");
     let mut budget = Budget::new(if zip { 0 } else { bytes.len() as u64 });
     let parsed = if zip {
