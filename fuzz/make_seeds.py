@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests" / "python"))
 
 import conftest  # noqa: E402  (the suite's independent .zt builder)
 
-TARGETS = ("zt", "cbor", "safetensors", "npz", "npy", "pickle", "gguf", "onnx", "hdf5")
+TARGETS = ("zt", "cbor", "safetensors", "pickle", "npz", "npy", "gguf", "onnx", "hdf5")
 
 
 def small_arrays() -> dict[str, np.ndarray]:

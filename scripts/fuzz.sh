@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
-# Defaults: 600 seconds, every target (zt cbor safetensors npz npy pickle gguf
+# Defaults: 600 seconds, every target (zt cbor safetensors pickle npz npy gguf
 # onnx hdf5). Builds the targets, writes the seed corpora with
 # fuzz/make_seeds.py when a target's corpus is missing, runs each target on
 # one core (-jobs=1, RAYON_NUM_THREADS=1), then prints executions and corpus
@@ -23,7 +23,7 @@ secs=${1:-600}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(zt cbor safetensors npz npy pickle gguf onnx hdf5)
+    targets=(zt cbor safetensors pickle npz npy gguf onnx hdf5)
 fi
 sanitizer=${FUZZ_SANITIZER:-address}
 python=${PYTHON:-$HOME/.cache/ztensor/venv/bin/python}

@@ -8,6 +8,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -q -- -D warnings
+echo "==> ztensor-formats with no foreign format (.zt + safetensors; no protobuf, no HDF5)"
+cargo check -p ztensor-formats --no-default-features -q
 echo "==> cargo test"
 log="$(mktemp)"
 if ! cargo test --workspace --exclude ztensor-py -q >"$log" 2>&1; then

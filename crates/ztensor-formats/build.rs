@@ -3,6 +3,13 @@
 //! in pure Rust, so no `protoc` binary is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    #[cfg(feature = "onnx")]
+    onnx()?;
+    Ok(())
+}
+
+#[cfg(feature = "onnx")]
+fn onnx() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/onnx.proto");
     let descriptors = protox::compile(["onnx.proto"], ["proto"])?;
     prost_build::Config::new()

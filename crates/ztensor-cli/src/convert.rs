@@ -18,21 +18,19 @@ enum OutFormat {
     Safetensors,
 }
 
-/// Extensions of formats `zt` reads but does not write.
-const READ_ONLY: [&str; 12] = [
-    "npz", "npy", "pt", "pth", "bin", "pkl", "ckpt", "gguf", "onnx", "h5", "hdf5", "pb",
-];
-
 fn out_format(path: &Path) -> Result<OutFormat, Failure> {
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase());
     match ext.as_deref() {
         Some("safetensors") => Ok(OutFormat::Safetensors),
-        Some(e) if READ_ONLY.contains(&e) => Err(Failure::Usage(format!(
-            "cannot write '{}': zt convert writes .zt and .safetensors files, not .{e}",
-            util::show(path)
-        ))),
+        // Formats `zt` reads but does not write (from the format table).
+        Some(e) if ztensor_formats::read_only_extensions().any(|r| r == e) => {
+            Err(Failure::Usage(format!(
+                "cannot write '{}': zt convert writes .zt and .safetensors files, not .{e}",
+                util::show(path)
+            )))
+        }
         _ => Ok(OutFormat::Zt),
     }
 }
@@ -197,4 +195,24 @@ fn to_zt(
     }
     interrupt.check()?;
     writer.finish().map_err(|e| util::with_output(out, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_follow_the_format_table() {
+        for row in &ztensor_formats::TABLE {
+            for ext in row.extensions {
+                let path = format!("out.{}", ext.to_ascii_uppercase());
+                let got = out_format(Path::new(&path));
+                match (row.writable, row.name) {
+                    (true, "safetensors") => assert_eq!(got.ok(), Some(OutFormat::Safetensors)),
+                    (true, _) => assert_eq!(got.ok(), Some(OutFormat::Zt), "{path}"),
+                    (false, _) => assert!(got.is_err(), "{path} would be written"),
+                }
+            }
+        }
+    }
 }

@@ -5,21 +5,23 @@
 
 use ztensor::{Layout, Reader, TensorBytes};
 
-use crate::{Format, ParseContext};
+use crate::{Format, ParseContext, TABLE};
 
 /// The fuzz target names, in the order `scripts/fuzz.sh` runs them: one per
-/// format, plus `cbor` for the `.zt` manifest decoders on their own.
-pub const TARGETS: [&str; 9] = [
-    "zt",
-    "cbor",
-    "safetensors",
-    "npz",
-    "npy",
-    "pickle",
-    "gguf",
-    "onnx",
-    "hdf5",
-];
+/// format of [`TABLE`], named after it, plus `cbor` (after `zt`) for the
+/// `.zt` manifest decoders on their own. `fuzz/Cargo.toml`, `fuzz/fuzz_targets/`,
+/// `fuzz/make_seeds.py` and `scripts/fuzz.sh` list the same names (a test
+/// checks them).
+pub const TARGETS: [&str; TABLE.len() + 1] = {
+    let mut targets = ["cbor"; TABLE.len() + 1];
+    targets[0] = TABLE[0].name;
+    let mut i = 1;
+    while i < TABLE.len() {
+        targets[i + 1] = TABLE[i].name;
+        i += 1;
+    }
+    targets
+};
 
 /// What [`exercise`] saw, for tests to assert on.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -168,5 +170,53 @@ mod tests {
             // An unknown name would panic; an empty input holds no tensors.
             assert_eq!(run(target, b"").tensors, 0, "{target}");
         }
+        assert_eq!(TARGETS[..2], ["zt", "cbor"]);
+    }
+
+    /// The lists outside this crate that name the fuzz targets agree with
+    /// [`TARGETS`] (they cannot read the table themselves).
+    #[test]
+    fn fuzz_lists_agree_with_the_table() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let read = |p: &str| std::fs::read_to_string(root.join(p)).expect(p);
+        let want: Vec<String> = TARGETS.iter().map(|t| t.to_string()).collect();
+
+        let manifest = read("fuzz/Cargo.toml");
+        let bins: Vec<String> = manifest
+            .lines()
+            .filter_map(|l| l.strip_prefix("name = \""))
+            .filter_map(|l| l.strip_suffix('"'))
+            .filter(|n| *n != "ztensor-fuzz")
+            .map(str::to_string)
+            .collect();
+        assert_eq!(bins, want, "fuzz/Cargo.toml [[bin]] names");
+
+        let mut files: Vec<String> = std::fs::read_dir(root.join("fuzz/fuzz_targets"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let mut sorted: Vec<String> = want.iter().map(|t| format!("{t}.rs")).collect();
+        sorted.sort();
+        assert_eq!(files, sorted, "fuzz/fuzz_targets/");
+        for t in TARGETS {
+            let body = read(&format!("fuzz/fuzz_targets/{t}.rs"));
+            assert!(
+                body.contains(&format!("run(\"{t}\"")),
+                "{t}.rs runs another target"
+            );
+        }
+
+        let quoted: Vec<String> = want.iter().map(|t| format!("\"{t}\"")).collect();
+        let seeds = format!("TARGETS = ({})", quoted.join(", "));
+        assert!(
+            read("fuzz/make_seeds.py").contains(&seeds),
+            "fuzz/make_seeds.py: {seeds}"
+        );
+        let script = format!("targets=({})", want.join(" "));
+        assert!(
+            read("scripts/fuzz.sh").contains(&script),
+            "scripts/fuzz.sh: {script}"
+        );
     }
 }

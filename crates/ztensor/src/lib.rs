@@ -21,6 +21,8 @@
 //! Every tensor, from `.zt` or (through the foreign readers) any other
 //! format, is described by the same [`TensorInfo`]: name, shape, layout and
 //! components, each a byte range of the source with its encoding and digest.
+//! What a foreign reader implements and uses, and every place a new format
+//! touches, is in [`seam`].
 
 #![deny(missing_docs)]
 
@@ -45,6 +47,7 @@ mod manifest_fast;
 mod model;
 pub mod parallel;
 mod reader;
+pub mod seam;
 mod slice;
 mod slice_read;
 mod source;

@@ -1,5 +1,7 @@
-//! Opening `.zt` files and reading tensors: zero-copy from a private
+//! Opening tensor files and reading tensors: zero-copy from a private
 //! copy-on-write mapping, or copied with `pread` into aligned buffers.
+//! `.zt` files are parsed here; every other format by a parser handed to
+//! [`Reader::open_with_parser`] (see [`crate::seam`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -29,7 +31,9 @@ pub enum ReadMode {
     Eager,
 }
 
-/// An open `.zt` file.
+/// An open tensor file: a `.zt` file ([`Reader::open`]), or a file of any
+/// format a parser projects into a [`Catalog`] ([`Reader::open_with_parser`];
+/// `ztensor_formats::open` detects the format and picks the parser).
 ///
 /// ```no_run
 /// let reader = ztensor::Reader::open("model.zt")?;

@@ -389,10 +389,7 @@ fn fletcher32_matches(chunk: &[u8]) -> bool {
 
 /// Offset of the superblock: 0, or a power of two from 512 (after a userblock).
 pub(super) fn signature_offset(bytes: &[u8]) -> Option<usize> {
-    super::superblock_offsets()
-        .map_while(|at| usize::try_from(at).ok())
-        .take_while(|&at| at < bytes.len())
-        .find(|&at| bytes[at..].starts_with(super::SIGNATURE))
+    crate::detect::hdf5_signature_offset(bytes)
 }
 
 /// What the superblock says: where the HDF5 data ends (measured from the

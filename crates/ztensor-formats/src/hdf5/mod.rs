@@ -100,13 +100,11 @@ pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
 }
 
 /// The 8 bytes an HDF5 superblock starts with.
-pub const SIGNATURE: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
+pub use crate::detect::HDF5_SIGNATURE as SIGNATURE;
 
 /// Where HDF5 looks for the superblock: offset 0, then after a userblock of
 /// 512, 1024, 2048, ... bytes.
-pub fn superblock_offsets() -> impl Iterator<Item = u64> {
-    std::iter::once(0).chain((9..63).map(|k| 1u64 << k))
-}
+pub use crate::detect::hdf5_superblock_offsets as superblock_offsets;
 
 /// Whether `bytes` hold an HDF5 superblock signature where HDF5 looks for
 /// one (offset 0, or after a userblock of 512, 1024, 2048... bytes).
