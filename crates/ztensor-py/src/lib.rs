@@ -11,6 +11,7 @@ mod cbor;
 mod cli;
 mod errors;
 mod reader;
+mod results;
 mod slice;
 mod writer;
 
@@ -20,6 +21,8 @@ fn _ztensor(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ZTensorError", m.py().get_type::<errors::ZTensorError>())?;
     m.add_class::<buffer::Buffer>()?;
     m.add_class::<reader::PyReader>()?;
+    m.add_class::<results::ArrayRead>()?;
+    m.add_class::<results::TensorInfo>()?;
     m.add_class::<slice::PyTensorSlice>()?;
     m.add_class::<writer::PyWriter>()?;
     m.add_function(wrap_pyfunction!(cli::cli_main, m)?)?;

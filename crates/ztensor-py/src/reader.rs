@@ -5,12 +5,13 @@ use std::sync::{Arc, RwLock};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
-use ztensor::{DType, Encoding, ReadMode, Reader, TensorInfo};
+use pyo3::types::{PyBytes, PyDict};
+use ztensor::{DType, ReadMode, Reader};
 
 use crate::buffer::Buffer;
 use crate::cbor;
 use crate::errors::{shield, to_py};
+use crate::results::{ArrayRead, TensorInfo};
 
 /// Open options from the Python arguments (already normalised to a dtype name).
 fn open_options(dequantize: Option<&str>, strict: bool) -> PyResult<ztensor_formats::OpenOptions> {
@@ -162,25 +163,25 @@ impl PyReader {
         })
     }
 
-    /// `(name, shape, dtype, type, format, components, attributes)` of one tensor.
-    fn info<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    /// What the reader knows about one tensor without reading it.
+    fn info(&self, py: Python<'_>, name: &str) -> PyResult<TensorInfo> {
         shield(|| {
             let reader = self.get()?;
             let info = reader.info(name).map_err(to_py)?;
-            info_tuple(py, info)
+            TensorInfo::new(py, info)
         })
     }
 
-    /// Reads dense tensors (all of them, in file order, when `names` is None)
-    /// and returns `(name, buffer, dtype, type, shape)` tuples: everything
-    /// the Python side needs to wrap each as an array, in one call.
+    /// Reads dense tensors (all of them, in file order, when `names` is None),
+    /// each with everything the Python side needs to wrap it as an array,
+    /// in one call.
     #[pyo3(signature = (names, copy))]
-    fn read_arrays<'py>(
+    fn read_arrays(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         names: Option<Vec<String>>,
         copy: bool,
-    ) -> PyResult<Bound<'py, PyList>> {
+    ) -> PyResult<Vec<ArrayRead>> {
         shield(|| {
             let reader = self.get()?;
             let names =
@@ -189,21 +190,19 @@ impl PyReader {
                 let refs: Vec<&str> = names.iter().map(String::as_str).collect();
                 reader.read_many_isolated(&refs, copy)
             });
-            let list = PyList::empty(py);
-            for (name, r) in names.iter().zip(results) {
+            let mut arrays = Vec::with_capacity(names.len());
+            for (name, r) in names.into_iter().zip(results) {
                 let bytes = r.map_err(to_py)?;
-                let info = reader.info(name).map_err(to_py)?;
-                let dtype = info.dtype().map_or("unknown", |d| d.name());
-                let item = (
+                let info = reader.info(&name).map_err(to_py)?;
+                arrays.push(ArrayRead {
+                    buffer: Py::new(py, Buffer::new(bytes))?,
+                    dtype: info.dtype().map_or("unknown", |d| d.name()),
+                    logical_type: info.logical_type().map(str::to_string),
+                    shape: info.shape.clone(),
                     name,
-                    Buffer::new(bytes),
-                    dtype,
-                    info.logical_type(),
-                    info.shape.clone(),
-                );
-                list.append(item.into_pyobject(py)?)?;
+                });
             }
-            Ok(list)
+            Ok(arrays)
         })
     }
 
@@ -235,39 +234,4 @@ impl PyReader {
                 .collect())
         })
     }
-}
-
-fn info_tuple<'py>(py: Python<'py>, info: &TensorInfo) -> PyResult<Bound<'py, PyAny>> {
-    let components = PyDict::new(py);
-    for (cname, c) in &info.components {
-        let d = PyDict::new(py);
-        d.set_item("dtype", c.dtype.name())?;
-        d.set_item("type", c.logical_type.as_deref())?;
-        d.set_item("offset", c.offset)?;
-        d.set_item("length", c.length)?;
-        d.set_item("encoding", c.encoding.as_str())?;
-        // As in the manifest: only compressed components state it.
-        let uncompressed = match &c.encoding {
-            Encoding::Raw => None,
-            _ => c.decoded_len(),
-        };
-        d.set_item("uncompressed_length", uncompressed)?;
-        d.set_item("digest", c.digest.as_ref().map(|d| d.to_string()))?;
-        components.set_item(cname, d)?;
-    }
-    let attributes = match &info.attributes {
-        Some(a) => cbor::to_py(py, a)?,
-        None => py.None().into_bound(py),
-    };
-    let dtype = info.dtype().map_or("unknown", |d| d.name());
-    let tuple = (
-        info.name.as_str(),
-        info.shape.clone(),
-        dtype,
-        info.logical_type(),
-        info.layout.as_str(),
-        components,
-        attributes,
-    );
-    Ok(tuple.into_pyobject(py)?.into_any())
 }

@@ -50,12 +50,13 @@ def replace_tensor(path, name, data) -> None:
     with Reader(path) as r:
         if name not in r:
             raise KeyError(f"no tensor named {name!r} in {path}")
-        _, shape, dtype, logical, layout, components, attributes = r._r.info(name)
+        meta = r.metadata(name)
+    shape, layout = meta.shape, meta.format
     if layout != "dense":
         raise ZTensorError(
             f"{path}: tensor {name!r} is {layout}; replace_tensor replaces dense tensors only "
             "(use Writer(path, mode='a') with remove() and write())")
-    want = numpy_dtype(dtype, logical)
+    want = numpy_dtype(meta.dtype, meta.type)
     if is_torch_tensor(data):
         data = data.detach().to("cpu")
         if str(data.dtype).removeprefix("torch.") != want.name:
@@ -72,12 +73,12 @@ def replace_tensor(path, name, data) -> None:
     if list(item[3]) != list(shape):
         raise ValueError(f"tensor {name!r} has shape {tuple(shape)}; the replacement has "
                          f"{tuple(item[3])} (remove and add the tensor to change its shape)")
-    stored = components["data"]
+    stored = meta.components["data"]
     level = 3 if stored["encoding"] == "zstd" else None
     digest = stored["digest"] or ""
     checksum = next((k for k in ("crc32c", "sha256") if digest.startswith(k + ":")), "none")
     _, storage, sdtype, shape_, slogical = item
     with Writer(path, mode="a") as w:
         w.remove(name)
-        w._w.add_object(name, shape_, "dense", [("data", storage, sdtype, slogical)], level, checksum,
-                        attributes)
+        w._add_object(name, shape_, "dense", [("data", storage, sdtype, slogical)], level, checksum,
+                      meta.attributes)

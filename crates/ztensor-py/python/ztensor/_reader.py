@@ -10,7 +10,7 @@ from ._dtypes import as_array
 from ._metadata import TensorMetadata
 from ._options import dequantize_dtype, fspath
 from ._reader_compat import ReaderCompat
-from ._ztensor import ZTensorError, _Reader
+from ._ztensor import ArrayRead, Buffer, ZTensorError, _Reader, _Slice
 
 
 class Reader(ReaderCompat):
@@ -85,7 +85,8 @@ class Reader(ReaderCompat):
             return [self.metadata(n) for n in name]
         if not isinstance(name, str):
             raise TypeError(f"tensor name must be str, not {type(name).__name__}")
-        return TensorMetadata(*self._r.info(name))
+        i = self._r.info(name)
+        return TensorMetadata(i.name, i.shape, i.dtype, i.logical_type, i.layout, i.components, i.attributes)
 
     # --- reading ------------------------------------------------------
     def read_tensor(self, name: str, *, copy: bool = False):
@@ -118,7 +119,7 @@ class Reader(ReaderCompat):
         """The raw 1-D component arrays of a tensor of any layout (e.g. sparse)."""
         meta = self.metadata(name)
         return {
-            cname: as_array(self._r.read_component(name, cname, copy), c["dtype"], None, (-1,))
+            cname: as_array(self._read_component(name, cname, copy), c["dtype"], None, (-1,))
             for cname, c in meta.components.items()
         }
 
@@ -127,18 +128,44 @@ class Reader(ReaderCompat):
         ``reader.get_slice(name)[rows, cols]`` reads only what it selects
         (see ``ztensor.safe_open``)."""
         from ._safe_open import TensorSlice
-        from ._ztensor import _Slice
 
         if not isinstance(name, str):
             raise TypeError(f"tensor name must be str, not {type(name).__name__}")
-        return TensorSlice(_Slice(self._r, name))
+        return TensorSlice(self._slice(name))
 
     def _read(self, names, copy: bool) -> dict:
         """Dense tensors by name (None: all, in file order) as arrays."""
         return {
-            name: as_array(buf, dtype, logical, shape)
-            for name, buf, dtype, logical, shape in self._r.read_arrays(names, bool(copy))
+            a.name: as_array(a.buffer, a.dtype, a.logical_type, a.shape)
+            for a in self._read_arrays(names, copy)
         }
+
+    # --- for the front ends (torch.py, safe_open...): the native reader stays here
+    @property
+    def _path(self) -> str:
+        """The path the file was opened from (for messages)."""
+        return self._r.path
+
+    @property
+    def _closed(self) -> bool:
+        return self._r.closed
+
+    def _names_in_file_order(self) -> list:
+        """Tensor names in the order their data lies in the file."""
+        return self._r.names_in_file_order()
+
+    def _read_arrays(self, names, copy: bool) -> list[ArrayRead]:
+        """Dense tensors by name (None: all, in file order), each as its
+        buffer, dtype, logical type and shape, in one native call."""
+        return self._r.read_arrays(names, bool(copy))
+
+    def _read_component(self, name: str, component: str, copy: bool) -> Buffer:
+        """The bytes of one component of a tensor of any layout."""
+        return self._r.read_component(name, component, copy)
+
+    def _slice(self, name: str) -> _Slice:
+        """The native part-by-part reader of the dense tensor ``name``."""
+        return _Slice(self._r, name)
 
     def verify(self) -> None:
         """Checks every digest and compressed stream in the file; raises

@@ -72,17 +72,17 @@ class ReaderCompat:
         for n in names:
             self._check_destination(n, targets[n])
         for n in names:
-            _, buf, storage, logical, shape = self._r.read_arrays([n], False)[0]
+            a = self._read_arrays([n], False)[0]
             out = targets[n]
             if isinstance(out, np.ndarray):
-                np.copyto(out, as_array(buf, storage, logical, shape))
+                np.copyto(out, as_array(a.buffer, a.dtype, a.logical_type, a.shape))
             else:
                 import torch
 
                 from .torch import _as_tensor
 
                 with torch.no_grad():  # a Parameter is filled like load_state_dict does
-                    out.copy_(_as_tensor(buf, storage, logical, shape))
+                    out.copy_(_as_tensor(a.buffer, a.dtype, a.logical_type, a.shape))
 
     # --- helpers -------------------------------------------------------
     def _names_arg(self, name):
@@ -95,9 +95,9 @@ class ReaderCompat:
         for n in name:
             if not isinstance(n, str):
                 raise TypeError(f"tensor name must be str, not {type(n).__name__}")
-            if not self._r.contains(n):
-                self._r.info(n)  # raises the reader's KeyError naming the file
-        position = {n: i for i, n in enumerate(self._r.names_in_file_order())}
+            if n not in self:
+                self.metadata(n)  # raises the reader's KeyError naming the file
+        position = {n: i for i, n in enumerate(self._names_in_file_order())}
         return sorted(set(name), key=position.__getitem__)
 
     def _read_object(self, name: str, copy: bool) -> Tensor:
@@ -111,7 +111,7 @@ class ReaderCompat:
 
     def _check_destination(self, name: str, dst) -> None:
         meta = self.metadata(name)
-        where = f"{self._r.path}: tensor {name!r}"
+        where = f"{self._path}: tensor {name!r}"
         if meta.format != "dense":
             raise ZTensorError(f"{where}: has layout {meta.format}; read_into fills dense tensors only")
         if isinstance(dst, np.ndarray):

@@ -170,7 +170,7 @@ class safe_open:  # noqa: N801 - safetensors' name
         self._reader = Reader(filename, eager=eager_backend(backend))
 
     def _open(self):
-        if self._reader._r.closed:
+        if self._reader._closed:
             raise ZTensorError("File is closed")
         return self._reader
 
@@ -180,11 +180,11 @@ class safe_open:  # noqa: N801 - safetensors' name
 
     def offset_keys(self) -> list:
         """Tensor names in the order their data lies in the file."""
-        return self._open()._r.names_in_file_order()
+        return self._open()._names_in_file_order()
 
     def metadata(self):
         """The file-level metadata (a dict), or None when the file has none."""
-        return self._open()._r.attributes() or None
+        return self._open().metadata() or None
 
     def get_tensor(self, name: str):
         """One whole tensor."""
@@ -210,7 +210,7 @@ class safe_open:  # noqa: N801 - safetensors' name
         """The tensor ``name`` for reading in parts: ``get_slice(name)[index]``."""
         if not isinstance(name, str):
             raise TypeError(f"tensor name must be str, not {type(name).__name__}")
-        return TensorSlice(_Slice(self._open()._r, name), self._framework, self._device)
+        return TensorSlice(self._open()._slice(name), self._framework, self._device)
 
     def close(self) -> None:
         """Releases the file; slices already taken stay usable."""
@@ -224,5 +224,5 @@ class safe_open:  # noqa: N801 - safetensors' name
         return False
 
     def __repr__(self) -> str:
-        state = "closed" if self._reader._r.closed else repr(self._reader._r.path)
+        state = "closed" if self._reader._closed else repr(self._reader._path)
         return f"<ztensor.safe_open {state} framework={self._framework!r}>"

@@ -61,7 +61,7 @@ class Writer:
         """Adds a dense tensor from a NumPy array (any layout; made contiguous)."""
         level = _options(name, compress, checksum)
         arr = data if isinstance(data, np.ndarray) else np.asarray(data)
-        self._w.add_many([(name, *_prepare(arr))], level, checksum)
+        self._add_dense([(name, *_prepare(arr))], level, checksum)
 
     # --- the ztensor 1.2.3 API ----------------------------------------
     def write_numpy(self, name: str, data, *, compress=None, checksum: str = "none") -> None:
@@ -80,10 +80,10 @@ class Writer:
         from .torch import _dense_item, _sparse_parts
 
         if data.layout == torch.strided:
-            self._w.add_many([_dense_item(name, data)], level, checksum)
+            self._add_dense([_dense_item(name, data)], level, checksum)
         else:
             layout, parts = _sparse_parts(name, data)
-            self._w.add_object(name, list(data.shape), layout, parts, level, checksum)
+            self._add_object(name, list(data.shape), layout, parts, level, checksum)
 
     def write(self, name: str, tensor, *, compress=None, checksum: str = "none") -> None:
         """Adds a ``ztensor.Tensor`` (or an object with ``.format``, ``.shape``,
@@ -92,7 +92,7 @@ class Writer:
         written in their dict order; the shape and structure are checked."""
         level = _options(name, compress, checksum)
         layout, shape, parts, attributes = tensor_parts(name, tensor)
-        self._w.add_object(name, shape, layout, parts, level, checksum, attributes)
+        self._add_object(name, shape, layout, parts, level, checksum, attributes)
 
     def _add_many(self, tensors: dict, compress=None, checksum: str = "none") -> None:
         """Adds every (name, ndarray) of a dict in one native call."""
@@ -104,7 +104,19 @@ class Writer:
             if not isinstance(arr, np.ndarray):
                 raise TypeError(f"tensor {name!r} is a {type(arr).__name__}, expected numpy.ndarray")
             items.append((name, *_prepare(arr)))
+        self._add_dense(items, level, checksum)
+
+    # --- for the front ends (torch.py, _append.py): the native writer stays here
+    def _add_dense(self, items: list, level, checksum: str) -> None:
+        """Adds dense tensors, each given as ``(name, storage array, dtype,
+        shape, logical type)``, in one native call."""
         self._w.add_many(items, level, checksum)
+
+    def _add_object(self, name: str, shape, layout: str, components: list, level, checksum: str,
+                    attributes=None) -> None:
+        """Adds a tensor of any layout from its components, each given as
+        ``(component name, storage array, dtype, logical type)``."""
+        self._w.add_object(name, shape, layout, components, level, checksum, attributes)
 
     def finish(self) -> int:
         """Writes the manifest, publishes the file and returns its size in bytes."""

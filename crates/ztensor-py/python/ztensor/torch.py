@@ -173,12 +173,12 @@ def _write(w: Writer, tensors: dict, compression) -> None:
             dense.append(_dense_item(name, t))
             continue
         if dense:
-            w._w.add_many(dense, level, "none")
+            w._add_dense(dense, level, "none")
             dense = []
         layout, parts = _sparse_parts(name, t)
-        w._w.add_object(name, list(t.shape), layout, parts, level, "none")
+        w._add_object(name, list(t.shape), layout, parts, level, "none")
     if dense:
-        w._w.add_many(dense, level, "none")
+        w._add_dense(dense, level, "none")
 
 
 def save_file(tensors: dict, filename, metadata=None, compression=False) -> None:
@@ -207,10 +207,9 @@ def _as_tensor(buf, storage: str, logical: str | None, shape) -> "torch.Tensor":
 
 
 def _sparse_tensor(reader: Reader, name: str, meta, copy: bool) -> "torch.Tensor":
-    parts = reader._r
     comps = meta.components
     values_c = comps["values"]
-    values = _as_tensor(parts.read_component(name, "values", copy), values_c["dtype"], values_c["type"], (-1,))
+    values = _as_tensor(reader._read_component(name, "values", copy), values_c["dtype"], values_c["type"], (-1,))
 
     def index(cname):
         # Our writer stores u64 (read as int64: a value past 2**63 turns
@@ -218,9 +217,9 @@ def _sparse_tensor(reader: Reader, name: str, meta, copy: bool) -> "torch.Tensor
         # included, store whatever integer type the caller had.
         dtype = comps[cname]["dtype"]
         if dtype not in _INDEX_DTYPES:
-            raise ZTensorError(f"{reader._r.path}: tensor '{name}': {meta.format} component "
+            raise ZTensorError(f"{reader._path}: tensor '{name}': {meta.format} component "
                                f"'{cname}' holds {dtype}, not integers")
-        raw = parts.read_component(name, cname, copy)
+        raw = reader._read_component(name, cname, copy)
         if dtype in ("uint64", "int64"):
             return _as_tensor(raw, "int64", None, (-1,))
         return _as_tensor(raw, dtype, None, (-1,)).to(torch.int64)
@@ -237,7 +236,7 @@ def _sparse_tensor(reader: Reader, name: str, meta, copy: bool) -> "torch.Tensor
     except ZTensorError:
         raise
     except RuntimeError as e:
-        raise ZTensorError(f"{reader._r.path}: tensor '{name}': invalid {meta.format} structure: {e}") from None
+        raise ZTensorError(f"{reader._path}: tensor '{name}': invalid {meta.format} structure: {e}") from None
 
 
 _INDEX_DTYPES = ("uint64", "int64", "uint32", "int32", "uint16", "int16", "uint8", "int8")
@@ -259,7 +258,7 @@ def _is_coalesced(coords: "torch.Tensor", shape) -> bool:
 def _load(reader: Reader, device, copy: bool, names=None) -> dict:
     """The tensors named (None: all, in file order) as torch tensors."""
     device = parse_device(device)
-    order = reader._r.names_in_file_order() if names is None else names
+    order = reader._names_in_file_order() if names is None else names
     metas = {name: reader.metadata(name) for name in order}
     for name, meta in metas.items():
         if meta.format not in ("dense", "sparse_coo", "sparse_csr"):
@@ -269,7 +268,9 @@ def _load(reader: Reader, device, copy: bool, names=None) -> dict:
     # straight from the mapping through pinned staging buffers.
     host_copy = bool(copy) and device.type == "cpu"
     dense = [n for n in order if metas[n].format == "dense"]
-    arrays = {n: _as_tensor(b, d, l, s) for n, b, d, l, s in reader._r.read_arrays(dense, host_copy)}
+    arrays = {
+        a.name: _as_tensor(a.buffer, a.dtype, a.logical_type, a.shape) for a in reader._read_arrays(dense, host_copy)
+    }
     out = {
         name: arrays[name] if name in arrays else _sparse_tensor(reader, name, metas[name], host_copy)
         for name in order
