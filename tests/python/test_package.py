@@ -1,6 +1,7 @@
 """Packaging promises: light imports, version, typing files, public names."""
 
 import pathlib
+import re
 import subprocess
 import sys
 import tomllib
@@ -41,3 +42,36 @@ def test_public_names():
     import ztensor.numpy as zn
     for name in ("save_file", "load_file", "save", "load"):
         assert callable(getattr(zn, name))
+
+
+def test_only_reader_and_writer_touch_the_native_objects():
+    # The package's layering: the front ends (torch.py, safe_open, the 1.2.3
+    # API...) use Reader/Writer methods, never the native objects they wrap.
+    pkg = pathlib.Path(ztensor.__file__).parent
+    offenders = [
+        f"{path.name}:{n}: {line.strip()}"
+        for path in sorted(pkg.glob("*.py"))
+        if path.name not in ("_reader.py", "_writer.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\._[rw]\b", line)
+    ]
+    assert offenders == []
+
+
+def test_native_reads_return_named_records(tmp_path):
+    import numpy as np
+
+    import ztensor.numpy
+    from ztensor import _ztensor
+
+    path = tmp_path / "x.zt"
+    arr = np.array([[1 + 2j, 3 - 4j]], np.complex64)
+    ztensor.numpy.save_file({"c": arr}, path)
+    r = _ztensor._Reader(str(path))
+    (a,) = r.read_arrays(None, False)
+    assert (a.name, a.dtype, a.logical_type, a.shape) == ("c", "float32", "complex64", [1, 2])
+    assert bytes(a.buffer) == arr.tobytes()
+    i = r.info("c")
+    assert (i.name, i.shape, i.dtype, i.logical_type, i.layout, i.attributes) == (
+        "c", [1, 2], "float32", "complex64", "dense", None)
+    assert i.components["data"]["length"] == arr.nbytes

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._dtypes import numpy_dtype
-from ._options import fspath
+from ._options import compression_level, fspath
 from ._reader import Reader
 from ._tensor import is_torch_tensor
 from ._writer import Writer, _prepare
@@ -74,7 +74,7 @@ def replace_tensor(path, name, data) -> None:
         raise ValueError(f"tensor {name!r} has shape {tuple(shape)}; the replacement has "
                          f"{tuple(item[3])} (remove and add the tensor to change its shape)")
     stored = meta.components["data"]
-    level = 3 if stored["encoding"] == "zstd" else None
+    level = compression_level(True) if stored["encoding"] == "zstd" else None  # the default zstd level
     digest = stored["digest"] or ""
     checksum = next((k for k in ("crc32c", "sha256") if digest.startswith(k + ":")), "none")
     _, storage, sdtype, shape_, slogical = item
