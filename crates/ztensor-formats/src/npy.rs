@@ -446,10 +446,7 @@ pub(crate) enum Data {
 /// Builds the dense tensor `name` from a parsed header and its data.
 pub(crate) fn tensor(name: &str, header: &Header, data: Data) -> Result<TensorInfo, String> {
     let elem = element(&header.descr)?;
-    let numel = header
-        .shape
-        .iter()
-        .try_fold(1u64, |a, &d| a.checked_mul(d))
+    let numel = ztensor::checked_numel(&header.shape)
         .ok_or_else(|| format!("shape {:?} has too many elements", header.shape))?;
     let nbytes = numel
         .checked_mul(elem.itemsize as u64)

@@ -96,11 +96,7 @@ impl Strided {
         if self.shape.len() != self.strides.len() {
             return Err("shape and strides differ in length".into());
         }
-        let numel = self
-            .shape
-            .iter()
-            .try_fold(1u64, |a, &d| a.checked_mul(d))
-            .ok_or("shape overflows")?;
+        let numel = ztensor::checked_numel(&self.shape).ok_or("shape overflows")?;
         if numel == 0 {
             return Ok(0);
         }

@@ -184,9 +184,7 @@ impl TensorInfo {
 
     /// Number of logical elements, or `None` if the product overflows `u64`.
     pub fn numel(&self) -> Option<u64> {
-        self.shape
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        crate::shape::checked_numel(&self.shape)
     }
 
     /// The component carrying the element type: `data` for dense, `values`

@@ -151,7 +151,7 @@ impl Selection {
 
     /// Number of elements in the result (`None` if it overflows `u64`).
     pub fn numel(&self) -> Option<u64> {
-        self.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d))
+        crate::shape::checked_numel(&self.shape)
     }
 
     fn build(shape: &[u64], index: &[Index], numpy: bool) -> Result<Selection, SliceError> {

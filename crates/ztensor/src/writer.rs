@@ -299,9 +299,7 @@ impl<W: Write> Writer<W> {
                 )));
             }
         }
-        let numel = shape
-            .iter()
-            .try_fold(1u64, |a, &d| a.checked_mul(d))
+        let numel = crate::shape::checked_numel(shape)
             .ok_or_else(|| bad(format!("shape {shape:?} overflows 64 bits")))?;
         if layout == Layout::Dense {
             let [("data", data)] = components else {

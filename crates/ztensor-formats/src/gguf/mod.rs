@@ -385,10 +385,7 @@ fn tensor(
         ggml_type(t.type_id).ok_or_else(|| format!("unknown ggml type id {}", t.type_id))?;
     // GGUF stores the innermost dimension first.
     let shape: Vec<u64> = t.dims.iter().rev().copied().collect();
-    let numel = t
-        .dims
-        .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+    let numel = ztensor::checked_numel(&t.dims)
         .ok_or_else(|| format!("shape {shape:?} has more elements than fit in 64 bits"))?;
     let offset = data_start
         .checked_add(t.offset)

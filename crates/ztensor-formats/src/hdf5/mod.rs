@@ -220,9 +220,8 @@ fn tensor(
         return Err(format!("cannot read it: {why}"));
     }
     let shape = desc.shape;
-    let nbytes = shape
-        .iter()
-        .try_fold(u64::from(itemsize), |acc, &d| acc.checked_mul(d))
+    let nbytes = ztensor::checked_numel(&shape)
+        .and_then(|n| n.checked_mul(u64::from(itemsize)))
         .ok_or_else(|| format!("shape {shape:?} is too large to address"))?;
 
     let (offset, length, encoding) = match desc.storage {
@@ -251,9 +250,8 @@ fn tensor(
             // the dataset's size: a chunk may exceed the dataset (unlimited
             // dimensions) but not absurdly.
             if let Storage::Chunked { chunk } = &desc.storage {
-                let chunk_bytes = chunk
-                    .iter()
-                    .try_fold(u64::from(itemsize), |acc, &d| acc.checked_mul(d));
+                let chunk_bytes =
+                    ztensor::checked_numel(chunk).and_then(|n| n.checked_mul(u64::from(itemsize)));
                 let chunk_limit = nbytes.max(MAX_CHUNK_SLACK).min(limit);
                 if chunk_bytes.is_none_or(|n| n > chunk_limit) {
                     return Err(format!(

@@ -131,9 +131,7 @@ fn dims(dims: &[i64]) -> Result<Vec<u64>, String> {
 }
 
 fn product(shape: &[u64]) -> Result<u64, String> {
-    shape
-        .iter()
-        .try_fold(1u64, |a, &d| a.checked_mul(d))
+    ztensor::checked_numel(shape)
         .ok_or_else(|| format!("shape {shape:?} has more elements than fit in 64 bits"))
 }
 
