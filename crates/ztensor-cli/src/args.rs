@@ -187,7 +187,8 @@ pub struct ConvertArgs {
         num_args = 0..=1,
         require_equals = true,
         default_missing_value = "3",
-        value_parser = clap::value_parser!(i32).range(1..=22)
+        value_parser = clap::value_parser!(i32)
+            .range(i64::from(ztensor::codec::MIN_LEVEL)..=i64::from(ztensor::codec::MAX_LEVEL))
     )]
     pub compress: Option<i32>,
     /// Store a digest of every tensor (.zt output).

@@ -60,7 +60,7 @@ fn options(level: Option<i32>, checksum: &str) -> PyResult<WriteOptions> {
         ))
     })?;
     Ok(WriteOptions {
-        compression: level.map(|l| l.clamp(1, 22)),
+        compression: level.map(ztensor::codec::clamp_level),
         checksum,
     })
 }
@@ -158,15 +158,7 @@ impl PyWriter {
         checksum: &str,
     ) -> PyResult<()> {
         shield(|| {
-            let checksum = Checksum::parse(checksum).ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "unknown checksum {checksum:?}; use 'none', 'crc32c' or 'sha256'"
-                ))
-            })?;
-            let opts = WriteOptions {
-                compression: level.map(|l| l.clamp(1, 22)),
-                checksum,
-            };
+            let opts = options(level, checksum)?;
             let prepared = items
                 .iter()
                 .map(|item| {

@@ -13,14 +13,26 @@ pub const MAX_RATIO: u64 = 1 << 16;
 /// compressed in parallel and decodable in parallel.
 pub const FRAME_CHUNK: usize = 1 << 20;
 
-/// Compresses `data` at `level` (1..=22).
+/// The lowest zstd level a writer stores at.
+pub const MIN_LEVEL: i32 = 1;
+
+/// The highest zstd level a writer stores at.
+pub const MAX_LEVEL: i32 = 22;
+
+/// `level` clamped into `MIN_LEVEL..=MAX_LEVEL`: every writer (Rust, Python
+/// bindings) stores at a level this returns.
+pub fn clamp_level(level: i32) -> i32 {
+    level.clamp(MIN_LEVEL, MAX_LEVEL)
+}
+
+/// Compresses `data` at `level` (clamped by [`clamp_level`]).
 ///
 /// Small inputs become one frame made by the streaming encoder, exactly as
 /// the reference writer makes it (so the bytes match). Larger inputs become
 /// concatenated frames of [`FRAME_CHUNK`] bytes that each declare their
 /// content size; any zstd stream decoder reads them as one stream.
 pub fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
-    let level = level.clamp(1, 22);
+    let level = clamp_level(level);
     if data.len() <= FRAME_CHUNK {
         let mut enc = zstd::stream::write::Encoder::new(Vec::new(), level)?;
         enc.write_all(data)?;

@@ -45,7 +45,7 @@ impl WriteOptions {
     /// zstd at `level` (clamped to 1..=22), no digest.
     pub fn zstd(level: i32) -> WriteOptions {
         WriteOptions {
-            compression: Some(level.clamp(1, 22)),
+            compression: Some(codec::clamp_level(level)),
             checksum: Checksum::None,
         }
     }
