@@ -34,10 +34,6 @@ const MAX_DIMS: usize = 64;
 /// nest lists and tuples; nothing sane goes deeper than a few levels).
 const MAX_DEPTH: usize = 16;
 
-/// Upper bound of DEFLATE's compression ratio: one 258-byte match costs at
-/// least 2 bits, so a stream of `n` bytes inflates to at most ~1032 `n`.
-const MAX_DEFLATE_RATIO: u64 = 1032;
-
 /// A parsed `.npy` header.
 #[derive(Debug, Clone)]
 pub(crate) struct Header {
@@ -479,7 +475,9 @@ pub(crate) fn tensor(name: &str, header: &Header, data: Data) -> Result<TensorIn
                     header.shape
                 ));
             }
-            let most = len.saturating_mul(MAX_DEFLATE_RATIO).saturating_add(1024);
+            let most = len
+                .saturating_mul(crate::zipcheck::MAX_DEFLATE_RATIO)
+                .saturating_add(1024);
             if total > most {
                 return Err(format!(
                     "{total} uncompressed bytes cannot come from a {len}-byte deflate stream"

@@ -1,6 +1,11 @@
 //! Checks of zip members that the `zip` crate leaves to its caller, shared
 //! by the `.npz` and torch checkpoint readers.
 
+/// Upper bound of DEFLATE's expansion: one 258-byte match costs at least
+/// 2 bits, so `n` compressed bytes inflate to at most ~1032 `n`. Bounds what
+/// a deflated `.npz` member or torch pickle may claim to decode to.
+pub(crate) const MAX_DEFLATE_RATIO: u64 = 1032;
+
 /// The signature a zip local file header starts with.
 const LOCAL_SIGNATURE: &[u8; 4] = b"PK\x03\x04";
 

@@ -82,9 +82,6 @@ use crate::ParseContext;
 use torch::{find_tensors, tensor_info, Found, Storage, StorageBytes, TorchHooks};
 use vm::{Budget, Value};
 
-/// Upper bound of DEFLATE's expansion: one 258-byte match costs at least
-/// 2 bits, so `n` compressed bytes inflate to at most ~1032 `n`.
-const MAX_DEFLATE_RATIO: u64 = 1032;
 /// Largest pickle member decompressed into memory.
 const MAX_PICKLE_BYTES: u64 = 4 << 30;
 /// The number `torch.save` writes first in a legacy checkpoint
@@ -337,7 +334,7 @@ fn member_bytes(
         zip::CompressionMethod::Deflated => {
             if len
                 > compressed
-                    .saturating_mul(MAX_DEFLATE_RATIO)
+                    .saturating_mul(crate::zipcheck::MAX_DEFLATE_RATIO)
                     .saturating_add(64)
             {
                 return Err(format!(
