@@ -26,6 +26,7 @@ use ztensor::{ReadMode, Reader};
 pub use context::{OpenOptions, ParseContext};
 pub use detect::detect;
 use detect::{hdf5_after_userblock, read_head, undetected};
+pub use panic::panic_message;
 pub use table::{read_only_extensions, Format, FormatInfo, Parser, TABLE};
 
 mod context;
@@ -42,6 +43,7 @@ mod npy;
 pub mod npz;
 #[cfg(feature = "onnx")]
 pub mod onnx;
+mod panic;
 #[cfg(feature = "pickle")]
 pub mod pickle;
 pub mod safetensors;

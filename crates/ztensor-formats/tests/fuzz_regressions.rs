@@ -26,14 +26,11 @@ fn replay(target: &str, path: &Path) -> Outcome {
     let bytes = std::fs::read(path).expect("readable input");
     match catch_unwind(AssertUnwindSafe(|| run(target, &bytes))) {
         Ok(outcome) => outcome,
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            panic!("{target} panicked on {}: {msg}", path.display())
-        }
+        Err(payload) => panic!(
+            "{target} panicked on {}: {}",
+            path.display(),
+            ztensor_formats::panic_message(&*payload)
+        ),
     }
 }
 

@@ -62,11 +62,7 @@ fn run(py: Python<'_>, argv: Vec<OsString>) -> PyResult<i32> {
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let message = match worker.join() {
-                    Err(payload) => payload
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into()),
+                    Err(payload) => ztensor_formats::panic_message(&*payload).to_string(),
                     Ok(()) => "the zt thread ended without a result".into(),
                 };
                 return Err(ZTensorError::new_err(format!(

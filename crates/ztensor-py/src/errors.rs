@@ -62,13 +62,9 @@ fn strip_os_suffix(e: &std::io::Error) -> String {
 /// instead of letting pyo3 raise a `BaseException`.
 pub fn shield<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
         Err(ZTensorError::new_err(format!(
-            "internal error (please report): {msg}"
+            "internal error (please report): {}",
+            ztensor_formats::panic_message(&*payload)
         )))
     })
 }

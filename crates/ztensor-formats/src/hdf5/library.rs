@@ -29,14 +29,10 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> rust_hdf5::Result<T>) -> Result<T,
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("no message");
-            Err(format!("{what}: the HDF5 reader failed ({msg})"))
-        }
+        Err(panic) => Err(format!(
+            "{what}: the HDF5 reader failed ({})",
+            crate::panic_message(&*panic)
+        )),
     }
 }
 
