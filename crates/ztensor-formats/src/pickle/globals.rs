@@ -14,13 +14,8 @@
 //!   tensors, never built); callers warn about them, or refuse them when
 //!   strict.
 
-use std::collections::BTreeSet;
-
 use super::torch::{dtype_by_name, storage_class};
-use super::vm::Global;
-
-/// Every `(module, name)` a file's pickles named, each once.
-pub(crate) type Seen = BTreeSet<(String, String)>;
+use super::vm::{Global, Seen};
 
 /// What a global is to the reader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -480,8 +480,8 @@ fn parse_legacy(
             name_bytes_limit(bytes.len()),
             &mut found,
         )?;
-    } else if let Value::Storage(s) = &root {
-        root_storage = Some(s.clone());
+    } else if let Some(s) = root.native::<Storage>() {
+        root_storage = Some(s);
     }
     drop(root);
     let storages = hooks.storages().clone();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use ztensor::{Component, DType, Encoding, TensorInfo, Transform};
 
-use super::vm::{Budget, Global, Hooks, Map, Object, Seq, Value};
+use super::vm::{Budget, Global, Hooks, Map, Native, Object, Seq, Value};
 use super::Located;
 use crate::transforms::{ByteSwap, Chain, Inflate, Strided};
 
@@ -160,8 +160,20 @@ pub(crate) struct TensorView {
 #[derive(Debug)]
 pub(crate) struct TensorRef(pub Result<TensorView, String>);
 
+impl Native for Storage {
+    fn kind(&self) -> &'static str {
+        "storage"
+    }
+}
+
+impl Native for TensorRef {
+    fn kind(&self) -> &'static str {
+        "tensor"
+    }
+}
+
 fn tensor(r: Result<TensorView, String>) -> Value {
-    Value::Tensor(Rc::new(TensorRef(r)))
+    Value::Native(Rc::new(TensorRef(r)))
 }
 
 fn broken(message: impl Into<String>) -> Value {
@@ -221,7 +233,7 @@ impl<'a> TorchHooks<'a> {
     }
 
     fn storage_from_bytes(&mut self, args: &[Value], budget: &mut Budget) -> Value {
-        let failed = |message: String| Value::Storage(failed_storage(message));
+        let failed = |message: String| Value::Native(failed_storage(message));
         let Some(Value::Bytes { at, len }) = args.first() else {
             return failed("its storage is pickled by value without its bytes".into());
         };
@@ -238,14 +250,14 @@ impl<'a> TorchHooks<'a> {
             );
         };
         if let Some(s) = self.by_value.get(&(*at, *len)) {
-            return Value::Storage(s.clone());
+            return Value::Native(s.clone());
         }
         let storage =
             load(&self.input[*at..*at + *len], base + *at as u64, budget).unwrap_or_else(|e| {
                 failed_storage(format!("its storage pickled by value is invalid: {e}"))
             });
         self.by_value.insert((*at, *len), storage.clone());
-        Value::Storage(storage)
+        Value::Native(storage)
     }
 }
 
@@ -279,7 +291,7 @@ impl Hooks for TorchHooks<'_> {
             }
             ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => {
                 match args.first() {
-                    Some(t @ Value::Tensor(_)) => t.clone(),
+                    Some(t) if t.is_native::<TensorRef>() => t.clone(),
                     Some(other) => broken(format!(
                         "a parameter wraps a {}, not a tensor",
                         other.kind()
@@ -383,7 +395,7 @@ impl Hooks for TorchHooks<'_> {
             other => return Err(format!("a storage key is a {}", other.kind())),
         };
         if let Some(s) = self.storages.get(&key) {
-            return Ok(Value::Storage(s.clone()));
+            return Ok(Value::Native(s.clone()));
         }
         let (itemsize, mut dtype) = match &items[1] {
             Value::Global(g) => storage_class(g),
@@ -404,14 +416,14 @@ impl Hooks for TorchHooks<'_> {
             inline: None,
         });
         self.storages.insert(key, storage.clone());
-        Ok(Value::Storage(storage))
+        Ok(Value::Native(storage))
     }
 }
 
 fn rebuild(args: &[Value], dtype: Option<&Value>) -> Result<TensorView, String> {
-    let storage = match args.first() {
-        Some(Value::Storage(s)) => s.clone(),
-        Some(other) => {
+    let storage = match args.first().map(|v| (v, v.native::<Storage>())) {
+        Some((_, Some(s))) => s,
+        Some((other, None)) => {
             return Err(format!(
                 "its storage is a {} rather than a storage saved with the checkpoint",
                 other.kind()
@@ -522,11 +534,11 @@ pub(crate) fn find_tensors(
             None => (parent, segments),
             Some(k) => (w.join(&parent, segments, &k)?, segments + 1),
         };
+        if let Some(t) = value.native::<TensorRef>() {
+            w.emit(&name, &t)?;
+            continue;
+        }
         let ptr = match &value {
-            Value::Tensor(t) => {
-                w.emit(&name, t)?;
-                continue;
-            }
             Value::Dict(d) => Rc::as_ptr(d).cast::<()>(),
             Value::List(s) | Value::Tuple(s) => Rc::as_ptr(s).cast::<()>(),
             Value::Object(o) => Rc::as_ptr(o).cast::<()>(),
@@ -693,8 +705,8 @@ fn seq(items: &[Value], out: &mut Children) {
 fn is_searchable(v: &Value) -> bool {
     matches!(
         v,
-        Value::Tensor(_) | Value::Dict(_) | Value::List(_) | Value::Tuple(_) | Value::Object(_)
-    )
+        Value::Dict(_) | Value::List(_) | Value::Tuple(_) | Value::Object(_)
+    ) || v.is_native::<TensorRef>()
 }
 
 /// A dict key as a name component: strings as they are, numbers in
