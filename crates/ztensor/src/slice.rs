@@ -102,8 +102,9 @@ impl Pick {
     fn pos(&self, i: u64) -> u64 {
         match self {
             Pick::At(p) => *p,
-            // In range by construction: start + (len - 1) * step lies in the dimension.
-            Pick::Step { start, step, .. } => (*start as i128 + i as i128 * *step as i128) as u64,
+            // In range by construction (start + (len - 1) * step lies in the
+            // dimension), so the two's complement arithmetic is exact.
+            Pick::Step { start, step, .. } => start.wrapping_add(i.wrapping_mul(*step as u64)),
             Pick::List(v) => v[i as usize],
         }
     }
@@ -428,7 +429,18 @@ impl<'s> Plan<'s> {
             digits[k] = rest % p.len();
             rest /= p.len();
         }
-        Offsets { plan: self, digits }
+        let offset = self.base
+            + self
+                .outer
+                .iter()
+                .zip(&digits)
+                .map(|((p, stride), &i)| p.pos(i) * stride)
+                .sum::<u64>();
+        Offsets {
+            plan: self,
+            digits,
+            offset,
+        }
     }
 }
 
@@ -436,28 +448,34 @@ impl<'s> Plan<'s> {
 pub(crate) struct Offsets<'p, 's> {
     plan: &'p Plan<'s>,
     digits: Vec<u64>,
+    /// The offset of the run `digits` names.
+    offset: u64,
 }
 
 impl Iterator for Offsets<'_, '_> {
     type Item = u64;
 
     /// The current run's offset; then advances (callers take at most `runs`).
+    /// The offset moves by differences (wrapping arithmetic, exact since
+    /// every offset it passes through is in range): no multiplication per
+    /// dimension per run, which small runs (single elements) feel.
     fn next(&mut self) -> Option<u64> {
-        let outer = &self.plan.outer;
-        let offset = self.plan.base
-            + outer
-                .iter()
-                .zip(&self.digits)
-                .map(|((p, stride), &i)| p.pos(i) * stride)
-                .sum::<u64>();
-        for k in (0..outer.len()).rev() {
-            self.digits[k] += 1;
-            if self.digits[k] < outer[k].0.len() {
-                break;
-            }
+        let current = self.offset;
+        for (k, &(p, stride)) in self.plan.outer.iter().enumerate().rev() {
+            let i = self.digits[k];
+            let back = if i + 1 < p.len() {
+                self.digits[k] = i + 1;
+                self.offset = self
+                    .offset
+                    .wrapping_add(p.pos(i + 1).wrapping_sub(p.pos(i)).wrapping_mul(stride));
+                return Some(current);
+            } else {
+                p.pos(i).wrapping_sub(p.pos(0)).wrapping_mul(stride)
+            };
             self.digits[k] = 0;
+            self.offset = self.offset.wrapping_sub(back);
         }
-        Some(offset)
+        Some(current)
     }
 }
 

@@ -156,9 +156,17 @@ struct Decoded {
 }
 
 impl Decoded {
-    fn bytes(&self, off: u64, len: u64) -> &[u8] {
-        let k = self.frames.partition_point(|(r, _)| r.end <= off);
-        let (range, packed) = &self.frames[k];
+    /// The `len` decoded bytes at tensor offset `off`; `hint` is the frame
+    /// the previous call found (runs are mostly near each other).
+    fn bytes(&self, off: u64, len: u64, hint: &mut usize) -> &[u8] {
+        let near = self
+            .frames
+            .get(*hint)
+            .is_some_and(|(r, _)| r.contains(&off));
+        if !near {
+            *hint = self.frames.partition_point(|(r, _)| r.end <= off);
+        }
+        let (range, packed) = &self.frames[*hint];
         let at = (packed + off - range.start) as usize;
         &self.buf.as_slice()[at..at + len as usize]
     }
@@ -400,13 +408,14 @@ impl Reader {
         let decoded = self.decode_frames(c, &index, &stored, plan).map_err(err)?;
         if plan.runs == 1 {
             let at = plan.offsets_from(0).next().unwrap_or(0);
-            crate::parallel::copy(out.as_mut_slice(), decoded.bytes(at, plan.run));
+            crate::parallel::copy(out.as_mut_slice(), decoded.bytes(at, plan.run, &mut 0));
             return Ok(TensorBytes::Owned(out));
         }
         gather(plan, out.as_mut_slice(), |first, dst| {
             let run = plan.run as usize;
+            let mut hint = 0;
             for (d, o) in dst.chunks_exact_mut(run).zip(plan.offsets_from(first)) {
-                d.copy_from_slice(decoded.bytes(o, plan.run));
+                d.copy_from_slice(decoded.bytes(o, plan.run, &mut hint));
             }
             Ok::<(), String>(())
         })
@@ -551,6 +560,31 @@ impl Reader {
     }
 }
 
+/// Copies runs `first..` of `plan` from `src` (the tensor's bytes) into
+/// `dst` (whole runs). Runs of a few bytes (single elements) are copied as
+/// fixed-size moves rather than one `memcpy` call each.
+fn copy_runs(plan: &Plan, first: u64, src: &[u8], dst: &mut [u8]) {
+    fn fixed<const N: usize>(plan: &Plan, first: u64, src: &[u8], dst: &mut [u8]) {
+        for (d, o) in dst.chunks_exact_mut(N).zip(plan.offsets_from(first)) {
+            let o = o as usize;
+            d.copy_from_slice(&src[o..o + N]);
+        }
+    }
+    match plan.run {
+        1 => fixed::<1>(plan, first, src, dst),
+        2 => fixed::<2>(plan, first, src, dst),
+        4 => fixed::<4>(plan, first, src, dst),
+        8 => fixed::<8>(plan, first, src, dst),
+        16 => fixed::<16>(plan, first, src, dst),
+        run => {
+            let run = run as usize;
+            for (d, o) in dst.chunks_exact_mut(run).zip(plan.offsets_from(first)) {
+                d.copy_from_slice(&src[o as usize..o as usize + run]);
+            }
+        }
+    }
+}
+
 /// Gathers the runs of `plan` from `src` (the tensor's bytes) into a new buffer.
 fn gather_memory(plan: &Plan, src: &[u8]) -> Result<TensorBytes, String> {
     let mut out = AlignedBuf::for_overwrite(plan.len() as usize)?;
@@ -560,9 +594,7 @@ fn gather_memory(plan: &Plan, src: &[u8]) -> Result<TensorBytes, String> {
         crate::parallel::copy(out.as_mut_slice(), &src[at..at + run]);
     } else {
         gather(plan, out.as_mut_slice(), |first, dst| {
-            for (d, o) in dst.chunks_exact_mut(run).zip(plan.offsets_from(first)) {
-                d.copy_from_slice(&src[o as usize..o as usize + run]);
-            }
+            copy_runs(plan, first, src, dst);
             Ok::<(), String>(())
         })?;
     }
