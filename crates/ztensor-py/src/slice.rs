@@ -43,9 +43,17 @@ impl<'py> FromPyObject<'_, 'py> for PyIndex {
 #[pyclass(name = "_Slice", module = "ztensor._ztensor", frozen)]
 pub struct PyTensorSlice {
     reader: Arc<Reader>,
+    /// The tensor's name.
+    #[pyo3(get)]
     name: String,
+    /// The tensor's shape.
+    #[pyo3(get)]
     shape: Vec<u64>,
+    /// Storage dtype name (`"float32"`, ...).
+    #[pyo3(get)]
     dtype: &'static str,
+    /// Logical type (`"f8_e4m3fn"`, `"complex64"`, ...) or None.
+    #[pyo3(get, name = "type")]
     logical: Option<String>,
 }
 
@@ -69,29 +77,6 @@ impl PyTensorSlice {
                 logical,
             })
         })
-    }
-
-    #[getter]
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The tensor's shape.
-    #[getter]
-    fn shape(&self) -> Vec<u64> {
-        self.shape.clone()
-    }
-
-    /// Storage dtype name (`"float32"`, ...).
-    #[getter]
-    fn dtype(&self) -> &'static str {
-        self.dtype
-    }
-
-    /// Logical type (`"f8_e4m3fn"`, `"complex64"`, ...) or None.
-    #[getter]
-    fn r#type(&self) -> Option<&str> {
-        self.logical.as_deref()
     }
 
     /// Reads the part `index` selects; returns `(buffer, shape)`. `numpy`
