@@ -140,6 +140,31 @@ def test_odd_last_dimension_f4_is_refused_like_safetensors(tmp_path):
         zttorch.load_file(path)
 
 
+# ---------------------------------------------------------------- torch.save -> ztensor
+
+
+def test_torch_save_files_load_bit_exact(tmp_path):
+    """A torch.save checkpoint (zip; torch cannot save these dtypes in the
+    legacy format) of both types, with transposed views, reads as
+    torch.load reads it."""
+    tensors = samples()
+    tensors["scales.t"] = tensors["scales"].t()
+    tensors["weight.t"] = tensors["weight"][:4].t()
+    path = tmp_path / "mx.pt"
+    torch.save(tensors, path)
+    expected = torch.load(path, weights_only=True)
+    for kwargs in ({}, {"copy": True}):
+        ours = zttorch.load_file(path, **kwargs)
+        assert sorted(ours) == sorted(expected)
+        for k in expected:
+            assert_same(ours[k], expected[k], f"{k} {kwargs}")
+    with Reader(path) as r:
+        assert r.metadata("scales").type == "f8_e8m0fnu"
+        assert r.metadata("weight").type == "f4_e2m1fn_x2"
+        assert r.metadata("weight").dtype == "uint8"
+        assert r.metadata("weight").shape == [8, 32]
+
+
 # ---------------------------------------------------------------- ztensor -> .zt -> everyone
 
 

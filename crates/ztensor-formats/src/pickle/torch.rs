@@ -70,6 +70,9 @@ pub(crate) fn dtype_by_name(name: &str) -> Result<TorchDtype, String> {
         "float8_e5m2" => td("float8_e5m2", DType::U8, Some("f8_e5m2")),
         "float8_e4m3fnuz" => td("float8_e4m3fnuz", DType::U8, Some("f8_e4m3fnuz")),
         "float8_e5m2fnuz" => td("float8_e5m2fnuz", DType::U8, Some("f8_e5m2fnuz")),
+        "float8_e8m0fnu" => td("float8_e8m0fnu", DType::U8, Some("f8_e8m0fnu")),
+        // Two FP4 values per byte: torch counts the last dimension in bytes.
+        "float4_e2m1fn_x2" => td("float4_e2m1fn_x2", DType::U8, Some("f4_e2m1fn_x2")),
         "complex64" | "cfloat" => td("complex64", DType::F32, Some("complex64")),
         "complex128" | "cdouble" => td("complex128", DType::F64, Some("complex128")),
         "qint8" | "quint8" | "qint32" | "quint4x2" | "quint2x4" => {
