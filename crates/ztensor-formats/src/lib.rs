@@ -21,7 +21,7 @@
 
 use std::path::Path;
 
-use ztensor::{ReadMode, Reader};
+use ztensor::{FormatError, ReadMode, Reader};
 
 pub use context::{OpenOptions, ParseContext};
 pub use detect::detect;
@@ -83,7 +83,7 @@ pub fn open_with_options(
     let cx = ParseContext::new(Some(path), options);
     Reader::open_with_parser(path, mode, |bytes| match format {
         Some(format) => format.parse(bytes, &cx),
-        None => Err(undetected(&head[..n], Some(path))),
+        None => Err(FormatError::unsupported(undetected(&head[..n], Some(path)))),
     })
 }
 
@@ -101,6 +101,6 @@ pub fn from_bytes_with_options(bytes: &[u8], options: &OpenOptions) -> ztensor::
     let cx = ParseContext::new(None, options);
     Reader::from_bytes_with_parser(bytes, |b| match format {
         Some(format) => format.parse(b, &cx),
-        None => Err(undetected(head, None)),
+        None => Err(FormatError::unsupported(undetected(head, None))),
     })
 }

@@ -33,7 +33,7 @@
 use std::io::{Cursor, Read};
 
 use zip::{CompressionMethod, ZipArchive};
-use ztensor::{Catalog, Digest, Entry, Transform};
+use ztensor::{Catalog, Digest, Entry, ErrorKind, FormatError, Transform};
 
 use crate::npy::{self, Data, Header};
 use crate::transforms::Inflate;
@@ -202,7 +202,7 @@ impl Transform for CrcInflate {
         self.inflate.decoded_len
     }
 
-    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), String> {
+    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
         // The header is at most npy::MAX_HEADER_LEN bytes (checked at parse).
         if self.inflate.skip > npy::MAX_HEADER_LEN as u64 || out.len() as u64 != self.decoded_len()
         {
@@ -213,20 +213,25 @@ impl Transform for CrcInflate {
         let mut head = vec![0u8; self.inflate.skip as usize];
         z.read_exact(&mut head)
             .and_then(|()| z.read_exact(out))
-            .map_err(|e| format!("deflate stream is shorter than declared: {e}"))?;
+            .map_err(|e| {
+                FormatError::truncated(format!("deflate stream is shorter than declared: {e}"))
+            })?;
         crc.update(&head);
         crc.update(out);
         let mut extra = [0u8; 1];
         match z.read(&mut extra) {
             Ok(0) => {}
             Ok(_) => return Err("deflate stream is longer than declared".into()),
-            Err(e) => return Err(format!("deflate: {e}")),
+            Err(e) => return Err(format!("deflate: {e}").into()),
         }
         if crc.sum() != self.crc32 {
-            return Err(format!(
-                "CRC-32 mismatch (0x{:08x}, the archive says 0x{:08x}): the member is damaged",
-                crc.sum(),
-                self.crc32
+            return Err(FormatError::new(
+                ErrorKind::ChecksumMismatch,
+                format!(
+                    "CRC-32 mismatch (0x{:08x}, the archive says 0x{:08x}): the member is damaged",
+                    crc.sum(),
+                    self.crc32
+                ),
             ));
         }
         Ok(())

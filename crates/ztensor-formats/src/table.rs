@@ -6,6 +6,7 @@
 //! row is how a format is added (see [`ztensor::seam`] for the rest).
 
 use ztensor::seam::Catalog;
+use ztensor::FormatError;
 
 use crate::ParseContext;
 
@@ -31,22 +32,21 @@ pub enum Format {
 }
 
 /// What every parser is: a whole file image plus its context, to a catalog.
-pub type Parser = fn(&[u8], &ParseContext) -> Result<Catalog, String>;
+pub type Parser = fn(&[u8], &ParseContext) -> Result<Catalog, FormatError>;
 
 /// A row's parser: `$parse`, or without its Cargo feature one that says
 /// which feature is missing.
 macro_rules! parser {
     ($feature:literal, $parse:path) => {{
         #[cfg(feature = $feature)]
-        let parse: Parser = $parse;
+        let parse: Parser = |bytes, cx| Ok($parse(bytes, cx)?);
         #[cfg(not(feature = $feature))]
         let parse: Parser = |_, _| {
-            Err(concat!(
+            Err(FormatError::unsupported(concat!(
                 "this build of ztensor-formats was compiled without the `",
                 $feature,
                 "` feature"
-            )
-            .into())
+            )))
         };
         parse
     }};
@@ -87,7 +87,7 @@ pub const TABLE: [FormatInfo; 8] = [
         extensions: &["safetensors"],
         feature: None,
         writable: true,
-        parse: crate::safetensors::parse,
+        parse: |bytes, cx| Ok(crate::safetensors::parse(bytes, cx)?),
     },
     FormatInfo {
         format: Format::Pickle,
@@ -173,7 +173,7 @@ impl Format {
 
     /// Parses a whole file image of this format, with what `cx` says
     /// (formats an option does not concern ignore it).
-    pub fn parse(self, bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
+    pub fn parse(self, bytes: &[u8], cx: &ParseContext) -> Result<Catalog, FormatError> {
         (self.info().parse)(bytes, cx)
     }
 }
@@ -266,7 +266,8 @@ mod tests {
         for row in TABLE.iter().filter(|f| !f.format.is_enabled()) {
             let e = row.format.parse(b"", &ParseContext::default()).unwrap_err();
             assert!(
-                e.contains(&format!("`{}` feature", row.feature.unwrap())),
+                e.message()
+                    .contains(&format!("`{}` feature", row.feature.unwrap())),
                 "{e}"
             );
         }

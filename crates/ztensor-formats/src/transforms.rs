@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use ztensor::Transform;
+use ztensor::{FormatError, Transform};
 
 /// Raw DEFLATE (zip method 8) whose decoded size is known from the archive.
 /// Decoding refuses to produce more or fewer bytes than declared.
@@ -26,17 +26,18 @@ impl Transform for Inflate {
         self.decoded_len
     }
 
-    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), String> {
+    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
         let mut z = flate2::read::DeflateDecoder::new(stored);
         std::io::copy(&mut (&mut z).take(self.skip), &mut std::io::sink())
             .map_err(|e| format!("deflate: {e}"))?;
-        z.read_exact(out)
-            .map_err(|e| format!("deflate stream is shorter than declared: {e}"))?;
+        z.read_exact(out).map_err(|e| {
+            FormatError::truncated(format!("deflate stream is shorter than declared: {e}"))
+        })?;
         let mut extra = [0u8; 1];
         match z.read(&mut extra) {
             Ok(0) => Ok(()),
             Ok(_) => Err("deflate stream is longer than declared".into()),
-            Err(e) => Err(format!("deflate: {e}")),
+            Err(e) => Err(format!("deflate: {e}").into()),
         }
     }
 }
@@ -59,7 +60,7 @@ impl Transform for ByteSwap {
         self.len
     }
 
-    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), String> {
+    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
         if stored.len() != out.len() || self.width == 0 || !out.len().is_multiple_of(self.width) {
             return Err("byte-swapped data has the wrong size".into());
         }
@@ -128,7 +129,7 @@ impl Transform for Strided {
         self.shape.iter().product::<u64>() * self.itemsize as u64
     }
 
-    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), String> {
+    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
         let storage_elems = (stored.len() / self.itemsize.max(1)) as u64;
         if self.validate(storage_elems)? != out.len() as u64 {
             return Err("strided view has the wrong size".into());
@@ -168,7 +169,7 @@ impl Transform for Chain {
         self.0.last().map_or(0, |t| t.decoded_len())
     }
 
-    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), String> {
+    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
         let Some((last, first)) = self.0.split_last() else {
             return Err("empty transform chain".into());
         };

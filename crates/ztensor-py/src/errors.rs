@@ -14,7 +14,11 @@ pyo3::create_exception!(
     "A tensor file's content is invalid, a tensor in it cannot be read, or a writer is misused."
 );
 
-/// Converts a core error into the exception a Python user expects.
+/// Converts a core error into the exception a Python user expects, by its
+/// kind: `Io` is an `OSError` (its subclass chosen by errno), `NotFound` a
+/// `KeyError`, `InvalidArgument` a `ValueError`, and every problem with a
+/// file's content (corrupt, truncated, checksum mismatch, unsupported,
+/// limit exceeded, torn append, unsafe pickle, ...) a `ZTensorError`.
 pub fn to_py(err: ztensor::Error) -> PyErr {
     match err {
         ztensor::Error::Io { path, source } => {
@@ -31,6 +35,8 @@ pub fn to_py(err: ztensor::Error) -> PyErr {
             PyKeyError::new_err(format!("no tensor named '{name}' in {}", path.display()))
         }
         ztensor::Error::InvalidArgument(m) => PyValueError::new_err(m),
+        // Every kind a `Format` error carries, including an `Io` kind from a
+        // read inside a decoding step (the file at fault is the tensor file).
         e @ ztensor::Error::Format { .. } => ZTensorError::new_err(e.to_string()),
     }
 }

@@ -28,7 +28,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::container::{self, LEGACY_MAGIC, MAGIC};
-use crate::error::{Error, Result};
+use crate::error::{self, Error, FormatError, Result};
 use crate::manifest;
 use crate::model::Value;
 use crate::writer::Writer;
@@ -353,7 +353,8 @@ fn read_old_version(file: &File, path: &Path) -> Result<(u64, OldVersion)> {
         ));
     }
     if &head == MAGIC && &tail[8..] == APPEND_MAGIC {
-        return Err(Error::format(path, name_file(TORN.into(), path)));
+        let torn = FormatError::new(error::ErrorKind::TornAppend, name_file(TORN.into(), path));
+        return Err(Error::format(path, torn));
     }
     // SAFETY: a private read-only use of the mapping while we hold the
     // append lock; it is dropped before this function returns, before any

@@ -9,6 +9,8 @@ use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 use std::sync::Mutex;
 
+use crate::error::{ErrorKind, FormatError};
+
 const SMALL_ALIGN: usize = 64;
 const MAP_THRESHOLD: usize = 1 << 20;
 const HUGE: usize = 2 << 20;
@@ -162,7 +164,7 @@ impl AlignedBuf {
     /// by hand (otherwise buffers made here would feed the pool on drop
     /// without ever taking from it); else large buffers come straight from
     /// the kernel, so untouched pages cost nothing and no memset runs.
-    pub fn zeroed(len: usize) -> Result<AlignedBuf, String> {
+    pub fn zeroed(len: usize) -> Result<AlignedBuf, FormatError> {
         if let Some(mut buf) = AlignedBuf::from_pool(len) {
             buf.as_mut_slice().fill(0);
             return Ok(buf);
@@ -173,13 +175,13 @@ impl AlignedBuf {
     /// A buffer whose contents are unspecified (but initialised): for data
     /// that is about to be overwritten in full, such as a `pread` target.
     /// Large ones reuse retired mappings (see `Pool`).
-    pub fn for_overwrite(len: usize) -> Result<AlignedBuf, String> {
+    pub fn for_overwrite(len: usize) -> Result<AlignedBuf, FormatError> {
         AlignedBuf::from_pool(len).map_or_else(|| AlignedBuf::fresh(len), Ok)
     }
 
     /// Newly allocated zeroed memory: the heap for small buffers, an
     /// anonymous mapping for large ones.
-    fn fresh(len: usize) -> Result<AlignedBuf, String> {
+    fn fresh(len: usize) -> Result<AlignedBuf, FormatError> {
         if len == 0 {
             return Ok(AlignedBuf {
                 ptr: NonNull::<PageAligned>::dangling().cast(),
@@ -188,11 +190,12 @@ impl AlignedBuf {
             });
         }
         if len < MAP_THRESHOLD {
-            let layout = Layout::from_size_align(len, SMALL_ALIGN).map_err(|e| e.to_string())?;
+            let layout =
+                Layout::from_size_align(len, SMALL_ALIGN).map_err(|e| oom(e.to_string()))?;
             // SAFETY: layout has a non-zero size (len > 0 checked above).
             let raw = unsafe { alloc::alloc_zeroed(layout) };
-            let ptr =
-                NonNull::new(raw).ok_or_else(|| format!("out of memory allocating {len} bytes"))?;
+            let ptr = NonNull::new(raw)
+                .ok_or_else(|| oom(format!("out of memory allocating {len} bytes")))?;
             return Ok(AlignedBuf {
                 ptr,
                 len,
@@ -230,7 +233,7 @@ impl AlignedBuf {
         })
     }
 
-    fn mapped(len: usize) -> Result<AlignedBuf, String> {
+    fn mapped(len: usize) -> Result<AlignedBuf, FormatError> {
         let huge = len >= HUGE;
         let size = if huge { mapping_size(len)? } else { len };
         // SAFETY: an anonymous private mapping with no address hint has no
@@ -246,7 +249,7 @@ impl AlignedBuf {
             )
         };
         if base == libc::MAP_FAILED {
-            return Err(format!("out of memory mapping {len} bytes"));
+            return Err(oom(format!("out of memory mapping {len} bytes")));
         }
         let start = (base as usize).next_multiple_of(if huge { HUGE } else { 1 });
         // No MADV_HUGEPAGE: measured here, a huge-page fault under memory
@@ -254,14 +257,14 @@ impl AlignedBuf {
         // 1 GiB take 0.7-1.8 s instead of 0.25 s with 4 KiB pages. The 2 MiB
         // alignment still lets a system with THP "always" use huge pages.
         Ok(AlignedBuf {
-            ptr: NonNull::new(start as *mut u8).ok_or("mmap returned null")?,
+            ptr: NonNull::new(start as *mut u8).ok_or_else(|| oom("mmap returned null"))?,
             len,
             origin: Origin::Mapped { base, size },
         })
     }
 
     /// Copies `bytes` into a new aligned buffer.
-    pub fn copy_from(bytes: &[u8]) -> Result<AlignedBuf, String> {
+    pub fn copy_from(bytes: &[u8]) -> Result<AlignedBuf, FormatError> {
         let mut buf = AlignedBuf::zeroed(bytes.len())?;
         buf.as_mut_slice().copy_from_slice(bytes);
         Ok(buf)
@@ -316,10 +319,14 @@ impl Drop for AlignedBuf {
 
 /// Mapping size for a huge buffer: whole huge pages plus one of slack for
 /// the 2 MiB alignment, so buffers of similar size share pooled mappings.
-fn mapping_size(len: usize) -> Result<usize, String> {
+fn mapping_size(len: usize) -> Result<usize, FormatError> {
     len.checked_next_multiple_of(HUGE)
         .and_then(|n| n.checked_add(HUGE))
-        .ok_or_else(|| "allocation size overflows".to_string())
+        .ok_or_else(|| oom("allocation size overflows"))
+}
+
+fn oom(message: impl Into<String>) -> FormatError {
+    FormatError::new(ErrorKind::OutOfMemory, message)
 }
 
 /// Offers a huge mapping to the pool; false when the pool is full.

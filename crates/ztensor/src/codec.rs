@@ -2,6 +2,8 @@
 //! exact-size, parallel decompression.
 
 use rayon::prelude::*;
+
+use crate::error::FormatError;
 use std::io::{Read, Write};
 
 /// zstd cannot expand data by more than ~32768:1 (a 4-byte RLE block yields
@@ -49,12 +51,12 @@ pub fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
 }
 
 /// Refuses a decoded size that the compressed bytes cannot honestly produce.
-pub fn check_ratio(compressed_len: u64, decoded_len: u64) -> Result<(), String> {
+pub fn check_ratio(compressed_len: u64, decoded_len: u64) -> Result<(), FormatError> {
     let limit = compressed_len.saturating_mul(MAX_RATIO).max(MAX_RATIO);
     if decoded_len > limit {
-        return Err(format!(
+        return Err(FormatError::limit(format!(
             "{compressed_len} compressed bytes cannot hold {decoded_len} decoded bytes (ratio limit {MAX_RATIO}:1)"
-        ));
+        )));
     }
     Ok(())
 }
@@ -64,7 +66,7 @@ pub fn check_ratio(compressed_len: u64, decoded_len: u64) -> Result<(), String> 
 /// When every frame declares its content size, frames are decoded in
 /// parallel straight into their slice of `out`; otherwise the stream is
 /// decoded sequentially. Output longer or shorter than `out` is an error.
-pub fn decompress_exact(src: &[u8], out: &mut [u8]) -> Result<(), String> {
+pub fn decompress_exact(src: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
     check_ratio(src.len() as u64, out.len() as u64)?;
     let frames = scan_frames(src)?;
     let sizes: Option<Vec<u64>> = frames.iter().map(|f| f.content_size).collect();
@@ -76,7 +78,8 @@ pub fn decompress_exact(src: &[u8], out: &mut [u8]) -> Result<(), String> {
                     "zstd frames declare {} bytes, expected {}",
                     total.map_or("too many".into(), |t| t.to_string()),
                     out.len()
-                ));
+                )
+                .into());
             }
             let mut jobs = Vec::with_capacity(frames.len());
             let mut rest = &mut *out;
@@ -96,7 +99,7 @@ pub fn decompress_exact(src: &[u8], out: &mut [u8]) -> Result<(), String> {
 
 /// Decodes a stream whose size is not known in advance, refusing to grow
 /// past `limit` bytes (itself bounded by the compression ratio).
-pub fn decompress_bounded(src: &[u8], limit: u64) -> Result<Vec<u8>, String> {
+pub fn decompress_bounded(src: &[u8], limit: u64) -> Result<Vec<u8>, FormatError> {
     let limit = limit.min(src.len() as u64 * MAX_RATIO);
     let mut dec = zstd::stream::read::Decoder::with_buffer(src).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
@@ -105,7 +108,9 @@ pub fn decompress_bounded(src: &[u8], limit: u64) -> Result<Vec<u8>, String> {
         .read_to_end(&mut out)
         .map_err(|e| format!("zstd: {e}"))?;
     if out.len() as u64 > limit {
-        return Err(format!("zstd data decodes to more than {limit} bytes"));
+        return Err(FormatError::limit(format!(
+            "zstd data decodes to more than {limit} bytes"
+        )));
     }
     Ok(out)
 }
@@ -118,7 +123,7 @@ pub(crate) struct Frame {
 }
 
 /// Locates the frames of a stream from their headers (nothing is decoded).
-pub(crate) fn scan_frames(src: &[u8]) -> Result<Vec<Frame>, String> {
+pub(crate) fn scan_frames(src: &[u8]) -> Result<Vec<Frame>, FormatError> {
     let mut frames = Vec::new();
     let mut pos = 0;
     while pos < src.len() {
@@ -139,13 +144,13 @@ pub(crate) fn scan_frames(src: &[u8]) -> Result<Vec<Frame>, String> {
         pos = end;
     }
     if frames.is_empty() {
-        return Err("empty zstd data".into());
+        return Err(FormatError::truncated("empty zstd data"));
     }
     Ok(frames)
 }
 
 /// Decodes one frame, which must fill `dst` exactly.
-pub(crate) fn decode_frame(frame: &[u8], dst: &mut [u8]) -> Result<(), String> {
+pub(crate) fn decode_frame(frame: &[u8], dst: &mut [u8]) -> Result<(), FormatError> {
     let mut dctx = zstd::zstd_safe::DCtx::create();
     let n = dctx.decompress(dst, frame).map_err(|code| {
         format!(
@@ -154,27 +159,24 @@ pub(crate) fn decode_frame(frame: &[u8], dst: &mut [u8]) -> Result<(), String> {
         )
     })?;
     if n != dst.len() {
-        return Err(format!(
-            "zstd frame decoded to {n} bytes, expected {}",
-            dst.len()
-        ));
+        return Err(format!("zstd frame decoded to {n} bytes, expected {}", dst.len()).into());
     }
     Ok(())
 }
 
-fn decode_stream(src: &[u8], out: &mut [u8]) -> Result<(), String> {
+fn decode_stream(src: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
     let mut dec = zstd::stream::read::Decoder::with_buffer(src).map_err(|e| e.to_string())?;
     let mut filled = 0;
     while filled < out.len() {
         match dec.read(&mut out[filled..]) {
             Ok(0) => {
-                return Err(format!(
+                return Err(FormatError::truncated(format!(
                     "zstd data decodes to {filled} bytes, expected {}",
                     out.len()
-                ))
+                )))
             }
             Ok(n) => filled += n,
-            Err(e) => return Err(format!("corrupt zstd data: {e}")),
+            Err(e) => return Err(format!("corrupt zstd data: {e}").into()),
         }
     }
     let mut extra = [0u8; 1];
@@ -183,14 +185,16 @@ fn decode_stream(src: &[u8], out: &mut [u8]) -> Result<(), String> {
         Ok(_) => Err(format!(
             "zstd data decodes to more than the expected {} bytes",
             out.len()
-        )),
-        Err(e) => Err(format!("corrupt zstd data: {e}")),
+        )
+        .into()),
+        Err(e) => Err(format!("corrupt zstd data: {e}").into()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
 
     fn sample(n: usize) -> Vec<u8> {
         (0..n)
@@ -227,19 +231,21 @@ mod tests {
     fn short_and_long_output_are_errors() {
         let z = compress(&sample(100), 3).unwrap();
         let mut short = vec![0; 99];
-        assert!(decompress_exact(&z, &mut short)
-            .unwrap_err()
-            .contains("more than"));
+        let e = decompress_exact(&z, &mut short).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        assert!(e.message().contains("more than"), "{e}");
         let mut long = vec![0; 101];
-        assert!(decompress_exact(&z, &mut long)
-            .unwrap_err()
-            .contains("decodes to 100"));
+        let e = decompress_exact(&z, &mut long).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Truncated, "{e}");
+        assert!(e.message().contains("decodes to 100"), "{e}");
     }
 
     #[test]
     fn absurd_ratio_refused_before_allocation() {
-        assert!(check_ratio(16, 1 << 40).is_err());
+        let e = check_ratio(16, 1 << 40).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{e}");
         assert!(check_ratio(16, 1 << 20).is_ok());
-        assert!(decompress_bounded(&compress(&[0u8; 4096], 3).unwrap(), 100).is_err());
+        let e = decompress_bounded(&compress(&[0u8; 4096], 3).unwrap(), 100).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{e}");
     }
 }

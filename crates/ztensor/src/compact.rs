@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::container::MAGIC;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, FormatError, Result};
 use crate::model::{Component, TensorInfo, Value};
 use crate::reader::{ReadMode, Reader};
 use crate::writer::{Writer, DEFAULT_ALIGNMENT, MAX_ALIGNMENT};
@@ -136,8 +136,14 @@ fn copy_blob<W: Write>(
     file.read_exact_at(buf.as_mut_slice(), c.offset)
         .map_err(|e| Error::io(input, e))?;
     if let Some(d) = &c.digest {
-        d.verify(buf.as_slice())
-            .map_err(|m| Error::tensor(input, &info.name, format!("component '{cname}': {m}")))?;
+        d.verify(buf.as_slice()).map_err(|m| {
+            let m = FormatError::new(ErrorKind::ChecksumMismatch, m);
+            Error::tensor(
+                input,
+                &info.name,
+                m.prefixed(format_args!("component '{cname}': ")),
+            )
+        })?;
     }
     w.pad()?;
     let offset = w.pos;

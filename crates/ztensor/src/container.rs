@@ -2,6 +2,7 @@
 //! legacy v0.1 variant. Turns the bytes of a file into a [`Catalog`].
 
 use crate::catalog::Catalog;
+use crate::error::{ErrorKind, FormatError};
 use crate::{legacy, manifest};
 
 /// Magic bytes at both ends of a v1 file.
@@ -17,26 +18,27 @@ pub fn is_zt(head: &[u8]) -> bool {
 }
 
 /// Parses a whole `.zt` file image.
-pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
+pub fn parse(bytes: &[u8]) -> Result<Catalog, FormatError> {
     let len = bytes.len() as u64;
     if len < 8 {
-        return Err(format!("file is {len} bytes, too short to be a .zt file"));
+        return Err(FormatError::truncated(format!(
+            "file is {len} bytes, too short to be a .zt file"
+        )));
     }
     let (manifest, start) = if bytes.starts_with(MAGIC) {
         if len < 24 {
-            return Err(format!(
+            return Err(FormatError::truncated(format!(
                 "file is {len} bytes, too short for a .zt header and footer"
-            ));
+            )));
         }
         let footer = &bytes[bytes.len() - 16..];
         if &footer[8..] == crate::append::APPEND_MAGIC {
-            return Err(crate::append::TORN.into());
+            return Err(FormatError::new(ErrorKind::TornAppend, crate::append::TORN));
         }
         if &footer[8..] != MAGIC {
-            return Err(
-                "the file does not end with the .zt signature ZTEN1000: it is truncated or damaged"
-                    .into(),
-            );
+            return Err(FormatError::truncated(
+                "the file does not end with the .zt signature ZTEN1000: it is truncated or damaged",
+            ));
         }
         let size = u64::from_le_bytes(footer[..8].try_into().expect("8 bytes"));
         let start = manifest_start(size, len, 24)?;
@@ -46,9 +48,9 @@ pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
         )
     } else if bytes.starts_with(LEGACY_MAGIC) {
         if len < 16 {
-            return Err(format!(
+            return Err(FormatError::truncated(format!(
                 "file is {len} bytes, too short for a legacy .zt file"
-            ));
+            )));
         }
         let size = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().expect("8 bytes"));
         let start = manifest_start(size, len, 16)?;
@@ -70,14 +72,16 @@ pub fn parse(bytes: &[u8]) -> Result<Catalog, String> {
     })
 }
 
-fn manifest_start(size: u64, len: u64, overhead: u64) -> Result<u64, String> {
+fn manifest_start(size: u64, len: u64, overhead: u64) -> Result<u64, FormatError> {
     if size > MAX_MANIFEST {
-        return Err(format!("manifest size {size} exceeds the 1 GiB limit"));
+        return Err(FormatError::limit(format!(
+            "manifest size {size} exceeds the 1 GiB limit"
+        )));
     }
     if size > len - overhead {
-        return Err(format!(
+        return Err(FormatError::truncated(format!(
             "manifest size {size} does not fit in a {len}-byte file: the file is truncated or damaged"
-        ));
+        )));
     }
     Ok(len - overhead + 8 - size)
 }

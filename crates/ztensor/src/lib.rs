@@ -66,7 +66,7 @@ pub use digest::{Checksum, Digest};
 pub use dtype::{
     logical_type, storage_elements_per_item, DType, Element, LogicalType, LOGICAL_TYPES,
 };
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, FormatError, Result};
 pub use manifest::FORMAT_VERSION;
 pub use model::{Component, Encoding, Layout, TensorInfo, Transform, Value};
 pub use reader::{ReadMode, Reader};

@@ -14,6 +14,7 @@ pub use ciborium::Value;
 
 use crate::digest::Digest;
 use crate::dtype::{storage_elements_per_item, DType};
+use crate::error::FormatError;
 
 /// How the components of a tensor make up its values.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -78,7 +79,7 @@ pub trait Transform: Send + Sync + fmt::Debug {
     /// Exact size of the decoded bytes.
     fn decoded_len(&self) -> u64;
     /// Decodes the stored bytes into `out`, which is `decoded_len` bytes long.
-    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), String>;
+    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), FormatError>;
 }
 
 /// How a component's stored bytes turn into its element bytes.

@@ -15,7 +15,7 @@ use crate::catalog::{Catalog, Entry};
 use crate::codec;
 use crate::container;
 use crate::dtype::Element;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, FormatError, Result};
 use crate::model::{Component, Encoding, Layout, TensorInfo, Value};
 use crate::source::{SharedBytes, Source, SpanMap, TensorBytes};
 use crate::validate;
@@ -73,10 +73,10 @@ impl Reader {
     /// [`Catalog`] (foreign-format readers supply their own). The file is
     /// mapped privately for parsing; in [`ReadMode::Eager`] the mapping is
     /// dropped afterwards and reads use `pread`.
-    pub fn open_with_parser(
+    pub fn open_with_parser<E: Into<FormatError>>(
         path: impl AsRef<Path>,
         mode: ReadMode,
-        parse: impl FnOnce(&[u8]) -> Result<Catalog, String>,
+        parse: impl FnOnce(&[u8]) -> Result<Catalog, E>,
     ) -> Result<Reader> {
         let path = path.as_ref().to_path_buf();
         let io = |e| Error::io(&path, e);
@@ -97,14 +97,16 @@ impl Reader {
             None
         };
         let bytes: &[u8] = map.as_deref().map_or(&[], |m| &m[..]);
-        let catalog =
-            parse(bytes).map_err(|m| Error::format(&path, crate::append::name_file(m, &path)))?;
+        let catalog = parse(bytes).map_err(|m| {
+            let m: FormatError = m.into();
+            Error::format(&path, m.map_message(|m| crate::append::name_file(m, &path)))
+        })?;
         let map = if mode == ReadMode::Mmap { map } else { None };
         Ok(Reader::assemble(path, Source::File { file, map }, catalog))
     }
 
     /// Parses a `.zt` file image into a [`Catalog`] (the parser `open_with` uses).
-    pub fn parse_zt(bytes: &[u8]) -> std::result::Result<Catalog, String> {
+    pub fn parse_zt(bytes: &[u8]) -> std::result::Result<Catalog, FormatError> {
         container::parse(bytes)
     }
 
@@ -114,9 +116,9 @@ impl Reader {
     }
 
     /// Reads a file of any format held in memory, parsed by `parse`.
-    pub fn from_bytes_with_parser(
+    pub fn from_bytes_with_parser<E: Into<FormatError>>(
         bytes: &[u8],
-        parse: impl FnOnce(&[u8]) -> Result<Catalog, String>,
+        parse: impl FnOnce(&[u8]) -> Result<Catalog, E>,
     ) -> Result<Reader> {
         let path = PathBuf::from("<bytes>");
         let buf = AlignedBuf::copy_from(bytes).map_err(|e| Error::format(&path, e))?;
@@ -489,8 +491,13 @@ impl Reader {
         copy: bool,
         span: Option<&SpanMap>,
     ) -> Result<TensorBytes> {
-        let err =
-            |m: String| Error::tensor(&self.path, &info.name, format!("component '{cname}': {m}"));
+        let err = |m: FormatError| {
+            Error::tensor(
+                &self.path,
+                &info.name,
+                m.prefixed(format_args!("component '{cname}': ")),
+            )
+        };
         let backing = self.source.backing();
         let raw = c.encoding == Encoding::Raw;
         let stored = match backing {
@@ -547,7 +554,8 @@ impl Reader {
                         "decodes to {} bytes, not a whole number of {width}-byte {} elements",
                         v.len(),
                         c.dtype.name()
-                    )));
+                    )
+                    .into()));
                 }
                 AlignedBuf::copy_from(&v).map_err(err)?
             }
@@ -605,7 +613,10 @@ impl Reader {
             Err(m) => Err(Error::tensor(
                 &self.path,
                 &info.name,
-                format!("component '{cname}': {m}"),
+                FormatError::new(
+                    ErrorKind::ChecksumMismatch,
+                    format!("component '{cname}': {m}"),
+                ),
             )),
         }
     }

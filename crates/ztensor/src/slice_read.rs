@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use crate::buffer::AlignedBuf;
 use crate::codec;
 use crate::dtype::storage_elements_per_item;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, FormatError, Result};
 use crate::model::{Component, Encoding, Layout, TensorInfo};
 use crate::reader::Reader;
 use crate::slice::{Index, Plan, Selection};
@@ -87,7 +87,7 @@ struct Frame {
 }
 
 impl FrameIndex {
-    fn build(stored: &[u8], expected: u64) -> Result<FrameIndex, String> {
+    fn build(stored: &[u8], expected: u64) -> Result<FrameIndex, FormatError> {
         let scanned = codec::scan_frames(stored)?;
         let sizes: Option<Vec<u64>> = scanned.iter().map(|f| f.content_size).collect();
         let Some(sizes) = sizes.filter(|_| scanned.len() > 1) else {
@@ -115,9 +115,7 @@ impl FrameIndex {
             at = end;
         }
         if at != expected {
-            return Err(format!(
-                "zstd frames declare {at} bytes, expected {expected}"
-            ));
+            return Err(format!("zstd frames declare {at} bytes, expected {expected}").into());
         }
         Ok(FrameIndex {
             frames,
@@ -256,12 +254,13 @@ impl Reader {
     ) -> Result<TensorBytes> {
         let idx = self.lookup(name)?;
         let info = self.info(name)?;
-        let err = |m: String| Error::tensor(self.path(), name, m);
+        let err = |m: FormatError| Error::tensor(self.path(), name, m);
         if info.layout != Layout::Dense {
             return Err(err(format!(
                 "has layout {}; only dense tensors can be sliced",
                 info.layout
-            )));
+            )
+            .into()));
         }
         if sel.source_shape() != info.shape {
             return Err(Error::invalid(format!(
@@ -278,10 +277,10 @@ impl Reader {
                 Some(_) => Ok(TensorBytes::Owned(
                     AlignedBuf::for_overwrite(0).map_err(err)?,
                 )),
-                None => Err(err(format!(
+                None => Err(err(FormatError::limit(format!(
                     "the selection of shape {:?} is too large",
                     sel.shape()
-                ))),
+                )))),
             };
         };
         match &c.encoding {
@@ -289,7 +288,7 @@ impl Reader {
             Encoding::Zstd { .. } => self.slice_zstd(idx, info, c, &plan),
             Encoding::Transformed(_) => {
                 let whole = self.fetch(idx, info, "data", c, false, None)?;
-                gather_memory(&plan, &whole).map_err(|m| err(format!("component 'data': {m}")))
+                gather_memory(&plan, &whole).map_err(|m| err(m.prefixed("component 'data': ")))
             }
         }
     }
@@ -302,8 +301,9 @@ impl Reader {
         plan: &Plan,
         isolated: bool,
     ) -> Result<TensorBytes> {
-        let err =
-            |m: String| Error::tensor(self.path(), &info.name, format!("component 'data': {m}"));
+        let err = |m: FormatError| {
+            Error::tensor(self.path(), &info.name, m.prefixed("component 'data': "))
+        };
         let range = c.offset as usize..(c.offset + c.length) as usize;
         if let Some(backing) = self.source.backing() {
             self.check_digest(idx, info, "data", c, &backing.bytes()[range.clone()])?;
@@ -346,10 +346,7 @@ impl Reader {
             if span <= (SPAN_FACTOR * dst.len() as u64).max(SMALL_SPAN) && span <= MAX_SPAN {
                 let mut scratch = vec![0u8; span as usize];
                 self.source.read_into(c.offset + lo, &mut scratch)?;
-                for (d, o) in dst.chunks_exact_mut(run).zip(plan.offsets_from(first)) {
-                    let at = (o - lo) as usize;
-                    d.copy_from_slice(&scratch[at..at + run]);
-                }
+                copy_runs(plan, first, &scratch, lo, dst);
                 return Ok(());
             }
             for (d, o) in dst.chunks_exact_mut(run).zip(plan.offsets_from(first)) {
@@ -368,8 +365,9 @@ impl Reader {
         c: &Component,
         plan: &Plan,
     ) -> Result<TensorBytes> {
-        let err =
-            |m: String| Error::tensor(self.path(), &info.name, format!("component 'data': {m}"));
+        let err = |m: FormatError| {
+            Error::tensor(self.path(), &info.name, m.prefixed("component 'data': "))
+        };
         let expected = info
             .dense_nbytes()
             .expect("checked when the file was opened");
@@ -417,7 +415,7 @@ impl Reader {
             for (d, o) in dst.chunks_exact_mut(run).zip(plan.offsets_from(first)) {
                 d.copy_from_slice(decoded.bytes(o, plan.run, &mut hint));
             }
-            Ok::<(), String>(())
+            Ok::<(), FormatError>(())
         })
         .map_err(err)?;
         Ok(TensorBytes::Owned(out))
@@ -433,7 +431,7 @@ impl Reader {
         stored: &Stored,
         plan: &Plan,
         out: &mut [u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), FormatError> {
         let need = index.needed(plan);
         let chosen: Vec<&Frame> = index
             .frames
@@ -488,7 +486,7 @@ impl Reader {
         stored: &Stored,
         f: &Frame,
         dst: &mut [u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), FormatError> {
         let range = f.stored.start as usize..f.stored.end as usize;
         let read;
         let src = match stored {
@@ -497,7 +495,9 @@ impl Reader {
                 let mut v = vec![0u8; range.len()];
                 self.source
                     .read_into(c.offset + f.stored.start, &mut v)
-                    .map_err(|e| format!("reading zstd frame: {e}"))?;
+                    .map_err(|e| {
+                        FormatError::new(ErrorKind::Io, format!("reading zstd frame: {e}"))
+                    })?;
                 read = v;
                 &read[..]
             }
@@ -517,7 +517,7 @@ impl Reader {
         index: &FrameIndex,
         stored: &Stored,
         plan: &Plan,
-    ) -> Result<Decoded, String> {
+    ) -> Result<Decoded, FormatError> {
         let need = index.needed(plan);
         let chosen: Vec<&Frame> = index
             .frames
@@ -560,33 +560,51 @@ impl Reader {
     }
 }
 
-/// Copies runs `first..` of `plan` from `src` (the tensor's bytes) into
-/// `dst` (whole runs). Runs of a few bytes (single elements) are copied as
-/// fixed-size moves rather than one `memcpy` call each.
-fn copy_runs(plan: &Plan, first: u64, src: &[u8], dst: &mut [u8]) {
-    fn fixed<const N: usize>(plan: &Plan, first: u64, src: &[u8], dst: &mut [u8]) {
-        for (d, o) in dst.chunks_exact_mut(N).zip(plan.offsets_from(first)) {
-            let o = o as usize;
-            d.copy_from_slice(&src[o..o + N]);
+/// Copies runs `first..` of `plan` from `src` into `dst` (whole runs);
+/// `src` holds the tensor's bytes from offset `base` on. Runs of a few bytes
+/// (single elements) are fixed-size moves, and along an innermost range the
+/// offset just advances by its step.
+fn copy_runs(plan: &Plan, first: u64, src: &[u8], base: u64, dst: &mut [u8]) {
+    fn fixed<const N: usize>(plan: &Plan, first: u64, src: &[u8], base: u64, dst: &mut [u8]) {
+        let Some((delta, len)) = plan.inner_step() else {
+            for (d, o) in dst.chunks_exact_mut(N).zip(plan.offsets_from(first)) {
+                let o = (o - base) as usize;
+                d.copy_from_slice(&src[o..o + N]);
+            }
+            return;
+        };
+        let mut r = first;
+        let mut rest = dst;
+        while !rest.is_empty() {
+            let take = ((len - r % len) as usize).min(rest.len() / N);
+            let (row, tail) = rest.split_at_mut(take * N);
+            let mut o = plan.offset_of(r) - base;
+            for d in row.chunks_exact_mut(N) {
+                d.copy_from_slice(&src[o as usize..o as usize + N]);
+                o = o.wrapping_add(delta);
+            }
+            rest = tail;
+            r += take as u64;
         }
     }
     match plan.run {
-        1 => fixed::<1>(plan, first, src, dst),
-        2 => fixed::<2>(plan, first, src, dst),
-        4 => fixed::<4>(plan, first, src, dst),
-        8 => fixed::<8>(plan, first, src, dst),
-        16 => fixed::<16>(plan, first, src, dst),
+        1 => fixed::<1>(plan, first, src, base, dst),
+        2 => fixed::<2>(plan, first, src, base, dst),
+        4 => fixed::<4>(plan, first, src, base, dst),
+        8 => fixed::<8>(plan, first, src, base, dst),
+        16 => fixed::<16>(plan, first, src, base, dst),
         run => {
             let run = run as usize;
             for (d, o) in dst.chunks_exact_mut(run).zip(plan.offsets_from(first)) {
-                d.copy_from_slice(&src[o as usize..o as usize + run]);
+                let o = (o - base) as usize;
+                d.copy_from_slice(&src[o..o + run]);
             }
         }
     }
 }
 
 /// Gathers the runs of `plan` from `src` (the tensor's bytes) into a new buffer.
-fn gather_memory(plan: &Plan, src: &[u8]) -> Result<TensorBytes, String> {
+fn gather_memory(plan: &Plan, src: &[u8]) -> Result<TensorBytes, FormatError> {
     let mut out = AlignedBuf::for_overwrite(plan.len() as usize)?;
     let run = plan.run as usize;
     if plan.runs == 1 {
@@ -594,8 +612,8 @@ fn gather_memory(plan: &Plan, src: &[u8]) -> Result<TensorBytes, String> {
         crate::parallel::copy(out.as_mut_slice(), &src[at..at + run]);
     } else {
         gather(plan, out.as_mut_slice(), |first, dst| {
-            copy_runs(plan, first, src, dst);
-            Ok::<(), String>(())
+            copy_runs(plan, first, src, 0, dst);
+            Ok::<(), FormatError>(())
         })?;
     }
     Ok(TensorBytes::Owned(out))

@@ -20,7 +20,7 @@
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
-use ztensor::{DType, Transform};
+use ztensor::{DType, FormatError, Transform};
 
 /// Decodes one block: `block` is `type_size` bytes, `out` is `block_size` values.
 type BlockFn = fn(&[u8], &mut [f32]);
@@ -143,18 +143,18 @@ impl Transform for Dequantize {
         self.n_blocks * (self.kernel.block_size * self.out.size()) as u64
     }
 
-    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), String> {
+    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
         let k = self.kernel;
         let width = self.out.size();
         if stored.len() as u64 != self.n_blocks * k.type_size as u64
             || out.len() as u64 != self.decoded_len()
         {
-            return Err(format!(
+            return Err(FormatError::truncated(format!(
                 "{}: {} stored bytes do not decode to {} bytes",
                 k.name,
                 stored.len(),
                 out.len()
-            ));
+            )));
         }
         let per_task = (CHUNK_VALUES / k.block_size).max(1);
         ztensor::parallel::install(|| {

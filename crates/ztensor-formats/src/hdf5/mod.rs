@@ -45,7 +45,9 @@ use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use ztensor::{Catalog, Component, DType, Encoding, Entry, TensorInfo, Transform, Value};
+use ztensor::{
+    Catalog, Component, DType, Encoding, Entry, FormatError, TensorInfo, Transform, Value,
+};
 
 use crate::ParseContext;
 
@@ -300,10 +302,10 @@ impl Transform for LibraryRead {
         self.len
     }
 
-    fn decode(&self, _stored: &[u8], out: &mut [u8]) -> Result<(), String> {
+    fn decode(&self, _stored: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
         if out.len() as u64 != self.len {
             return Err("output buffer has the wrong size".into());
         }
-        self.backend.read_into(&self.path, out)
+        Ok(self.backend.read_into(&self.path, out)?)
     }
 }

@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Component as PathPart, Path, PathBuf};
 use std::sync::Arc;
 
-use ztensor::Transform;
+use ztensor::{ErrorKind, FormatError, Transform};
 
 use super::proto::StringStringEntryProto;
 use super::types::{unpack, Packing};
@@ -47,11 +47,14 @@ impl Transform for External {
         self.decoded_len
     }
 
-    fn decode(&self, _stored: &[u8], out: &mut [u8]) -> Result<(), String> {
+    fn decode(&self, _stored: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
         let io = |e: std::io::Error| {
-            format!(
-                "reading {} bytes at offset {} of external file '{}': {e}",
-                self.length, self.offset, self.location
+            FormatError::new(
+                ErrorKind::Io,
+                format!(
+                    "reading {} bytes at offset {} of external file '{}': {e}",
+                    self.length, self.offset, self.location
+                ),
             )
         };
         if self.packing == Packing::None {
@@ -64,7 +67,7 @@ impl Transform for External {
         self.file
             .read_exact_at(&mut packed, self.offset)
             .map_err(io)?;
-        unpack(self.packing, &packed, out)
+        Ok(unpack(self.packing, &packed, out)?)
     }
 }
 

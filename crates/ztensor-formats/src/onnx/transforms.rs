@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use ztensor::Transform;
+use ztensor::{FormatError, Transform};
 
 use super::types::{unpack, Packing};
 
@@ -28,7 +28,7 @@ impl Transform for Decoded {
         self.0.len() as u64
     }
 
-    fn decode(&self, _stored: &[u8], out: &mut [u8]) -> Result<(), String> {
+    fn decode(&self, _stored: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
         if out.len() != self.0.len() {
             return Err("decoded values have the wrong size".into());
         }
@@ -55,8 +55,8 @@ impl Transform for Unpack {
         self.numel
     }
 
-    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), String> {
-        unpack(self.packing, stored, out)
+    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
+        Ok(unpack(self.packing, stored, out)?)
     }
 }
 
@@ -82,7 +82,7 @@ impl Transform for SparseCoords {
         self.nnz * self.dims.len() as u64 * 8
     }
 
-    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), String> {
+    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
         let rank = self.dims.len();
         let nnz = self.nnz as usize;
         let per = if self.linear { 1 } else { rank };
@@ -104,20 +104,20 @@ impl Transform for SparseCoords {
                 for d in (0..rank).rev() {
                     let extent = self.dims[d];
                     if extent == 0 {
-                        return Err(bad(i, v));
+                        return Err(bad(i, v).into());
                     }
                     put(d, i, rest % extent);
                     rest /= extent;
                 }
                 if rest != 0 || (rank == 0 && v != 0) {
-                    return Err(bad(i, v));
+                    return Err(bad(i, v).into());
                 }
             } else {
                 for d in 0..rank {
                     let v = index(i * rank + d);
                     match u64::try_from(v) {
                         Ok(u) if u < self.dims[d] => put(d, i, u),
-                        _ => return Err(bad(i, v)),
+                        _ => return Err(bad(i, v).into()),
                     }
                 }
             }
