@@ -277,7 +277,9 @@ fn dtypes_v2_and_v3() {
         .str("q")
         .tensor("QInt8Storage", "5", 1, 0, &[1], &[1])
         .str("unknown_dtype")
-        .tensor_v3("float4_e2m1fn_x2", "6", 1, &[1], &[1])
+        .tensor_v3("complex32", "6", 1, &[1], &[1])
+        .str("f4")
+        .tensor_v3("float4_e2m1fn_x2", "7", 1, &[1], &[1])
         .op(b"u")
         .end();
     let c64 = f32s(&[1.0, -1.0, 2.5, 0.5]);
@@ -291,6 +293,7 @@ fn dtypes_v2_and_v3() {
             ("4", &[0x80, 0x3f]),
             ("5", &[1]),
             ("6", &[1]),
+            ("7", &[0x2f]),
         ],
         false,
     );
@@ -314,7 +317,13 @@ fn dtypes_v2_and_v3() {
         .info("unknown_dtype")
         .unwrap_err()
         .to_string()
-        .contains("float4_e2m1fn_x2"));
+        .contains("complex32"));
+    let f4 = r.info("f4").unwrap();
+    assert_eq!(
+        (f4.dtype(), f4.logical_type()),
+        (Some(DType::U8), Some("f4_e2m1fn_x2"))
+    );
+    assert_eq!(r.to_vec::<u8>("f4").unwrap(), vec![0x2f]);
 }
 
 #[test]
