@@ -54,9 +54,6 @@ EXTRA_FORMS = [
 NEGATIVE_STEPS = [slice(None, None, -1), slice(4, 0, -2), (slice(None), slice(None, None, -3)),
                   (Ellipsis, slice(-1, -100, -4))]
 SCALAR_FORMS = [(), Ellipsis]
-# Tensors of dtypes ztensor's pickle reader does not read yet (a test below
-# fails once it does, so that this list shrinks).
-PICKLE_LACKS = {"t_F8_E8M0"}
 EMPTY_FORMS = [slice(None), (slice(None), 1), [], (Ellipsis, [2, 0]), slice(0, 0)]
 BIG_SHAPE = (300, 1100)  # f32, 1.3 MB: two zstd frames
 BIG_FORMS = [slice(0, 150), slice(150, 300), slice(100, 250), (slice(None), slice(0, 550)),
@@ -124,8 +121,8 @@ def files(tmp_path_factory):
     with ztensor.Writer(out["zt_zstd_crc32c"][0]) as w:
         for name, t in ts.items():
             w.write_torch(name, t, compress=3, checksum="crc32c")
-    out["pt"] = (d / "m.pt", [n for n in ts if n not in PICKLE_LACKS])
-    torch.save({n: ts[n] for n in out["pt"][1]}, out["pt"][0])
+    out["pt"] = (d / "m.pt", list(ts))
+    torch.save(ts, out["pt"][0])
     native = {k: v.numpy() for k, v in ts.items() if v.dtype in (
         torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16, torch.int8,
         torch.uint64, torch.uint32, torch.uint16, torch.uint8, torch.bool, torch.complex64)}
@@ -223,14 +220,6 @@ def test_file_level_api_matches_safetensors(files, fmt):
             assert ours.offset_keys() == names  # the order they were written in
         assert set(ours.get_tensors()) == set(names)
         assert list(ours.get_tensors()) == ours.offset_keys()
-
-
-def test_pickle_dtypes_not_read_yet(tmp_path):
-    ts = tensors()
-    for name in PICKLE_LACKS:
-        torch.save({name: ts[name]}, tmp_path / "a.pt")
-        with pytest.raises(ZTensorError, match="not supported"):
-            safe_open(tmp_path / "a.pt", "pt").get_tensor(name)
 
 
 def test_metadata_is_none_without_metadata(tmp_path):

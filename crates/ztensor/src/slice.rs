@@ -408,7 +408,7 @@ impl<'s> Plan<'s> {
         let (mut lo, mut hi) = (0, self.runs);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.offsets_from(mid).next().unwrap_or(0) + self.run > at {
+            if self.offset_of(mid) + self.run > at {
                 hi = mid;
             } else {
                 lo = mid + 1;
@@ -417,8 +417,28 @@ impl<'s> Plan<'s> {
         if lo == self.runs {
             return self.len();
         }
-        let off = self.offsets_from(lo).next().unwrap_or(0);
-        lo * self.run + at.saturating_sub(off)
+        lo * self.run + at.saturating_sub(self.offset_of(lo))
+    }
+
+    /// The source byte offset of run `r`.
+    pub fn offset_of(&self, mut r: u64) -> u64 {
+        let mut off = self.base;
+        for (p, stride) in self.outer.iter().rev() {
+            off += p.pos(r % p.len()) * stride;
+            r /= p.len();
+        }
+        off
+    }
+
+    /// When the innermost walked dimension is a range: the byte distance
+    /// from one run to the next along it, and its length.
+    pub fn inner_step(&self) -> Option<(u64, u64)> {
+        match self.outer.last() {
+            Some((Pick::Step { step, len, .. }, stride)) => {
+                Some(((*step as u64).wrapping_mul(*stride), *len))
+            }
+            _ => None,
+        }
     }
 
     /// The source byte offsets of runs `first..`, in order.
