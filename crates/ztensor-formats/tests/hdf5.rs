@@ -346,6 +346,6 @@ fn projection_refuses_hostile_descriptions_per_tensor() {
         ("virtual", "virtual"),
     ] {
         let err = by_name(name).info.as_ref().unwrap_err();
-        assert!(err.contains(needle), "{name}: {err}");
+        assert!(err.message().contains(needle), "{name}: {err}");
     }
 }

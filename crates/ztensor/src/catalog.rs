@@ -1,6 +1,7 @@
 //! What a format parser hands the reader: the tensors of a file, described
 //! in the shared object model, plus where their bytes may lie.
 
+use crate::error::FormatError;
 use crate::model::{TensorInfo, Value};
 
 /// One listed tensor: its description, or why it cannot be read.
@@ -8,8 +9,8 @@ use crate::model::{TensorInfo, Value};
 pub struct Entry {
     /// Tensor name.
     pub name: String,
-    /// The description, or a message saying what is wrong with this tensor.
-    pub info: Result<TensorInfo, String>,
+    /// The description, or what is wrong with this tensor (kind and message).
+    pub info: Result<TensorInfo, FormatError>,
 }
 
 impl Entry {
@@ -22,10 +23,10 @@ impl Entry {
     }
 
     /// A listed tensor that cannot be read, and why.
-    pub fn broken(name: impl Into<String>, message: impl Into<String>) -> Entry {
+    pub fn broken(name: impl Into<String>, problem: impl Into<FormatError>) -> Entry {
         Entry {
             name: name.into(),
-            info: Err(message.into()),
+            info: Err(problem.into()),
         }
     }
 }

@@ -39,7 +39,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Manifest, String> {
         attributes: None,
         entries: by_name
             .into_iter()
-            .map(|(name, info)| Entry { name, info })
+            .map(|(name, info)| Entry {
+                name,
+                info: info.map_err(Into::into),
+            })
             .collect(),
     })
 }

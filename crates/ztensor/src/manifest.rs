@@ -58,7 +58,10 @@ pub(crate) fn decode_general(bytes: &[u8]) -> Result<Manifest, String> {
     }
     let entries = by_name
         .into_iter()
-        .map(|(name, info)| Entry { name, info })
+        .map(|(name, info)| Entry {
+            name,
+            info: info.map_err(Into::into),
+        })
         .collect();
     Ok(Manifest {
         version,

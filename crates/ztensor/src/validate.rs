@@ -17,7 +17,7 @@ pub(crate) fn validate(
     for entry in entries.iter_mut() {
         if let Ok(info) = &entry.info {
             if let Err(e) = check_tensor(info, data_start, data_end) {
-                entry.info = Err(e);
+                entry.info = Err(e.into());
             }
         }
     }
@@ -149,11 +149,11 @@ fn check_overlaps(entries: &mut [Entry]) {
         );
         for (owners, other) in [(&groups[a].2, &name_b), (&groups[b].2, &name_a)] {
             for &i in owners {
-                entries[i].info = Err(if &entries[i].name == other {
+                entries[i].info = Err(crate::FormatError::corrupt(if &entries[i].name == other {
                     "two of its components partially overlap".to_string()
                 } else {
                     format!("its bytes partially overlap those of tensor '{other}'")
-                });
+                }));
             }
         }
     }
