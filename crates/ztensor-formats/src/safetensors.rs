@@ -23,7 +23,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use safetensors::tensor::{Dtype, Metadata};
 use safetensors::SafeTensors;
-use ztensor::{Catalog, Component, DType, Encoding, Entry, TensorInfo, Value};
+use ztensor::{Catalog, Component, DType, Encoding, Entry, FormatError, TensorInfo, Value};
 
 use crate::ParseContext;
 
@@ -110,20 +110,24 @@ pub fn safetensors_shape(d: Dtype, shape: &[u64]) -> Result<Vec<usize>, String> 
 }
 
 /// Maps a safetensors dtype onto a storage dtype and logical type, or why not.
-fn dtype(d: Dtype) -> Result<(DType, Option<&'static str>), String> {
+fn dtype(d: Dtype) -> Result<(DType, Option<&'static str>), FormatError> {
     from_safetensors(d).ok_or_else(|| {
-        format!("safetensors dtype {d:?} is not supported (NumPy and PyTorch have no such element type)")
+        FormatError::unsupported(format!(
+            "safetensors dtype {d:?} is not supported (NumPy and PyTorch have no such element type)"
+        ))
     })
 }
 
 /// Parses a whole file image (no option concerns safetensors).
-pub fn parse(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, String> {
+pub fn parse(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, FormatError> {
     let (header_len, metadata) = read_metadata(bytes)?;
     let file_len = bytes.len() as u64;
     let data_start = (header_len as u64)
         .checked_add(8)
         .filter(|&s| s <= file_len)
-        .ok_or("safetensors header runs past the end of the file")?;
+        .ok_or_else(|| {
+            FormatError::truncated("safetensors header runs past the end of the file")
+        })?;
     let mut entries = Vec::new();
     for (name, info) in metadata.tensors() {
         let (begin, end) = info.data_offsets;
@@ -141,7 +145,8 @@ pub fn parse(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, String> {
             continue;
         };
         let described = dtype(info.dtype).and_then(|(storage, logical)| {
-            Ok((storage, logical, zt_shape(info.dtype, &info.shape)?))
+            let shape = zt_shape(info.dtype, &info.shape).map_err(FormatError::unsupported)?;
+            Ok((storage, logical, shape))
         });
         let (storage, logical, shape) = match described {
             Ok(d) => d,

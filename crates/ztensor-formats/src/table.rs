@@ -87,7 +87,7 @@ pub const TABLE: [FormatInfo; 8] = [
         extensions: &["safetensors"],
         feature: None,
         writable: true,
-        parse: |bytes, cx| Ok(crate::safetensors::parse(bytes, cx)?),
+        parse: crate::safetensors::parse,
     },
     FormatInfo {
         format: Format::Pickle,
