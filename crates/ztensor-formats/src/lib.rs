@@ -38,7 +38,7 @@ pub mod gguf;
 #[cfg(feature = "hdf5")]
 pub mod hdf5;
 #[cfg(feature = "npz")]
-mod npy;
+pub mod npy;
 #[cfg(feature = "npz")]
 pub mod npz;
 #[cfg(feature = "onnx")]

@@ -1,5 +1,5 @@
-//! The NumPy `.npy` array format, shared by the `.npy` and `.npz` readers:
-//! a strict parser for the header (magic, version, length and the Python
+//! Reader for NumPy `.npy` arrays ([`parse`]), and the `.npy` format the
+//! `.npz` reader shares: a strict parser for the header (magic, version, length and the Python
 //! dict literal holding `descr`, `fortran_order` and `shape`), the mapping
 //! of `descr` strings onto ztensor dtypes, and the construction of one
 //! dense tensor from a header and the place its data lies.
@@ -12,12 +12,23 @@
 //! data: numel * itemsize bytes, C or Fortran order, byte order as descr says
 //! ```
 
+use std::io::Read;
 use std::sync::Arc;
 
-use ztensor::{Component, DType, Encoding, TensorInfo, Transform};
+use ztensor::{
+    Catalog, Component, DType, Encoding, Entry, ErrorKind, FormatError, TensorInfo, Transform,
+};
 
-use crate::npz::CrcInflate;
 use crate::transforms::{ByteSwap, Chain, Inflate, Strided};
+use crate::ParseContext;
+
+/// The name [`parse`] gives the single array of an `.npy` file.
+///
+/// An `.npy` file holds one unnamed array; `arr_0` is the name
+/// `np.savez(path, array)` gives a positional array, so the same array
+/// has the same name whether it comes from an `.npy` or an `.npz` file,
+/// and the name is a valid identifier for every front end.
+pub const NPY_TENSOR_NAME: &str = "arr_0";
 
 /// The six bytes every `.npy` image starts with.
 pub(crate) const MAGIC: &[u8; 6] = b"\x93NUMPY";
@@ -536,6 +547,93 @@ pub(crate) fn tensor(name: &str, header: &Header, data: Data) -> Result<TensorIn
         header.shape.clone(),
         component,
     ))
+}
+
+/// Parses a single `.npy` file image: one tensor named [`NPY_TENSOR_NAME`].
+///
+/// A malformed header fails the whole file; an array whose dtype ztensor
+/// cannot hold is listed as unreadable, with the reason.
+pub fn parse(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, String> {
+    let header = parse_header(bytes)?;
+    let file_len = bytes.len() as u64;
+    let info = tensor(
+        NPY_TENSOR_NAME,
+        &header,
+        Data::Stored {
+            offset: header.data_offset,
+            len: file_len.saturating_sub(header.data_offset),
+            exact: false,
+        },
+    );
+    let (major, minor) = header.version;
+    Ok(Catalog {
+        format: "npy",
+        version: format!("{major}.{minor}"),
+        attributes: None,
+        entries: vec![match info {
+            Ok(info) => Entry::ok(info),
+            Err(e) => Entry::broken(NPY_TENSOR_NAME, e),
+        }],
+        data_region: (0, file_len),
+        overlaps_allowed: false,
+        skipped_globals: Vec::new(),
+    })
+}
+
+/// [`Inflate`] of a zip member that also checks the member's CRC-32 (over
+/// the skipped `.npy` header and the data), as `np.load` does: DEFLATE
+/// itself has no checksum, so a damaged stream can inflate to wrong values
+/// of the right size.
+#[derive(Debug)]
+struct CrcInflate {
+    /// Sizes: `skip` header bytes, then `decoded_len` data bytes.
+    pub inflate: Inflate,
+    /// The CRC-32 the archive declares for the whole uncompressed member.
+    pub crc32: u32,
+}
+
+impl Transform for CrcInflate {
+    fn name(&self) -> &str {
+        self.inflate.name()
+    }
+
+    fn decoded_len(&self) -> u64 {
+        self.inflate.decoded_len
+    }
+
+    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
+        // The header is at most MAX_HEADER_LEN bytes (checked at parse).
+        if self.inflate.skip > MAX_HEADER_LEN as u64 || out.len() as u64 != self.decoded_len() {
+            return Err("inflated member has the wrong size".into());
+        }
+        let mut z = flate2::read::DeflateDecoder::new(stored);
+        let mut crc = flate2::Crc::new();
+        let mut head = vec![0u8; self.inflate.skip as usize];
+        z.read_exact(&mut head)
+            .and_then(|()| z.read_exact(out))
+            .map_err(|e| {
+                FormatError::truncated(format!("deflate stream is shorter than declared: {e}"))
+            })?;
+        crc.update(&head);
+        crc.update(out);
+        let mut extra = [0u8; 1];
+        match z.read(&mut extra) {
+            Ok(0) => {}
+            Ok(_) => return Err("deflate stream is longer than declared".into()),
+            Err(e) => return Err(format!("deflate: {e}").into()),
+        }
+        if crc.sum() != self.crc32 {
+            return Err(FormatError::new(
+                ErrorKind::ChecksumMismatch,
+                format!(
+                    "CRC-32 mismatch (0x{:08x}, the archive says 0x{:08x}): the member is damaged",
+                    crc.sum(),
+                    self.crc32
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

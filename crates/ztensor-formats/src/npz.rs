@@ -1,4 +1,4 @@
-//! Reader for NumPy `.npz` archives and single `.npy` arrays.
+//! Reader for NumPy `.npz` archives (single `.npy` arrays: [`crate::npy`]).
 //!
 //! An `.npz` file is a zip archive of `.npy` members (`np.savez` stores
 //! them, `np.savez_compressed` deflates them). Each `NAME.npy` member
@@ -33,19 +33,10 @@
 use std::io::{Cursor, Read};
 
 use zip::{CompressionMethod, ZipArchive};
-use ztensor::{Catalog, Digest, Entry, ErrorKind, FormatError, Transform};
+use ztensor::{Catalog, Digest, Entry};
 
 use crate::npy::{self, Data, Header};
-use crate::transforms::Inflate;
 use crate::ParseContext;
-
-/// The name [`parse_npy`] gives the single array of an `.npy` file.
-///
-/// An `.npy` file holds one unnamed array; `arr_0` is the name
-/// `np.savez(path, array)` gives a positional array, so the same array
-/// has the same name whether it comes from an `.npy` or an `.npz` file,
-/// and the name is a valid identifier for every front end.
-pub const NPY_TENSOR_NAME: &str = "arr_0";
 
 /// One `.npy` member of the archive, as the central directory lists it.
 struct Member {
@@ -181,63 +172,6 @@ fn member(
     Ok((extent, info))
 }
 
-/// [`Inflate`] of a zip member that also checks the member's CRC-32 (over
-/// the skipped `.npy` header and the data), as `np.load` does: DEFLATE
-/// itself has no checksum, so a damaged stream can inflate to wrong values
-/// of the right size.
-#[derive(Debug)]
-pub(crate) struct CrcInflate {
-    /// Sizes: `skip` header bytes, then `decoded_len` data bytes.
-    pub inflate: Inflate,
-    /// The CRC-32 the archive declares for the whole uncompressed member.
-    pub crc32: u32,
-}
-
-impl Transform for CrcInflate {
-    fn name(&self) -> &str {
-        self.inflate.name()
-    }
-
-    fn decoded_len(&self) -> u64 {
-        self.inflate.decoded_len
-    }
-
-    fn decode(&self, stored: &[u8], out: &mut [u8]) -> Result<(), FormatError> {
-        // The header is at most npy::MAX_HEADER_LEN bytes (checked at parse).
-        if self.inflate.skip > npy::MAX_HEADER_LEN as u64 || out.len() as u64 != self.decoded_len()
-        {
-            return Err("inflated member has the wrong size".into());
-        }
-        let mut z = flate2::read::DeflateDecoder::new(stored);
-        let mut crc = flate2::Crc::new();
-        let mut head = vec![0u8; self.inflate.skip as usize];
-        z.read_exact(&mut head)
-            .and_then(|()| z.read_exact(out))
-            .map_err(|e| {
-                FormatError::truncated(format!("deflate stream is shorter than declared: {e}"))
-            })?;
-        crc.update(&head);
-        crc.update(out);
-        let mut extra = [0u8; 1];
-        match z.read(&mut extra) {
-            Ok(0) => {}
-            Ok(_) => return Err("deflate stream is longer than declared".into()),
-            Err(e) => return Err(format!("deflate: {e}").into()),
-        }
-        if crc.sum() != self.crc32 {
-            return Err(FormatError::new(
-                ErrorKind::ChecksumMismatch,
-                format!(
-                    "CRC-32 mismatch (0x{:08x}, the archive says 0x{:08x}): the member is damaged",
-                    crc.sum(),
-                    self.crc32
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// Inflates just the `.npy` header at the start of a deflate stream.
 fn inflate_header(stream: &[u8]) -> Result<Header, String> {
     let mut z = flate2::read::DeflateDecoder::new(stream);
@@ -293,35 +227,4 @@ fn refuse_overlaps(members: &mut [Member]) {
             "its bytes in the archive overlap those of member '{name_a}.npy'"
         ));
     }
-}
-
-/// Parses a single `.npy` file image: one tensor named [`NPY_TENSOR_NAME`].
-///
-/// A malformed header fails the whole file; an array whose dtype ztensor
-/// cannot hold is listed as unreadable, with the reason.
-pub fn parse_npy(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, String> {
-    let header = npy::parse_header(bytes)?;
-    let file_len = bytes.len() as u64;
-    let info = npy::tensor(
-        NPY_TENSOR_NAME,
-        &header,
-        Data::Stored {
-            offset: header.data_offset,
-            len: file_len.saturating_sub(header.data_offset),
-            exact: false,
-        },
-    );
-    let (major, minor) = header.version;
-    Ok(Catalog {
-        format: "npy",
-        version: format!("{major}.{minor}"),
-        attributes: None,
-        entries: vec![match info {
-            Ok(info) => Entry::ok(info),
-            Err(e) => Entry::broken(NPY_TENSOR_NAME, e),
-        }],
-        data_region: (0, file_len),
-        overlaps_allowed: false,
-        skipped_globals: Vec::new(),
-    })
 }

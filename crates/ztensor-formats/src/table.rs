@@ -111,7 +111,7 @@ pub const TABLE: [FormatInfo; 8] = [
         extensions: &["npy"],
         feature: Some("npz"),
         writable: false,
-        parse: parser!("npz", crate::npz::parse_npy),
+        parse: parser!("npz", crate::npy::parse),
     },
     FormatInfo {
         format: Format::Gguf,

@@ -640,25 +640,23 @@ fn npy_problems() {
     let good = npy("<f4", false, &[1], &[0; 4]);
     for n in 0..good.len() - 4 {
         assert!(
-            ztensor_formats::npz::parse_npy(&good[..n], &ParseContext::default()).is_err(),
+            ztensor_formats::npy::parse(&good[..n], &ParseContext::default()).is_err(),
             "{n}"
         );
     }
     for n in good.len() - 4..good.len() {
-        let c = ztensor_formats::npz::parse_npy(&good[..n], &ParseContext::default()).unwrap();
+        let c = ztensor_formats::npy::parse(&good[..n], &ParseContext::default()).unwrap();
         assert!(c.entries[0].info.is_err());
     }
     let mut v4 = good.clone();
     v4[6] = 4;
-    assert!(
-        ztensor_formats::npz::parse_npy(&v4, &ParseContext::default())
-            .unwrap_err()
-            .contains("version")
-    );
+    assert!(ztensor_formats::npy::parse(&v4, &ParseContext::default())
+        .unwrap_err()
+        .contains("version"));
     let mut huge = good.clone();
     huge[6] = 2;
     huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert!(ztensor_formats::npz::parse_npy(&huge, &ParseContext::default()).is_err());
+    assert!(ztensor_formats::npy::parse(&huge, &ParseContext::default()).is_err());
 }
 
 #[test]
