@@ -2,7 +2,7 @@
 //! tensor infos, aligned data section), read through the format-detecting
 //! entry points.
 
-use ztensor::{DType, Encoding, Value};
+use ztensor::{DType, Encoding, ErrorKind, Value};
 use ztensor_formats::ParseContext;
 
 /// A metadata value as written: type id and encoded bytes.
@@ -151,7 +151,9 @@ fn quantized_types_are_raw_bytes_with_their_ggml_name() {
     assert_eq!(r.info("q4k").unwrap().logical_type(), Some("q4_k"));
     assert_eq!(&r.read("q4k").unwrap()[..], &q4k[..]);
     assert!(r.info("bad_blocks").is_err());
-    let err = r.info("unknown").unwrap_err().to_string();
+    let err = r.info("unknown").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    let err = err.to_string();
     assert!(err.contains("99"), "{err}");
     assert_eq!(&r.read("ok").unwrap()[..], &pattern(8, 3)[..]);
 }
@@ -280,13 +282,16 @@ fn hostile_counts_and_lengths_fail_cleanly() {
         out
     };
     // A kv count of 2^60, a tensor count of 2^62.
-    assert!(ztensor_formats::from_bytes(&header(0, 1 << 60)).is_err());
-    assert!(ztensor_formats::from_bytes(&header(1 << 62, 0)).is_err());
+    for (n_tensors, n_kv) in [(0, 1 << 60), (1 << 62, 0)] {
+        let err = ztensor_formats::from_bytes(&header(n_tensors, n_kv)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
+    }
     // A key string length of 2^63.
     let mut f = header(0, 1);
     f.extend_from_slice(&(1u64 << 63).to_le_bytes());
     f.extend_from_slice(&[b'a'; 64]);
-    assert!(ztensor_formats::from_bytes(&f).is_err());
+    let err = ztensor_formats::from_bytes(&f).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
     // A value string length of 2^63, and an array of 2^61 u64s.
     for (ty, body) in [
         (8u32, (1u64 << 63).to_le_bytes().to_vec()),

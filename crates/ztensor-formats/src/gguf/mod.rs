@@ -29,7 +29,7 @@ use std::collections::HashSet;
 
 use std::sync::Arc;
 
-use ztensor::{Catalog, Component, DType, Encoding, Entry, TensorInfo, Value};
+use ztensor::{Catalog, Component, DType, Encoding, Entry, FormatError, TensorInfo, Value};
 
 use crate::ParseContext;
 
@@ -109,13 +109,13 @@ impl<'a> Cursor<'a> {
         (self.bytes.len() - self.pos) as u64
     }
 
-    fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8], FormatError> {
         if n > self.remaining() {
-            return Err(format!(
+            return Err(FormatError::truncated(format!(
                 "truncated GGUF file: {what} needs {n} bytes at offset {} but only {} remain",
                 self.pos,
                 self.remaining()
-            ));
+            )));
         }
         let n = n as usize;
         let out = &self.bytes[self.pos..self.pos + n];
@@ -123,42 +123,42 @@ impl<'a> Cursor<'a> {
         Ok(out)
     }
 
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], FormatError> {
         Ok(self
             .take(N as u64, what)?
             .try_into()
             .expect("take returned N bytes"))
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32, String> {
+    fn u32(&mut self, what: &str) -> Result<u32, FormatError> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
 
-    fn u64(&mut self, what: &str) -> Result<u64, String> {
+    fn u64(&mut self, what: &str) -> Result<u64, FormatError> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
 
     /// A length-prefixed byte string.
-    fn raw_string(&mut self, what: &str) -> Result<&'a [u8], String> {
+    fn raw_string(&mut self, what: &str) -> Result<&'a [u8], FormatError> {
         let len = self.u64(what)?;
         self.take(len, what)
     }
 
     /// A length-prefixed UTF-8 string.
-    fn string(&mut self, what: &str) -> Result<String, String> {
+    fn string(&mut self, what: &str) -> Result<String, FormatError> {
         let raw = self.raw_string(what)?;
-        String::from_utf8(raw.to_vec()).map_err(|_| format!("{what} is not valid UTF-8"))
+        String::from_utf8(raw.to_vec()).map_err(|_| format!("{what} is not valid UTF-8").into())
     }
 
     /// Checks that `count` items of at least `min_size` bytes each can still
     /// fit, before anything is allocated for them.
-    fn check_count(&self, count: u64, min_size: u64, what: &str) -> Result<(), String> {
+    fn check_count(&self, count: u64, min_size: u64, what: &str) -> Result<(), FormatError> {
         match count.checked_mul(min_size) {
             Some(n) if n <= self.remaining() => Ok(()),
-            _ => Err(format!(
+            _ => Err(FormatError::limit(format!(
                 "{what} count {count} is larger than the {} bytes left in the file allow",
                 self.remaining()
-            )),
+            ))),
         }
     }
 }
@@ -191,7 +191,12 @@ fn min_value_size(ty: u32) -> Option<u64> {
 }
 
 /// Reads one metadata value of type `ty`.
-fn read_value(cur: &mut Cursor<'_>, ty: u32, depth: usize, key: &str) -> Result<Value, String> {
+fn read_value(
+    cur: &mut Cursor<'_>,
+    ty: u32,
+    depth: usize,
+    key: &str,
+) -> Result<Value, FormatError> {
     let what = format!("metadata value '{key}'");
     Ok(match ty {
         T_U8 => Value::from(cur.array::<1>(&what)?[0]),
@@ -215,9 +220,9 @@ fn read_value(cur: &mut Cursor<'_>, ty: u32, depth: usize, key: &str) -> Result<
         }
         T_ARRAY => {
             if depth >= MAX_DEPTH {
-                return Err(format!(
+                return Err(FormatError::limit(format!(
                     "metadata value '{key}' nests arrays deeper than {MAX_DEPTH} levels"
-                ));
+                )));
             }
             let elem = cur.u32(&what)?;
             let min = min_value_size(elem).ok_or_else(|| {
@@ -231,12 +236,16 @@ fn read_value(cur: &mut Cursor<'_>, ty: u32, depth: usize, key: &str) -> Result<
             }
             Value::Array(items)
         }
-        other => return Err(format!("metadata value '{key}' has unknown type {other}")),
+        other => {
+            return Err(FormatError::unsupported(format!(
+                "metadata value '{key}' has unknown type {other}"
+            )))
+        }
     })
 }
 
 /// The data-section alignment a `general.alignment` value states.
-fn alignment(value: &Value) -> Result<u64, String> {
+fn alignment(value: &Value) -> Result<u64, FormatError> {
     let n = match value {
         Value::Integer(i) => u64::try_from(i128::from(*i)).ok(),
         _ => None,
@@ -245,7 +254,8 @@ fn alignment(value: &Value) -> Result<u64, String> {
         Some(n) if n.is_power_of_two() => Ok(n),
         _ => Err(format!(
             "general.alignment must be a nonzero power of two integer, got {value:?}"
-        )),
+        )
+        .into()),
     }
 }
 
@@ -260,11 +270,12 @@ struct RawTensor {
 /// Parses a whole file image; quantized tensors are raw bytes unless
 /// `cx.options.dequantize` (F32 or F16) asks for dense arrays of that dtype
 /// (for those that have a kernel).
-pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
+pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, FormatError> {
     let dequantize = cx.options.dequantize;
     if let Some(d) = dequantize.filter(|d| !matches!(d, DType::F32 | DType::F16)) {
-        return Err(format!(
-            "GGUF tensors can be dequantized to float32 or float16, not {d}"
+        return Err(FormatError::new(
+            ztensor::ErrorKind::InvalidArgument,
+            format!("GGUF tensors can be dequantized to float32 or float16, not {d}"),
         ));
     }
     let mut cur = Cursor { bytes, pos: 0 };
@@ -274,11 +285,21 @@ pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
     let version = cur.u32("version")?;
     match version {
         2 | 3 => {}
-        1 => return Err("GGUF version 1 is not supported (only versions 2 and 3)".into()),
-        v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => {
-            return Err("big-endian GGUF files are not supported".into())
+        1 => {
+            return Err(FormatError::unsupported(
+                "GGUF version 1 is not supported (only versions 2 and 3)",
+            ))
         }
-        v => return Err(format!("unsupported GGUF version {v}")),
+        v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => {
+            return Err(FormatError::unsupported(
+                "big-endian GGUF files are not supported",
+            ))
+        }
+        v => {
+            return Err(FormatError::unsupported(format!(
+                "unsupported GGUF version {v}"
+            )))
+        }
     }
     let n_tensors = cur.u64("tensor count")?;
     let n_kv = cur.u64("metadata count")?;
@@ -293,7 +314,7 @@ pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
         let ty = cur.u32("metadata value type")?;
         let value = read_value(&mut cur, ty, 0, &key)?;
         if !keys.insert(key.clone()) {
-            return Err(format!("duplicate metadata key '{key}'"));
+            return Err(format!("duplicate metadata key '{key}'").into());
         }
         if key == "general.alignment" {
             align = alignment(&value)?;
@@ -309,9 +330,9 @@ pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
         let name = cur.string("tensor name")?;
         let n_dims = cur.u32("tensor dimension count")?;
         if n_dims > MAX_DIMS {
-            return Err(format!(
+            return Err(FormatError::limit(format!(
                 "tensor '{name}' has {n_dims} dimensions (at most {MAX_DIMS} are allowed)"
-            ));
+            )));
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
@@ -320,7 +341,7 @@ pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
         let type_id = cur.u32("tensor type")?;
         let offset = cur.u64("tensor offset")?;
         if !names.insert(name.clone()) {
-            return Err(format!("duplicate tensor name '{name}'"));
+            return Err(format!("duplicate tensor name '{name}'").into());
         }
         raw.push(RawTensor {
             name,
@@ -361,7 +382,7 @@ fn dequantized(
     kernel: dequant::Kernel,
     n_blocks: u64,
     out: DType,
-) -> Result<(Value, Encoding), String> {
+) -> Result<(Value, Encoding), FormatError> {
     let transform = dequant::Dequantize::new(kernel, n_blocks, out)
         .ok_or_else(|| format!("cannot dequantize to {out}"))?;
     let attributes = Value::Map(vec![
@@ -380,9 +401,9 @@ fn tensor(
     data_start: u64,
     file_len: u64,
     dequantize: Option<DType>,
-) -> Result<Entry, String> {
-    let (type_name, kind) =
-        ggml_type(t.type_id).ok_or_else(|| format!("unknown ggml type id {}", t.type_id))?;
+) -> Result<Entry, FormatError> {
+    let (type_name, kind) = ggml_type(t.type_id)
+        .ok_or_else(|| FormatError::unsupported(format!("unknown ggml type id {}", t.type_id)))?;
     // GGUF stores the innermost dimension first.
     let shape: Vec<u64> = t.dims.iter().rev().copied().collect();
     let numel = ztensor::checked_numel(&t.dims)
@@ -408,7 +429,8 @@ fn tensor(
             if !numel.is_multiple_of(block_size) || !row.is_multiple_of(block_size) {
                 return Err(format!(
                     "shape {shape:?} of {type_name} is not a whole number of {block_size}-element blocks per row"
-                ));
+                )
+                .into());
             }
             let n_blocks = numel / block_size;
             let length = n_blocks.checked_mul(type_size).ok_or_else(too_large)?;
@@ -442,10 +464,10 @@ fn tensor(
     match offset.checked_add(length) {
         Some(end) if end <= file_len && (length == 0 || offset >= data_start) => {}
         _ => {
-            return Err(format!(
+            return Err(FormatError::truncated(format!(
                 "data at offset {} ({length} bytes) lies outside the file's data section",
                 t.offset
-            ))
+            )))
         }
     }
     let component = Component {
