@@ -78,44 +78,57 @@ pub(crate) enum Value {
 /// Reads the fixed prefix (magic, version, header length) and returns the
 /// total header length — the offset of the data — and the version. Needs
 /// the first 10 (v1) or 12 (v2, v3) bytes.
-pub(crate) fn header_len(prefix: &[u8]) -> Result<(u64, (u8, u8)), String> {
+pub(crate) fn header_len(prefix: &[u8]) -> Result<(u64, (u8, u8)), FormatError> {
     if prefix.get(..6).is_some_and(|m| m != MAGIC) {
         return Err("not an .npy array: the magic \\x93NUMPY is missing".into());
     }
     if prefix.len() < 8 {
-        return Err(format!(".npy header truncated: {} bytes", prefix.len()));
+        return Err(FormatError::truncated(format!(
+            ".npy header truncated: {} bytes",
+            prefix.len()
+        )));
     }
     let version = (prefix[6], prefix[7]);
     let (len, fixed) = match version {
         (1, 0) => match prefix.get(8..10) {
             Some(b) => (u64::from(u16::from_le_bytes([b[0], b[1]])), 10u64),
-            None => return Err(format!(".npy header truncated: {} bytes", prefix.len())),
+            None => {
+                return Err(FormatError::truncated(format!(
+                    ".npy header truncated: {} bytes",
+                    prefix.len()
+                )))
+            }
         },
         (2, 0) | (3, 0) => match prefix.get(8..12) {
             Some(b) => (
                 u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
                 12u64,
             ),
-            None => return Err(format!(".npy header truncated: {} bytes", prefix.len())),
+            None => {
+                return Err(FormatError::truncated(format!(
+                    ".npy header truncated: {} bytes",
+                    prefix.len()
+                )))
+            }
         },
         (major, minor) => {
-            return Err(format!(
+            return Err(FormatError::unsupported(format!(
                 "unsupported .npy format version {major}.{minor} (1.0, 2.0 and 3.0 are known)"
-            ))
+            )))
         }
     };
     let total = fixed + len;
     if total > MAX_HEADER_LEN as u64 {
-        return Err(format!(
+        return Err(FormatError::limit(format!(
             ".npy header of {len} bytes is larger than the {MAX_HEADER_LEN}-byte limit"
-        ));
+        )));
     }
     Ok((total, version))
 }
 
 /// Parses a whole header; `bytes` must hold at least the full header
 /// (anything after it is ignored).
-pub(crate) fn parse_header(bytes: &[u8]) -> Result<Header, String> {
+pub(crate) fn parse_header(bytes: &[u8]) -> Result<Header, FormatError> {
     let (total, version) = header_len(bytes)?;
     let fixed = if version.0 == 1 { 10 } else { 12 };
     // `total` <= MAX_HEADER_LEN, so it fits usize.
@@ -132,39 +145,33 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<Header, String> {
             "descr" => &mut descr,
             "fortran_order" => &mut fortran,
             "shape" => &mut shape,
-            other => return Err(format!(".npy header has an unexpected key '{other}'")),
+            other => return Err(format!(".npy header has an unexpected key '{other}'").into()),
         };
         if slot.replace(value).is_some() {
-            return Err(format!(".npy header lists '{key}' twice"));
+            return Err(format!(".npy header lists '{key}' twice").into());
         }
     }
     let missing = |k: &str| format!(".npy header lacks '{k}'");
     let descr = descr.ok_or_else(|| missing("descr"))?;
     let fortran_order = match fortran.ok_or_else(|| missing("fortran_order"))? {
         Value::Bool(b) => b,
-        other => {
-            return Err(format!(
-                ".npy header: fortran_order is {other:?}, not a bool"
-            ))
-        }
+        other => return Err(format!(".npy header: fortran_order is {other:?}, not a bool").into()),
     };
     let shape = match shape.ok_or_else(|| missing("shape"))? {
         Value::Tuple(dims) => dims
             .into_iter()
             .map(|d| match d {
                 Value::Int(n) => Ok(n),
-                other => Err(format!(
-                    ".npy header: shape holds {other:?}, not an integer"
-                )),
+                other => Err(format!(".npy header: shape holds {other:?}, not an integer").into()),
             })
-            .collect::<Result<Vec<u64>, String>>()?,
-        other => return Err(format!(".npy header: shape is {other:?}, not a tuple")),
+            .collect::<Result<Vec<u64>, FormatError>>()?,
+        other => return Err(format!(".npy header: shape is {other:?}, not a tuple").into()),
     };
     if shape.len() > MAX_DIMS {
-        return Err(format!(
+        return Err(FormatError::limit(format!(
             ".npy header: {} dimensions (at most {MAX_DIMS})",
             shape.len()
-        ));
+        )));
     }
     Ok(Header {
         version,
@@ -176,7 +183,7 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<Header, String> {
 }
 
 /// Parses the dict literal: `{key: value, ...}` then only whitespace.
-fn parse_dict(text: &[u8]) -> Result<Vec<(String, Value)>, String> {
+fn parse_dict(text: &[u8]) -> Result<Vec<(String, Value)>, FormatError> {
     let mut p = Lexer { s: text, pos: 0 };
     p.ws();
     p.expect(b'{')?;
@@ -205,7 +212,8 @@ fn parse_dict(text: &[u8]) -> Result<Vec<(String, Value)>, String> {
         return Err(format!(
             ".npy header: unexpected text after the dict at byte {}",
             p.pos
-        ));
+        )
+        .into());
     }
     Ok(items)
 }
@@ -246,27 +254,27 @@ impl Lexer<'_> {
         }
     }
 
-    fn expect(&mut self, c: u8) -> Result<(), String> {
+    fn expect(&mut self, c: u8) -> Result<(), FormatError> {
         if self.eat(c) {
             Ok(())
         } else {
-            Err(self.err(&format!("'{}'", c as char)))
+            Err(self.err(&format!("'{}'", c as char)).into())
         }
     }
 
     /// A quoted string without escapes.
-    fn string(&mut self) -> Result<String, String> {
+    fn string(&mut self) -> Result<String, FormatError> {
         let quote = match self.peek() {
             Some(q @ (b'\'' | b'"')) => q,
-            _ => return Err(self.err("a quoted string")),
+            _ => return Err(self.err("a quoted string").into()),
         };
         self.pos += 1;
         let start = self.pos;
         loop {
             match self.peek() {
                 Some(c) if c == quote => break,
-                Some(b'\\') => return Err(self.err("a string without escapes")),
-                Some(b'\n') | None => return Err(self.err("the end of the string")),
+                Some(b'\\') => return Err(self.err("a string without escapes").into()),
+                Some(b'\n') | None => return Err(self.err("the end of the string").into()),
                 Some(_) => self.pos += 1,
             }
         }
@@ -275,9 +283,9 @@ impl Lexer<'_> {
         Ok(s)
     }
 
-    fn value(&mut self, depth: usize) -> Result<Value, String> {
+    fn value(&mut self, depth: usize) -> Result<Value, FormatError> {
         if depth > MAX_DEPTH {
-            return Err(".npy header: values nest too deeply".into());
+            return Err(FormatError::limit(".npy header: values nest too deeply"));
         }
         match self.peek() {
             Some(b'\'' | b'"') => Ok(Value::Str(self.string()?)),
@@ -314,14 +322,14 @@ impl Lexer<'_> {
                         return Ok(Value::Bool(b));
                     }
                 }
-                Err(self.err("a value"))
+                Err(self.err("a value").into())
             }
         }
     }
 
     /// Comma-separated values up to `close`; returns them and whether a
     /// comma followed the last one.
-    fn sequence(&mut self, close: u8, depth: usize) -> Result<(Vec<Value>, bool), String> {
+    fn sequence(&mut self, close: u8, depth: usize) -> Result<(Vec<Value>, bool), FormatError> {
         let mut items = Vec::new();
         let mut trailing = false;
         loop {
@@ -355,15 +363,21 @@ pub(crate) struct Elem {
 }
 
 /// Maps a `descr` onto a storage dtype, or says why it is not supported.
-pub(crate) fn element(descr: &Value) -> Result<Elem, String> {
+pub(crate) fn element(descr: &Value) -> Result<Elem, FormatError> {
     let s = match descr {
         Value::Str(s) => s.as_str(),
         Value::List(_) => {
-            return Err("structured (record) dtypes are not supported".into());
+            return Err(FormatError::unsupported(
+                "structured (record) dtypes are not supported",
+            ));
         }
-        other => return Err(format!("descr {other:?} is not a dtype string")),
+        other => return Err(format!("descr {other:?} is not a dtype string").into()),
     };
-    let unsupported = |why: &str| Err(format!("dtype '{s}' is not supported: {why}"));
+    let unsupported = |why: &str| {
+        Err(FormatError::unsupported(format!(
+            "dtype '{s}' is not supported: {why}"
+        )))
+    };
     let (order, code) = match s.as_bytes().first() {
         Some(c @ (b'<' | b'>' | b'|' | b'=')) => (*c, &s[1..]),
         _ => (b'=', s),
@@ -451,7 +465,7 @@ pub(crate) enum Data {
 }
 
 /// Builds the dense tensor `name` from a parsed header and its data.
-pub(crate) fn tensor(name: &str, header: &Header, data: Data) -> Result<TensorInfo, String> {
+pub(crate) fn tensor(name: &str, header: &Header, data: Data) -> Result<TensorInfo, FormatError> {
     let elem = element(&header.descr)?;
     let numel = ztensor::checked_numel(&header.shape)
         .ok_or_else(|| format!("shape {:?} has too many elements", header.shape))?;
@@ -462,10 +476,15 @@ pub(crate) fn tensor(name: &str, header: &Header, data: Data) -> Result<TensorIn
     let (offset, length) = match data {
         Data::Stored { offset, len, exact } => {
             if len < nbytes || (exact && len != nbytes) {
-                return Err(format!(
+                let kind = if len < nbytes {
+                    ErrorKind::Truncated
+                } else {
+                    ErrorKind::Corrupt
+                };
+                return Err(FormatError::new(kind, format!(
                     "the array needs {nbytes} data bytes (shape {:?}, {} bytes each) but {len} are stored",
                     header.shape, elem.itemsize
-                ));
+                )));
             }
             (offset, nbytes)
         }
@@ -484,15 +503,16 @@ pub(crate) fn tensor(name: &str, header: &Header, data: Data) -> Result<TensorIn
                     "the archive declares {declared} uncompressed bytes but the .npy header and \
                      shape {:?} need {total}",
                     header.shape
-                ));
+                )
+                .into());
             }
             let most = len
                 .saturating_mul(crate::zipcheck::MAX_DEFLATE_RATIO)
                 .saturating_add(1024);
             if total > most {
-                return Err(format!(
+                return Err(FormatError::limit(format!(
                     "{total} uncompressed bytes cannot come from a {len}-byte deflate stream"
-                ));
+                )));
             }
             steps.push(Arc::new(CrcInflate {
                 inflate: Inflate {
@@ -553,7 +573,7 @@ pub(crate) fn tensor(name: &str, header: &Header, data: Data) -> Result<TensorIn
 ///
 /// A malformed header fails the whole file; an array whose dtype ztensor
 /// cannot hold is listed as unreadable, with the reason.
-pub fn parse(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, String> {
+pub fn parse(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, FormatError> {
     let header = parse_header(bytes)?;
     let file_len = bytes.len() as u64;
     let info = tensor(
@@ -717,8 +737,11 @@ mod tests {
         for bad in [
             "|O", "<U3", "|S4", "|V2", "<V1", "<M8[s]", "<f16", "<c32", "<i16",
         ] {
-            assert!(e(bad).unwrap_err().contains(bad), "{bad}");
+            let err = e(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Unsupported, "{bad}: {err}");
+            assert!(err.message().contains(bad), "{bad}: {err}");
         }
-        assert!(element(&Value::List(vec![])).is_err());
+        let err = element(&Value::List(vec![])).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     }
 }

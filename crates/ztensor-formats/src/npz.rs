@@ -33,7 +33,7 @@
 use std::io::{Cursor, Read};
 
 use zip::{CompressionMethod, ZipArchive};
-use ztensor::{Catalog, Digest, Entry};
+use ztensor::{Catalog, Digest, Entry, FormatError};
 
 use crate::npy::{self, Data, Header};
 use crate::ParseContext;
@@ -43,11 +43,11 @@ struct Member {
     name: String,
     /// `[local header start, data end)`, when the data lies inside the file.
     extent: Option<(u64, u64)>,
-    info: Result<ztensor::TensorInfo, String>,
+    info: Result<ztensor::TensorInfo, FormatError>,
 }
 
 /// Parses a whole `.npz` file image.
-pub fn parse(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, String> {
+pub fn parse(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, FormatError> {
     let file_len = bytes.len() as u64;
     let mut zip = ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| format!("not a readable zip archive: {e}"))?;
@@ -68,7 +68,7 @@ pub fn parse(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, String> {
         members.push(Member {
             name,
             extent,
-            info: info.map_err(|e| format!("member '{raw_name}': {e}")),
+            info: info.map_err(|e| e.prefixed(format_args!("member '{raw_name}': "))),
         });
     }
     refuse_overlaps(&mut members);
@@ -97,7 +97,7 @@ fn member(
     i: usize,
     bytes: &[u8],
     file_len: u64,
-) -> Result<((u64, u64), Result<ztensor::TensorInfo, String>), String> {
+) -> Result<((u64, u64), Result<ztensor::TensorInfo, FormatError>), FormatError> {
     let f = zip.by_index_raw(i).map_err(|e| format!("{e}"))?;
     let name = f.name().map_err(|e| format!("{e}"))?.into_owned();
     let tensor_name = name.strip_suffix(".npy").unwrap_or(&name).to_string();
@@ -126,9 +126,10 @@ fn member(
     let info = match f.compression() {
         CompressionMethod::Stored => {
             if size != clen {
-                Err(format!(
-                    "a stored member of {clen} bytes declares {size} uncompressed bytes"
-                ))
+                Err(
+                    format!("a stored member of {clen} bytes declares {size} uncompressed bytes")
+                        .into(),
+                )
             } else {
                 npy::parse_header(stored).and_then(|h| {
                     let len = clen.saturating_sub(h.data_offset);
@@ -167,13 +168,15 @@ fn member(
                 },
             )
         }),
-        other => Err(format!("compression method {other} is not supported")),
+        other => Err(FormatError::unsupported(format!(
+            "compression method {other} is not supported"
+        ))),
     };
     Ok((extent, info))
 }
 
 /// Inflates just the `.npy` header at the start of a deflate stream.
-fn inflate_header(stream: &[u8]) -> Result<Header, String> {
+fn inflate_header(stream: &[u8]) -> Result<Header, FormatError> {
     let mut z = flate2::read::DeflateDecoder::new(stream);
     let mut head = Vec::with_capacity(64);
     // The fixed prefix is 10 bytes (v1) or 12 (v2, v3).
@@ -185,7 +188,7 @@ fn inflate_header(stream: &[u8]) -> Result<Header, String> {
 }
 
 /// Reads from `r` until `buf` holds `want` bytes or the stream ends.
-fn read_up_to(r: &mut impl Read, buf: &mut Vec<u8>, want: usize) -> Result<(), String> {
+fn read_up_to(r: &mut impl Read, buf: &mut Vec<u8>, want: usize) -> Result<(), FormatError> {
     let have = buf.len();
     if want > have {
         r.take((want - have) as u64)
@@ -220,11 +223,9 @@ fn refuse_overlaps(members: &mut [Member]) {
     }
     for (a, b) in clashes {
         let (name_a, name_b) = (members[a].name.clone(), members[b].name.clone());
-        members[a].info = Err(format!(
-            "its bytes in the archive overlap those of member '{name_b}.npy'"
-        ));
-        members[b].info = Err(format!(
-            "its bytes in the archive overlap those of member '{name_a}.npy'"
-        ));
+        members[a].info =
+            Err(format!("its bytes in the archive overlap those of member '{name_b}.npy'").into());
+        members[b].info =
+            Err(format!("its bytes in the archive overlap those of member '{name_a}.npy'").into());
     }
 }

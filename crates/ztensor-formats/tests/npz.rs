@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use ztensor::{DType, Encoding, Reader};
+use ztensor::{DType, Encoding, ErrorKind, Reader};
 use ztensor_formats::ParseContext;
 
 // ---------------------------------------------------------------------------
@@ -372,19 +372,22 @@ fn unsupported_members_fail_alone() {
     let r = open_npz(&zip.finish());
     assert_eq!(r.len(), 11);
     assert_eq!(r.to_vec::<i16>("good").unwrap(), [1, 2]);
-    for (name, needle) in [
-        ("obj", "|O"),
-        ("str", "<U3"),
-        ("fp8", "<V1"),
-        ("void", "|V2"),
-        ("time", "<M8[s]"),
-        ("rec", "structured"),
-        ("bad_header", "header"),
-        ("not_npy", "magic"),
-        ("short", "12 are stored"),
-        ("long", "12 are stored"),
+    let unsupported = ErrorKind::Unsupported;
+    for (name, needle, kind) in [
+        ("obj", "|O", unsupported),
+        ("str", "<U3", unsupported),
+        ("fp8", "<V1", unsupported),
+        ("void", "|V2", unsupported),
+        ("time", "<M8[s]", unsupported),
+        ("rec", "structured", unsupported),
+        ("bad_header", "header", ErrorKind::Corrupt),
+        ("not_npy", "magic", ErrorKind::Corrupt),
+        ("short", "12 are stored", ErrorKind::Truncated),
+        ("long", "12 are stored", ErrorKind::Corrupt),
     ] {
-        let e = r.info(name).unwrap_err().to_string();
+        let e = r.info(name).unwrap_err();
+        assert_eq!(e.kind(), kind, "{name}: {e}");
+        let e = e.to_string();
         assert!(e.contains(needle), "{name}: {e}");
         assert!(e.contains(&format!("{name}.npy")), "{name}: {e}");
     }
@@ -462,16 +465,19 @@ fn zip_bombs_are_refused() {
     zip.local("crc.npy", rec5, &payload);
     zip.record("crc.npy", rec5);
     let r = open_npz(&zip.finish());
-    let e = r.read("crc").unwrap_err().to_string();
-    assert!(e.contains("CRC-32 mismatch"), "{e}");
+    let e = r.read("crc").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ChecksumMismatch, "{e}");
+    assert!(e.to_string().contains("CRC-32 mismatch"), "{e}");
     let e = r.read("bomb").unwrap_err().to_string();
     assert!(e.contains("longer than declared"), "{e}");
     let e = r.info("claims_big").unwrap_err().to_string();
     assert!(e.contains("declares"), "{e}");
-    let e = r.read("short").unwrap_err().to_string();
-    assert!(e.contains("shorter"), "{e}");
-    let e = r.info("ratio").unwrap_err().to_string();
-    assert!(e.contains("cannot come from"), "{e}");
+    let e = r.read("short").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Truncated, "{e}");
+    assert!(e.to_string().contains("shorter"), "{e}");
+    let e = r.info("ratio").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{e}");
+    assert!(e.to_string().contains("cannot come from"), "{e}");
     assert_eq!(r.verify().len(), 5);
 }
 
@@ -546,11 +552,9 @@ fn records_past_the_end_encrypted_and_other_methods() {
         assert!(e.is_err(), "{name}");
     }
     assert!(r.info("enc").unwrap_err().to_string().contains("encrypted"));
-    assert!(r
-        .info("bz")
-        .unwrap_err()
-        .to_string()
-        .contains("not supported"));
+    let e = r.info("bz").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("not supported"), "{e}");
 }
 
 #[test]
@@ -650,13 +654,14 @@ fn npy_problems() {
     }
     let mut v4 = good.clone();
     v4[6] = 4;
-    assert!(ztensor_formats::npy::parse(&v4, &ParseContext::default())
-        .unwrap_err()
-        .contains("version"));
+    let e = ztensor_formats::npy::parse(&v4, &ParseContext::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.message().contains("version"), "{e}");
     let mut huge = good.clone();
     huge[6] = 2;
     huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert!(ztensor_formats::npy::parse(&huge, &ParseContext::default()).is_err());
+    let e = ztensor_formats::npy::parse(&huge, &ParseContext::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LimitExceeded, "{e}");
 }
 
 #[test]
