@@ -3,7 +3,7 @@
 
 use std::io::{Cursor, Write};
 
-use ztensor::{DType, Encoding, Reader};
+use ztensor::{DType, Encoding, ErrorKind, Reader};
 
 // ---------------------------------------------------------------------------
 // a small pickle writer (protocol 2 opcodes, as torch.save emits them)
@@ -522,13 +522,18 @@ fn strict_err(bytes: &[u8]) -> String {
     let strict = ztensor_formats::OpenOptions::default().strict(true);
     match ztensor_formats::from_bytes_with_options(bytes, &strict) {
         Ok(_) => panic!("expected strict to refuse"),
-        Err(e) => e.to_string(),
+        Err(e) => {
+            assert_eq!(e.kind(), ErrorKind::UnsafePickle, "{e}");
+            e.to_string()
+        }
     }
 }
 
 /// Asserts the file is refused naming every global of `names`.
 fn assert_refused(bytes: &[u8], names: &[&str]) {
-    let e = err(bytes);
+    let e = ztensor_formats::from_bytes(bytes).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnsafePickle, "{e}");
+    let e = e.to_string();
     for n in names {
         assert!(e.contains(n), "{n} not named in: {e}");
     }

@@ -75,7 +75,7 @@ use std::collections::HashMap;
 use std::io::{Cursor, Read};
 use std::rc::Rc;
 
-use ztensor::{Catalog, Entry};
+use ztensor::{Catalog, Entry, ErrorKind, FormatError};
 
 use crate::ParseContext;
 
@@ -107,7 +107,7 @@ pub(crate) struct Located {
 /// touch the system when unpickled (`os.system`, `builtins.eval`, ...; the
 /// list and its sources are in `globals.rs`) is refused with an error that
 /// names it. Nothing a pickle names is ever imported or called.
-pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
+pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, FormatError> {
     let strict = cx.options.strict;
     let zip = bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06");
     let mut budget = Budget::new(if zip { 0 } else { bytes.len() as u64 });
@@ -121,12 +121,14 @@ pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
     // A payload is reported even when the rest of the file is damaged.
     let denied = globals::names(&seen, globals::Class::Denied);
     if !denied.is_empty() {
-        return Err(globals::denied_message(&denied));
+        let message = globals::denied_message(&denied);
+        return Err(FormatError::new(ErrorKind::UnsafePickle, message));
     }
     let (version, entries) = parsed?;
     let skipped_globals = globals::names(&seen, globals::Class::Unknown);
     if strict && !skipped_globals.is_empty() {
-        return Err(globals::strict_message(&skipped_globals));
+        let message = globals::strict_message(&skipped_globals);
+        return Err(FormatError::new(ErrorKind::UnsafePickle, message));
     }
     Ok(Catalog {
         format: "pickle",
