@@ -39,7 +39,7 @@ pub type Parser = fn(&[u8], &ParseContext) -> Result<Catalog, FormatError>;
 macro_rules! parser {
     ($feature:literal, $parse:path) => {{
         #[cfg(feature = $feature)]
-        let parse: Parser = |bytes, cx| Ok($parse(bytes, cx)?);
+        let parse: Parser = $parse;
         #[cfg(not(feature = $feature))]
         let parse: Parser = |_, _| {
             Err(FormatError::unsupported(concat!(

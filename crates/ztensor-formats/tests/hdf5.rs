@@ -128,7 +128,9 @@ fn every_truncation_is_refused_not_read_as_fill() {
     let dir = tempfile::tempdir().unwrap();
     let cut = dir.path().join("cut.h5");
     std::fs::write(&cut, &data[..6088]).unwrap();
-    let err = ztensor_formats::open(&cut).unwrap_err().to_string();
+    let err = ztensor_formats::open(&cut).unwrap_err();
+    assert_eq!(err.kind(), ztensor::ErrorKind::Truncated, "{err}");
+    let err = err.to_string();
     for needle in ["cut.h5", "truncated", "6088", &data.len().to_string()] {
         assert!(err.contains(needle), "{needle:?} missing from: {err}");
     }

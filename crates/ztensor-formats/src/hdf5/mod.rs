@@ -67,9 +67,9 @@ const MAX_CHUNK_SLACK: u64 = 64 << 20;
 /// temporary file). With `cx.hdf5_backend`, that library walks the file
 /// instead, and the structural checks (which concern the built-in library)
 /// are skipped.
-pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
+pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, FormatError> {
     if let Some(backend) = &cx.hdf5_backend {
-        return project(bytes, Arc::clone(backend), &HashMap::new());
+        return Ok(project(bytes, Arc::clone(backend), &HashMap::new())?);
     }
     let path = cx.path;
     let Some(at) = library::signature_offset(bytes) else {
@@ -82,9 +82,9 @@ pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
     if let Some(eof) = superblock.eof {
         let len = bytes.len() as u64;
         if len < eof {
-            return Err(format!(
+            return Err(FormatError::truncated(format!(
                 "the file is truncated: it has {len} bytes but its superblock says the HDF5 data ends at byte {eof}"
-            ));
+            )));
         }
     }
     let backend = library::RustHdf5::open(bytes, path)?;

@@ -42,10 +42,11 @@
 
 use std::path::Path;
 
-use crate::ParseContext;
 use prost::bytes::Bytes;
 use prost::Message;
-use ztensor::{Catalog, Entry, Value};
+use ztensor::{Catalog, Entry, FormatError, Value};
+
+use crate::ParseContext;
 
 mod external;
 pub mod proto;
@@ -62,7 +63,7 @@ const MAX_GRAPH_DEPTH: usize = 64;
 
 /// Parses a whole onnx file image; `cx.path` is the file it came from, if
 /// any (external data files are resolved next to it).
-pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, String> {
+pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, FormatError> {
     let path = cx.path;
     // SAFETY: `from_static` wants a `'static` slice; `bytes` only lives as
     // long as this call. Every `Bytes` made from it — `buf` and the
