@@ -5,6 +5,7 @@
 
 use crate::catalog::Entry;
 use crate::codec;
+use crate::error::FormatError;
 use crate::model::{Encoding, Layout, TensorInfo};
 
 /// Checks every entry against the data region `[data_start, data_end)`.
@@ -17,7 +18,7 @@ pub(crate) fn validate(
     for entry in entries.iter_mut() {
         if let Ok(info) = &entry.info {
             if let Err(e) = check_tensor(info, data_start, data_end) {
-                entry.info = Err(e.into());
+                entry.info = Err(e);
             }
         }
     }
@@ -26,7 +27,7 @@ pub(crate) fn validate(
     }
 }
 
-fn check_tensor(info: &TensorInfo, data_start: u64, data_end: u64) -> Result<(), String> {
+fn check_tensor(info: &TensorInfo, data_start: u64, data_end: u64) -> Result<(), FormatError> {
     info.numel().ok_or_else(|| {
         format!(
             "shape {:?} has more elements than fit in 64 bits",
@@ -49,13 +50,15 @@ fn check_tensor(info: &TensorInfo, data_start: u64, data_end: u64) -> Result<(),
             return Err(format!(
                 "component '{name}': bytes [{}, {end}) lie outside the data region [{data_start}, {data_end})",
                 c.offset
-            ));
+            )
+            .into());
         }
         if let Encoding::Zstd {
             uncompressed_length: Some(u),
         } = c.encoding
         {
-            codec::check_ratio(c.length, u).map_err(|e| format!("component '{name}': {e}"))?;
+            codec::check_ratio(c.length, u)
+                .map_err(|e| e.prefixed(format_args!("component '{name}': ")))?;
         }
         // Every component is an array of its dtype (docs/format.md section 11, rule 5).
         let width = c.dtype.size() as u64;
@@ -63,7 +66,7 @@ fn check_tensor(info: &TensorInfo, data_start: u64, data_end: u64) -> Result<(),
             return Err(format!(
                 "component '{name}': {n} bytes are not a whole number of {width}-byte {} elements",
                 c.dtype.name()
-            ));
+            ).into());
         }
     }
     if info.layout == Layout::Dense {
@@ -81,7 +84,8 @@ fn check_tensor(info: &TensorInfo, data_start: u64, data_end: u64) -> Result<(),
                     data.length,
                     info.shape,
                     info.logical_type().unwrap_or(data.dtype.name())
-                ))
+                )
+                .into())
             }
             Encoding::Zstd {
                 uncompressed_length,
@@ -90,16 +94,18 @@ fn check_tensor(info: &TensorInfo, data_start: u64, data_end: u64) -> Result<(),
                     return Err(format!(
                         "'data' declares {u} uncompressed bytes but shape {:?} needs {expected}",
                         info.shape
-                    ));
+                    )
+                    .into());
                 }
-                codec::check_ratio(data.length, expected).map_err(|e| format!("'data': {e}"))?;
+                codec::check_ratio(data.length, expected).map_err(|e| e.prefixed("'data': "))?;
             }
             Encoding::Transformed(t) if t.decoded_len() != expected => {
                 return Err(format!(
                     "'data' decodes to {} bytes but shape {:?} needs {expected}",
                     t.decoded_len(),
                     info.shape
-                ))
+                )
+                .into())
             }
             _ => {}
         }
@@ -149,7 +155,7 @@ fn check_overlaps(entries: &mut [Entry]) {
         );
         for (owners, other) in [(&groups[a].2, &name_b), (&groups[b].2, &name_a)] {
             for &i in owners {
-                entries[i].info = Err(crate::FormatError::corrupt(if &entries[i].name == other {
+                entries[i].info = Err(FormatError::corrupt(if &entries[i].name == other {
                     "two of its components partially overlap".to_string()
                 } else {
                     format!("its bytes partially overlap those of tensor '{other}'")

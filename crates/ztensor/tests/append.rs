@@ -212,7 +212,9 @@ fn an_unfinished_append_is_refused_until_repaired() {
 
     let bytes = std::fs::read(&torn).unwrap();
     assert!(bytes.ends_with(APPEND_MAGIC));
-    let e = Reader::open(&torn).unwrap_err().to_string();
+    let e = Reader::open(&torn).unwrap_err();
+    assert_eq!(e.kind(), ztensor::ErrorKind::TornAppend, "{e}");
+    let e = e.to_string();
     assert!(
         e.contains("torn append") && e.contains(&format!("zt repair {}", torn.display())),
         "{e}"
@@ -274,7 +276,9 @@ fn only_complete_v1_files_can_be_appended_to() {
     assert!(matches!(e, ztensor::Error::Io { .. }), "{e}");
     let old = base(&path);
     std::fs::write(&path, &old[..old.len() - 1]).unwrap();
-    let e = append_err(&path).to_string();
+    let e = append_err(&path);
+    assert_eq!(e.kind(), ztensor::ErrorKind::Truncated, "{e}");
+    let e = e.to_string();
     assert!(e.contains("truncated or damaged"), "{e}");
 }
 
@@ -411,7 +415,9 @@ fn compact_refuses_corrupt_data_instead_of_copying_it() {
     bytes[at + 3] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
     let out = dir.path().join("c.zt");
-    let e = compact(&path, &out, None).unwrap_err().to_string();
+    let e = compact(&path, &out, None).unwrap_err();
+    assert_eq!(e.kind(), ztensor::ErrorKind::ChecksumMismatch, "{e}");
+    let e = e.to_string();
     assert!(e.contains("ids") && e.contains("checksum mismatch"), "{e}");
     assert!(!out.exists());
 }

@@ -89,6 +89,15 @@ fn bad_magic_footer_and_manifest_size() {
         bad[n - 16..n - 8].copy_from_slice(&size.to_le_bytes());
         assert!(Reader::from_bytes(&bad).is_err(), "manifest size {size}");
     }
+    let e = Reader::from_bytes(
+        &[
+            &good[..n - 16],
+            &(1u64 << 31).to_le_bytes(),
+            &ztensor::MAGIC[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(e.unwrap_err().kind(), ztensor::ErrorKind::LimitExceeded);
     assert!(Reader::from_bytes(b"").is_err());
 }
 
@@ -189,22 +198,21 @@ fn tiny_zstd_frame_claiming_terabytes_is_refused_without_allocating() {
         )],
     );
     let r = Reader::from_bytes(&file).unwrap();
-    assert!(r
-        .read("bomb")
-        .unwrap_err()
-        .to_string()
-        .contains("cannot hold"));
+    let e = r.read("bomb").unwrap_err();
+    assert_eq!(e.kind(), ztensor::ErrorKind::LimitExceeded, "{e}");
+    assert!(e.to_string().contains("cannot hold"), "{e}");
     // Shorter output than declared is an error, never zero fill.
     let file = v1_file(
         &frame,
         vec![("short", object(&[128], "dense", vec![("data", map(comp))]))],
     );
     let r = Reader::from_bytes(&file).unwrap();
-    assert!(r
-        .read("short")
-        .unwrap_err()
-        .to_string()
-        .contains("decodes to 64 bytes, expected 128"));
+    let e = r.read("short").unwrap_err();
+    assert_eq!(e.kind(), ztensor::ErrorKind::Truncated, "{e}");
+    assert!(
+        e.to_string().contains("decodes to 64 bytes, expected 128"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -309,7 +309,9 @@ fn a_flipped_bit_outside_the_slice_fails_the_digest() {
         for mode in [ReadMode::Mmap, ReadMode::Eager] {
             let r = Reader::open_with(&path, mode).unwrap();
             for _ in 0..2 {
-                let e = r.read_slice("t", &[At(0)]).unwrap_err().to_string();
+                let e = r.read_slice("t", &[At(0)]).unwrap_err();
+                assert_eq!(e.kind(), ztensor::ErrorKind::ChecksumMismatch, "{e}");
+                let e = e.to_string();
                 assert!(e.contains("checksum mismatch") && e.contains("'t'"), "{e}");
             }
         }
