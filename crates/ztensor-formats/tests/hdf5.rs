@@ -204,6 +204,12 @@ fn structural_damage_libhdf5_refuses_is_refused() {
             "not multiples",
         ),
         (
+            "chunks out of order",
+            Box::new(move |d| put_u64(d, key0 + 40, 0)), // the second chunk's offset: 3 -> 0
+            &["z"],
+            "out of order",
+        ),
+        (
             "dimension past its maximum",
             Box::new(move |d| put_u64(d, space, 7)),
             &["z"],
@@ -227,6 +233,74 @@ fn structural_damage_libhdf5_refuses_is_refused() {
         if !broken.contains(&"s") {
             assert_eq!(r.to_vec::<i16>("s").unwrap(), [0, 1, 2, 3, 4], "{what}");
             assert_eq!(r.to_vec::<f32>("a").unwrap()[11], 11.0, "{what}");
+        }
+    }
+}
+
+/// Issue 11, continued: a fill value and a group's name heap damaged so that
+/// rust-hdf5 and h5py read different values. The new-style fill value
+/// message unrecognisable: h5py fills with the old-style message's -1,
+/// rust-hdf5 with zeros; its size made 5 bytes for 4-byte elements; the
+/// heap of group `g` moved onto its own header (h5py: "incorrect cache
+/// entry type"), so its member was listed under a name read from there.
+#[test]
+fn fill_value_and_name_heap_damage_is_refused() {
+    let data = std::fs::read(fixture("h5py_fill.h5")).unwrap();
+    let intact = ztensor_formats::from_bytes(&data).unwrap();
+    assert_eq!(
+        intact.to_vec::<i32>("u").unwrap(),
+        [10, 20, 30, -1, -1, -1, -1]
+    );
+    assert_eq!(intact.to_vec::<i64>("g.be").unwrap(), [1, -2, 3]);
+    // The new-style fill value message of u: type 5, 16 bytes; version 2, times, defined, 4 bytes of -1
+    let fill = find_once(
+        &data,
+        b"\x05\x00\x10\x00\x01\x00\x00\x00\x02\x03\x02\x01\x04\x00\x00\x00\xff\xff\xff\xff",
+    );
+    let heaps: Vec<usize> = (0..data.len() - 4)
+        .filter(|&i| &data[i..i + 4] == b"HEAP")
+        .collect();
+    let g_heap = *heaps.last().unwrap(); // the root's comes first
+    type Patch = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Patch, &str, &str)> = vec![
+        (
+            "new-style fill value message unrecognisable",
+            Box::new(move |d| d[fill] = 0x25),
+            "u",
+            "old-style",
+        ),
+        (
+            "fill value of the wrong size",
+            Box::new(move |d| d[fill + 12] = 5),
+            "u",
+            "fill value has 5 bytes",
+        ),
+        (
+            "name heap over its own header",
+            Box::new(move |d| put_u64(d, g_heap + 24, g_heap as u64)),
+            "g.be",
+            "overlap",
+        ),
+        (
+            "name heap one byte off",
+            Box::new(move |d| put_u64(d, g_heap + 24, g_heap as u64 + 33)),
+            "g.be",
+            "free block",
+        ),
+    ];
+    for (what, patch, broken, needle) in cases {
+        let mut bad = data.clone();
+        patch(&mut bad);
+        let r = ztensor_formats::from_bytes(&bad).unwrap();
+        let other = if broken == "u" { "g.be" } else { "u" };
+        assert!(r.names().any(|n| n == other), "{what}");
+        for name in r.names().filter(|&n| n != other) {
+            let err = r.read(name).expect_err(what).to_string();
+            assert!(err.contains(needle), "{what}: {name}: {err}");
+        }
+        match other {
+            "u" => assert_eq!(r.to_vec::<i32>("u").unwrap()[3], -1, "{what}"),
+            _ => assert_eq!(r.to_vec::<i64>("g.be").unwrap(), [1, -2, 3], "{what}"),
         }
     }
 }

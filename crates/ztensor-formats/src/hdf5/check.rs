@@ -9,8 +9,14 @@
 //!   written and reads the fill value; only the undefined address
 //!   (`0xffffffffffffffff`) means "never written";
 //! - the element offsets of a chunk B-tree key are multiples of the chunk
-//!   size ("bad coordinate offset"; rust-hdf5 rounds them down);
+//!   size ("bad coordinate offset"; rust-hdf5 rounds them down), and the
+//!   chunks are in increasing offset order, which libhdf5's lookups rely on;
 //! - no dimension of a dataspace exceeds its maximum;
+//! - a fill value has the size of an element, and is not given only by the
+//!   old-style fill value message, which rust-hdf5 ignores (it fills with
+//!   zeros where libhdf5 fills with that value);
+//! - a group's local heap keeps its names outside its own header, and its
+//!   free list is well formed (a damaged data address fails it);
 //! - a symbol-table group lists its members in name order, which libhdf5's
 //!   lookups rely on: a member whose name is out of order (a damaged name)
 //!   cannot be opened by h5py, so it is not read under that name here either.
@@ -24,9 +30,13 @@ use std::collections::{HashMap, HashSet};
 
 use rust_hdf5::format::btree_v1::{BTreeV1Config, BTreeV1Node, ChunkBTreeV1Node};
 use rust_hdf5::format::dense_link::read_dense_links;
-use rust_hdf5::format::local_heap::{local_heap_header_size, LocalHeapHeader};
+use rust_hdf5::format::local_heap::{
+    local_heap_header_size, LocalHeapHeader, LOCAL_HEAP_FREE_NULL,
+};
 use rust_hdf5::format::messages::data_layout::DataLayoutMessage;
 use rust_hdf5::format::messages::dataspace::DataspaceMessage;
+use rust_hdf5::format::messages::datatype::DatatypeMessage;
+use rust_hdf5::format::messages::fill_value::FillValueMessage;
 use rust_hdf5::format::messages::link::{LinkMessage, LinkTarget};
 use rust_hdf5::format::messages::link_info::LinkInfoMessage;
 use rust_hdf5::format::object_header::ObjectHeader;
@@ -40,6 +50,9 @@ pub(super) type Message = (u8, u8, Vec<u8>);
 
 const DATASPACE: u8 = 0x01;
 const LINK_INFO: u8 = 0x02;
+const DATATYPE: u8 = 0x03;
+const FILL_OLD: u8 = 0x04;
+const FILL: u8 = 0x05;
 const LINK: u8 = 0x06;
 const LAYOUT: u8 = 0x08;
 const CONTINUATION: u8 = 0x10;
@@ -187,7 +200,8 @@ impl<'a> Walk<'a> {
         };
         let find = |t: u8| messages.iter().find(|m| m.0 == t).map(|m| m.2.as_slice());
         if let Some(layout) = find(LAYOUT) {
-            if let Err(e) = self.dataset(find(DATASPACE), layout) {
+            let fill = fill_problem(find(DATATYPE), find(FILL), find(FILL_OLD), &ctx);
+            if let Err(e) = fill.and_then(|()| self.dataset(find(DATASPACE), layout)) {
                 self.problems.insert(path.to_string(), e);
             }
             return;
@@ -252,9 +266,19 @@ impl<'a> Walk<'a> {
         let heap = LocalHeapHeader::decode(header, sa.into(), ss.into())
             .map_err(|e| format!("local heap at address {heap_addr}: {e}"))?;
         let data_len = usize::try_from(heap.data_size).map_err(|_| "local heap too large")?;
+        let header_len = header.len() as u64;
+        let overlaps = heap.data_addr < heap_addr.saturating_add(header_len)
+            && heap_addr < heap.data_addr.saturating_add(heap.data_size);
+        if overlaps {
+            return Err(format!(
+                "the names of the local heap at address {heap_addr} overlap its header (damaged)"
+            ));
+        }
         let heap_data = self
             .at(heap.data_addr, data_len)
             .map_err(|e| format!("local heap data: {e}"))?;
+        check_free_list(heap_data, heap.free_list_offset, ss)
+            .map_err(|e| format!("the local heap at address {heap_addr} is damaged: {e}"))?;
         let mut entries = Vec::new();
         self.group_node(btree, None, 0, &mut entries)?;
         let mut out: Vec<(String, u64)> = Vec::with_capacity(entries.len());
@@ -357,17 +381,20 @@ impl<'a> Walk<'a> {
             return Ok(()); // nothing written yet / left to the library
         }
         let chunk = &chunk_dims[..dims.len()];
-        self.chunk_node(b_tree_address, None, chunk, 0)
+        self.chunk_node(b_tree_address, None, chunk, 0, &mut None)
             .map_err(|e| format!("its chunk index is damaged: {e}"))
     }
 
-    /// Checks a chunk B-tree node and everything below it.
+    /// Checks a chunk B-tree node and everything below it; `last` is the
+    /// offset of the chunk before it (chunks are in increasing offset order,
+    /// which libhdf5's lookups rely on).
     fn chunk_node(
         &mut self,
         addr: u64,
         level: Option<u8>,
         chunk: &[u64],
         depth: usize,
+        last: &mut Option<Vec<u64>>,
     ) -> Result<(), String> {
         if !self.node() || depth > MAX_DEPTH {
             return Ok(());
@@ -395,13 +422,89 @@ impl<'a> Walk<'a> {
                 continue;
             }
             if node.level > 0 {
-                self.chunk_node(child, Some(node.level - 1), chunk, depth + 1)?;
+                self.chunk_node(child, Some(node.level - 1), chunk, depth + 1, last)?;
             } else {
                 self.at(child, key.chunk_size as usize)
                     .map_err(|e| format!("a chunk at {:?}: {e}", key.offsets))?;
+                let at = &key.offsets[..rank.min(key.offsets.len())];
+                if last.as_deref().is_some_and(|l| l >= at) {
+                    return Err(format!(
+                        "the chunk at {at:?} follows the one at {:?}: out of order",
+                        last.as_deref().unwrap_or_default()
+                    ));
+                }
+                *last = Some(at.to_vec());
             }
         }
         Ok(())
+    }
+}
+
+/// Checks a local heap's free list as libhdf5 reads it (`H5HL__fl_deserialize`):
+/// each free block lies inside the heap's data and links to another one or
+/// ends the list. A heap whose data address is damaged fails this, where its
+/// names would otherwise be read from the wrong bytes.
+fn check_free_list(data: &[u8], first: u64, sizeof_size: u8) -> Result<(), String> {
+    let ss = usize::from(sizeof_size);
+    let mut offset = first;
+    let mut blocks = 0;
+    while offset != LOCAL_HEAP_FREE_NULL {
+        blocks += 1;
+        if blocks > data.len() / 8 + 1 {
+            return Err("its free list loops".into());
+        }
+        let at = usize::try_from(offset).unwrap_or(usize::MAX);
+        let (Some(next), Some(size)) = (
+            read_uint(data, at, sizeof_size),
+            read_uint(data, at.saturating_add(ss), sizeof_size),
+        ) else {
+            return Err(format!(
+                "a free block at offset {offset} lies outside its data"
+            ));
+        };
+        if next == 0 || offset.saturating_add(size) > data.len() as u64 {
+            return Err(format!("the free block at offset {offset} is malformed"));
+        }
+        offset = next;
+    }
+    Ok(())
+}
+
+/// Checks a dataset's fill value messages (new style, old style) against
+/// its datatype.
+fn fill_problem(
+    datatype: Option<&[u8]>,
+    fill: Option<&[u8]>,
+    old: Option<&[u8]>,
+    ctx: &FormatContext,
+) -> Result<(), String> {
+    match (fill, old) {
+        (Some(fill), _) => {
+            let elem = datatype
+                .and_then(|d| DatatypeMessage::decode(d, ctx).ok())
+                .map(|(t, _)| t.element_size() as usize);
+            let value = FillValueMessage::decode(fill)
+                .ok()
+                .and_then(|(f, _)| f.fill_value);
+            match (value, elem) {
+                (Some(v), Some(e)) if v.len() != e => Err(format!(
+                    "its fill value has {} bytes where an element has {e} (damaged)",
+                    v.len()
+                )),
+                _ => Ok(()),
+            }
+        }
+        (None, Some(old)) => {
+            let len = read_uint(old, 0, 4).unwrap_or(0) as usize;
+            let value = old.get(4..4 + len).unwrap_or(&[]);
+            if value.iter().any(|&b| b != 0) {
+                return Err("its fill value is only given by the old-style fill value \
+                            message, which is not supported"
+                    .into());
+            }
+            Ok(())
+        }
+        (None, None) => Ok(()),
     }
 }
 

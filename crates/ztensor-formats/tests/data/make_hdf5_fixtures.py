@@ -17,3 +17,8 @@ with h5py.File("h5py_chunked.h5", "w") as f:
     f.create_dataset("z", data=np.arange(6, dtype="<f8") + 0.5, chunks=(3,), compression="gzip")
     f["a"] = np.arange(12, dtype="<f4").reshape(3, 4)
     f.create_dataset("s", data=np.arange(5, dtype="<i2"), chunks=(2,), compression="gzip", shuffle=True)
+# Issue 11: a fill value (new and old-style messages) and a nested group (its own local heap).
+with h5py.File("h5py_fill.h5", "w") as f:
+    u = f.create_dataset("u", shape=(7,), dtype="<i4", chunks=(3,), fillvalue=-1)
+    u[:3] = [10, 20, 30]
+    f.create_group("g")["be"] = np.array([1, -2, 3], dtype=">i8")
