@@ -228,7 +228,7 @@ ORACLE = {"zt_plain": "zt", "zt_checked": "zt", "safetensors": "safetensors", "p
 
 #: files up to this size get every truncation and a flip at every byte
 DENSE_LIMIT = 3000
-#: larger files: every cut and flip within this many bytes of either end, a stride between
+#: larger files: every cut and flip within this many bytes of either end, ~2500 at a stride between
 EDGE = 600
 
 
@@ -237,7 +237,7 @@ def variants(n: int, seed: int) -> list:
     if n <= DENSE_LIMIT:
         positions = list(range(n))
     else:
-        stride = max(2, (n - 2 * EDGE) // 900)
+        stride = max(2, (n - 2 * EDGE) // 2500)
         positions = sorted(set(range(EDGE)) | set(range(EDGE, n - EDGE, stride)) | set(range(n - EDGE, n)))
     rng = random.Random(seed)
     return [["cut", p] for p in positions] + [["flip", p, rng.randrange(8)] for p in positions]

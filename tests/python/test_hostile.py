@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import struct
 import zipfile
 
@@ -916,6 +917,44 @@ def test_legacy_storage_size_header_that_disagrees_is_refused(tmp_path):
         for read in reads:
             assert "err" in read or read == _summary(value), (name, read)
     assert any("err" in read for reads in r["tensors"].values() for read in reads)
+
+
+def test_torch_storage_key_naming_another_storage_is_refused(tmp_path):
+    """A damaged storage key in data.pkl that names another tensor's storage: torch.load
+    refuses (the record's size is not the bool storage's); we read the bool tensor as float32
+    from the other storage, taking the type first seen for that key."""
+    import torch
+
+    w, m = torch.arange(12, dtype=torch.float32), torch.tensor([True, False, True])
+    torch.save({"w": w, "m": m}, tmp_path / "src.pt")
+    data = (tmp_path / "src.pt").read_bytes()
+    (hit,) = re.finditer(rb"BoolStorage\nq.X\x01\x00\x00\x001", data, re.S)
+    bad = data[:hit.end() - 1] + b"0" + data[hit.end():]
+    (tmp_path / "lib.pt").write_bytes(bad)
+    with pytest.raises(RuntimeError, match="record size"):
+        torch.load(tmp_path / "lib.pt", weights_only=True)
+    res = _read_all(tmp_path, {"bad.pt": bad})["bad.pt"]
+    assert res["ok"], res
+    assert res["tensors"]["w"] == [_summary(w.numpy())] * 2
+    for read in res["tensors"]["m"]:
+        assert "err" in read and "another type or size" in read["err"], read
+
+
+def test_empty_tensor_whose_other_dimensions_no_array_can_take_is_refused(run_ours, tmp_path):
+    """Shape [0, 2**40, 2**40] holds no element, but NumPy cannot make an array of it ("array is
+    too big"): a ZTensorError naming the tensor, not NumPy's ValueError (an ONNX dims field damaged
+    into 37 dimensions did this)."""
+    b = ZtBuilder()
+    b.add_dense("bystander", BYSTANDER)
+    b.add_dense("victim", np.zeros(0, dtype=np.float32))
+    b.objects["victim"]["shape"] = [0, 2**40, 2**40]
+    cs = CaseSet(tmp_path)
+    cs.add("huge_empty", b.build(), [("get", "victim"), ("copy", "victim"), ("get", "bystander")])
+    cs.run(run_ours)
+    path, res = cs["huge_empty"]
+    assert_zt_error(res["get:victim"], path, tensor="victim")
+    assert_zt_error(res["copy:victim"], path, tensor="victim")
+    assert_ok(res["get:bystander"], BYSTANDER_SUMMARY)
 
 
 # ---------------------------------------------------------------------------

@@ -8,6 +8,9 @@ use crate::codec;
 use crate::error::FormatError;
 use crate::model::{Encoding, Layout, TensorInfo};
 
+/// The widest element of any dtype or logical type (complex128), in bytes.
+const MAX_ELEMENT_WIDTH: u64 = 16;
+
 /// Checks every entry against the data region `[data_start, data_end)`.
 pub(crate) fn validate(
     entries: &mut [Entry],
@@ -34,6 +37,21 @@ fn check_tensor(info: &TensorInfo, data_start: u64, data_end: u64) -> Result<(),
             info.shape
         )
     })?;
+    // Array libraries size an array by its non-zero dimensions even when
+    // another one is 0 (NumPy refuses `[0, 2**40, 2**40]`): a shape no array
+    // can take is damage, and an error here, not in the caller's library.
+    let span = info
+        .shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(MAX_ELEMENT_WIDTH, |acc, &d| acc.checked_mul(d));
+    if span.is_none_or(|n| n > i64::MAX as u64) {
+        return Err(format!(
+            "shape {:?} is too large for any array, even empty",
+            info.shape
+        )
+        .into());
+    }
     for (name, c) in &info.components {
         let end = c.offset.checked_add(c.length).ok_or_else(|| {
             format!(
@@ -50,8 +68,7 @@ fn check_tensor(info: &TensorInfo, data_start: u64, data_end: u64) -> Result<(),
             return Err(format!(
                 "component '{name}': bytes [{}, {end}) lie outside the data region [{data_start}, {data_end})",
                 c.offset
-            )
-            .into());
+            ).into());
         }
         if let Encoding::Zstd {
             uncompressed_length: Some(u),
@@ -66,7 +83,8 @@ fn check_tensor(info: &TensorInfo, data_start: u64, data_end: u64) -> Result<(),
             return Err(format!(
                 "component '{name}': {n} bytes are not a whole number of {width}-byte {} elements",
                 c.dtype.name()
-            ).into());
+            )
+            .into());
         }
     }
     if info.layout == Layout::Dense {

@@ -397,9 +397,6 @@ impl Hooks for TorchHooks<'_> {
             Value::Int(i) => i.to_string(),
             other => return Err(format!("a storage key is a {}", other.kind())),
         };
-        if let Some(s) = self.storages.get(&key) {
-            return Ok(Value::Native(s.clone()));
-        }
         let (itemsize, mut dtype) = match &items[1] {
             Value::Global(g) => storage_class(g),
             other => (None, Err(format!("storage type is a {}", other.kind()))),
@@ -408,6 +405,25 @@ impl Hooks for TorchHooks<'_> {
             Value::Int(n) => u64::try_from(n).ok(),
             _ => None,
         };
+        if let Some(s) = self.storages.get(&key) {
+            // One record named with another type or size (a damaged key):
+            // torch.load refuses it; its tensor must not read another's bytes.
+            let same = s.itemsize == itemsize
+                && s.declared == declared
+                && s.dtype.as_ref().ok() == dtype.as_ref().ok();
+            if !same {
+                return Ok(Value::Native(Rc::new(Storage {
+                    key: key.clone(),
+                    itemsize,
+                    dtype: Err(format!(
+                        "storage '{key}' is named again with another type or size (damaged)"
+                    )),
+                    declared,
+                    inline: None,
+                })));
+            }
+            return Ok(Value::Native(s.clone()));
+        }
         if !matches!(items.get(5), None | Some(Value::None)) {
             dtype = Err("storage views (torch < 0.4) are not supported".into());
         }
