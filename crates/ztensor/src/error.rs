@@ -245,3 +245,31 @@ impl Error {
         Error::InvalidArgument(message.into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_survive_wrapping_and_messages_are_unchanged() {
+        let e = Error::tensor(
+            "m.zt",
+            "w",
+            FormatError::truncated("short").prefixed("'data': "),
+        );
+        assert_eq!(e.kind(), ErrorKind::Truncated);
+        assert_eq!(e.to_string(), "m.zt: tensor 'w': 'data': short");
+        // Plain text is a malformed structure.
+        let e = Error::format("m.zt", "bad magic");
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert_eq!(e.to_string(), "m.zt: bad magic");
+        let io = Error::io("m.zt", std::io::ErrorKind::NotFound.into());
+        assert_eq!(io.kind(), ErrorKind::Io);
+        assert_eq!(Error::invalid("x").kind(), ErrorKind::InvalidArgument);
+        let missing = Error::NotFound {
+            path: "m.zt".into(),
+            name: "w".into(),
+        };
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+    }
+}
