@@ -34,8 +34,17 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Manifest, String> {
 
 /// The general decoder: any well-formed CBOR, per-tensor errors.
 pub(crate) fn decode_general(bytes: &[u8]) -> Result<Manifest, String> {
-    let root: Value =
-        ciborium::de::from_reader(bytes).map_err(|e| format!("manifest is not valid CBOR: {e}"))?;
+    let mut rest = bytes;
+    let root: Value = ciborium::de::from_reader(&mut rest)
+        .map_err(|e| format!("manifest is not valid CBOR: {e}"))?;
+    // The manifest is one CBOR item that fills its region (docs/format.md
+    // section 2): bytes left over mean a damaged length or count inside it.
+    if !rest.is_empty() {
+        return Err(format!(
+            "manifest is damaged: {} bytes follow its CBOR item",
+            rest.len()
+        ));
+    }
     let root = as_map(&root).ok_or("manifest is not a CBOR map")?;
     let version = match field(root, "version") {
         Some(Value::Text(v)) => v.clone(),

@@ -40,6 +40,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Manifest> {
             _ => return None, // not written by any writer: see `decode`
         }
     }
+    // Anything after the item is for the general decoder to report.
+    if d.position() != bytes.len() {
+        return None;
+    }
     Some(Manifest {
         version: version?,
         attributes,
