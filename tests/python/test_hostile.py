@@ -940,6 +940,25 @@ def test_torch_storage_key_naming_another_storage_is_refused(tmp_path):
         assert "err" in read and "another type or size" in read["err"], read
 
 
+def test_bytes_after_the_manifest_item_are_refused(run_ours, tmp_path):
+    """The manifest is one CBOR item filling its region; a damaged count or length inside it
+    leaves bytes over (a bit flip turned a component's 2-byte offset into a 1-byte one, and the
+    bytes left over pushed its digest out of its map, so its damaged data read unchecked)."""
+    b = base(checksum="crc32c")
+    mb = cbor_encode(b.manifest())
+    cs = CaseSet(tmp_path)
+    cs.add("control", b.build(mb), [("open", None)])
+    for extra in (b"\x00", b"\x67digest\x60"):
+        cs.add(f"trailing_{len(extra)}", b.build(mb + extra), [("open", None), ("load_file", None)])
+    cs.run(run_ours)
+    assert_ok(cs["control"][1]["open:None"], what="control")
+    for n in (1, 8):
+        path, res = cs[f"trailing_{n}"]
+        for op, r in res.items():
+            assert_zt_error(r, path, what=f"trailing_{n} {op}")
+            assert "follow" in r["msg"], r["msg"]
+
+
 def test_empty_tensor_whose_other_dimensions_no_array_can_take_is_refused(run_ours, tmp_path):
     """Shape [0, 2**40, 2**40] holds no element, but NumPy cannot make an array of it ("array is
     too big"): a ZTensorError naming the tensor, not NumPy's ValueError (an ONNX dims field damaged

@@ -158,7 +158,8 @@ fn put_u64(data: &mut [u8], at: usize, value: u64) {
 /// multiple of the chunk shape placed a chunk elsewhere or nowhere, a
 /// dimension past its maximum read bytes beyond the data, and a member name
 /// out of order (libhdf5 cannot look it up) listed a tensor under a name
-/// nothing wrote. Each makes the tensors it concerns unreadable, no more.
+/// nothing wrote, and a shuffle filter set for another element size
+/// unshuffled other bytes. Each makes the tensors it concerns unreadable, no more.
 #[test]
 fn structural_damage_libhdf5_refuses_is_refused() {
     let data = std::fs::read(fixture("h5py_chunked.h5")).unwrap();
@@ -180,6 +181,9 @@ fn structural_damage_libhdf5_refuses_is_refused() {
     space.extend(6u64.to_le_bytes());
     space.extend(6u64.to_le_bytes());
     let space = find_once(&data, &space) + 8;
+    // s's filter pipeline: shuffle (named), its client data: the element size, 2
+    let shuffle = find_once(&data, b"shuffle\0") + 8;
+    assert_eq!(data[shuffle..shuffle + 4], 2u32.to_le_bytes());
     // the root group's local heap holds the names "z", "a", "s"
     let heap_a = find_once(&data, b"\0\0z\0\0\0\0\0\0\0a\0") + 10;
 
@@ -210,6 +214,18 @@ fn structural_damage_libhdf5_refuses_is_refused() {
             "out of order",
         ),
         (
+            "shuffle set for no element size",
+            Box::new(move |d| d[shuffle..shuffle + 4].copy_from_slice(&0u32.to_le_bytes())),
+            &["s"],
+            "shuffle",
+        ),
+        (
+            "shuffle set for 4-byte elements",
+            Box::new(move |d| d[shuffle..shuffle + 4].copy_from_slice(&4u32.to_le_bytes())),
+            &["s"],
+            "shuffle",
+        ),
+        (
             "dimension past its maximum",
             Box::new(move |d| put_u64(d, space, 7)),
             &["z"],
@@ -232,6 +248,11 @@ fn structural_damage_libhdf5_refuses_is_refused() {
         }
         if !broken.contains(&"s") {
             assert_eq!(r.to_vec::<i16>("s").unwrap(), [0, 1, 2, 3, 4], "{what}");
+        }
+        if !broken.contains(&"z") {
+            assert_eq!(r.to_vec::<f64>("z").unwrap()[5], 5.5, "{what}");
+        }
+        if !broken.contains(&"}") {
             assert_eq!(r.to_vec::<f32>("a").unwrap()[11], 11.0, "{what}");
         }
     }

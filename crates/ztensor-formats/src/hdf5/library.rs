@@ -205,6 +205,7 @@ impl Hdf5Backend for RustHdf5 {
     fn read_into(&self, path: &str, out: &mut [u8]) -> Result<(), String> {
         let ds = self.dataset(path)?;
         verify_fletcher32(&ds, path)?;
+        check_shuffle(&ds, path)?;
         let what = format!("cannot read dataset '{path}'");
         let (dt, width, numel) = guarded(&what, || {
             Ok((ds.datatype()?, ds.element_size(), ds.total_elements()))
@@ -356,6 +357,27 @@ fn verify_fletcher32(ds: &H5Dataset, path: &str) -> Result<(), String> {
             coords[k] = 0;
         }
     }
+}
+
+/// HDF5's filter id for the byte shuffle.
+const FILTER_SHUFFLE: u16 = 2;
+
+/// Checks that a shuffle filter's element size (its client data, which
+/// libhdf5 sets from the datatype) is the dataset's: with another one,
+/// libhdf5 fails (0) or unshuffles other bytes than rust-hdf5 does.
+fn check_shuffle(ds: &H5Dataset, path: &str) -> Result<(), String> {
+    let what = format!("dataset '{path}'");
+    let (filters, width) = guarded(&what, || Ok((ds.filters()?, ds.element_size())))?;
+    for f in filters.iter().filter(|f| f.id == FILTER_SHUFFLE) {
+        if let Some(&size) = f.cd_values.first() {
+            if size as usize != width {
+                return Err(format!(
+                    "{what}: its shuffle filter is set for {size}-byte elements, not {width} (damaged)"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether the last 4 bytes of `chunk` are the Fletcher-32 sum of the rest,
