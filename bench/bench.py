@@ -271,8 +271,16 @@ def zstd_child(src: str, dst: str, repeats: int, level: int) -> None:
     size = os.path.getsize(dst)
     load = measure(lambda: ztn.load_file(dst, copy=True), repeats, setup=lambda: warm(dst))
     remove(dst)
-    print(json.dumps({"save": save, "load_copy": load, "size": size,
-                      "rayon_threads": os.environ.get("RAYON_NUM_THREADS")}))
+    print(
+        json.dumps(
+            {
+                "save": save,
+                "load_copy": load,
+                "size": size,
+                "rayon_threads": os.environ.get("RAYON_NUM_THREADS"),
+            }
+        )
+    )
 
 
 def run_zstd_child(script: str, src: str, dst: str, repeats: int, level: int, threads: int | None) -> dict:
@@ -280,8 +288,19 @@ def run_zstd_child(script: str, src: str, dst: str, repeats: int, level: int, th
     env.pop("RAYON_NUM_THREADS", None)
     if threads is not None:
         env["RAYON_NUM_THREADS"] = str(threads)
-    cmd = [sys.executable, script, "--zstd-child", src, dst, "--repeats", str(repeats),
-           "--zstd-level", str(level), "--warmup", str(WARMUP)]
+    cmd = [
+        sys.executable,
+        script,
+        "--zstd-child",
+        src,
+        dst,
+        "--repeats",
+        str(repeats),
+        "--zstd-level",
+        str(level),
+        "--warmup",
+        str(WARMUP),
+    ]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"zstd child (RAYON_NUM_THREADS={threads}) failed:\n{p.stdout}\n{p.stderr}")
@@ -293,8 +312,17 @@ def run_zstd_child(script: str, src: str, dst: str, repeats: int, level: int, th
 # ----------------------------------------------------------------------------
 
 
-def bench_set(label: str, tensors: dict, workdir: str, repeats: int, *, torch_save: bool,
-              compression: bool, zstd_level: int, log) -> dict:
+def bench_set(
+    label: str,
+    tensors: dict,
+    workdir: str,
+    repeats: int,
+    *,
+    torch_save: bool,
+    compression: bool,
+    zstd_level: int,
+    log,
+) -> dict:
     import safetensors.numpy as stn
     import safetensors.torch as stt
 
@@ -321,7 +349,9 @@ def bench_set(label: str, tensors: dict, workdir: str, repeats: int, *, torch_sa
     # ---- save --------------------------------------------------------------
     run("save/ztensor.numpy.save_file", lambda: ztn.save_file(tensors, zt_path), setup=save_setup(zt_path))
     info["zt_file_bytes"] = os.path.getsize(zt_path)
-    run("save/safetensors.numpy.save_file", lambda: stn.save_file(tensors, st_path), setup=save_setup(st_path))
+    run(
+        "save/safetensors.numpy.save_file", lambda: stn.save_file(tensors, st_path), setup=save_setup(st_path)
+    )
     info["st_file_bytes"] = os.path.getsize(st_path)
     if torch_save:
         import torch
@@ -340,6 +370,7 @@ def bench_set(label: str, tensors: dict, workdir: str, repeats: int, *, torch_sa
             for k, a in tensors.items():
                 w.add(k, a, checksum=checksum)
             return w.finish()
+
         return go
 
     run("checksum/Writer none", writer_save(zt_path, "none"), setup=save_setup(zt_path))
@@ -351,6 +382,7 @@ def bench_set(label: str, tensors: dict, workdir: str, repeats: int, *, torch_sa
         def go():
             with ztensor.Reader(path) as r:
                 r.verify()
+
         return go
 
     run("checksum/Reader.verify crc32c", verify(crc_path), setup=lambda: warm(crc_path))
@@ -368,33 +400,57 @@ def bench_set(label: str, tensors: dict, workdir: str, repeats: int, *, torch_sa
     gc.collect()
 
     # ---- lazy load -------------------------------------------------------------
-    run("lazy/ztensor load_file(copy=False)", lambda: ztn.load_file(zt_path, copy=False),
-        setup=lambda: warm(zt_path))
+    run(
+        "lazy/ztensor load_file(copy=False)",
+        lambda: ztn.load_file(zt_path, copy=False),
+        setup=lambda: warm(zt_path),
+    )
     run("lazy/safetensors.torch.load_file", lambda: stt.load_file(st_path), setup=lambda: warm(st_path))
     run("lazy/safetensors.numpy.load_file", lambda: stn.load_file(st_path), setup=lambda: warm(st_path))
-    run("lazy+touch/ztensor load_file(copy=False)", lambda: touch(ztn.load_file(zt_path, copy=False)),
-        setup=lambda: warm(zt_path))
-    run("lazy+touch/safetensors.torch.load_file", lambda: touch(stt.load_file(st_path)),
-        setup=lambda: warm(st_path))
+    run(
+        "lazy+touch/ztensor load_file(copy=False)",
+        lambda: touch(ztn.load_file(zt_path, copy=False)),
+        setup=lambda: warm(zt_path),
+    )
+    run(
+        "lazy+touch/safetensors.torch.load_file",
+        lambda: touch(stt.load_file(st_path)),
+        setup=lambda: warm(st_path),
+    )
 
     # ---- copy load ---------------------------------------------------------------
-    run("copy/ztensor load_file(copy=True)", lambda: ztn.load_file(zt_path, copy=True),
-        setup=lambda: warm(zt_path))
+    run(
+        "copy/ztensor load_file(copy=True)",
+        lambda: ztn.load_file(zt_path, copy=True),
+        setup=lambda: warm(zt_path),
+    )
     res["copy/safetensors.numpy.load_file"] = res["lazy/safetensors.numpy.load_file"]
-    run("copy+touch/ztensor load_file(copy=True)", lambda: touch(ztn.load_file(zt_path, copy=True)),
-        setup=lambda: warm(zt_path))
+    run(
+        "copy+touch/ztensor load_file(copy=True)",
+        lambda: touch(ztn.load_file(zt_path, copy=True)),
+        setup=lambda: warm(zt_path),
+    )
 
     # ---- compression -------------------------------------------------------------
     if compression:
-        run(f"zstd/ztensor save_file(compression={zstd_level})",
-            lambda: ztn.save_file(tensors, zst_path, compression=zstd_level), setup=save_setup(zst_path))
+        run(
+            f"zstd/ztensor save_file(compression={zstd_level})",
+            lambda: ztn.save_file(tensors, zst_path, compression=zstd_level),
+            setup=save_setup(zst_path),
+        )
         info["zstd_file_bytes"] = os.path.getsize(zst_path)
         check_equal(tensors, ztn.load_file(zst_path, copy=False), "ztensor zstd copy=False")
         gc.collect()
-        run("zstd/ztensor load_file(copy=False)", lambda: ztn.load_file(zst_path, copy=False),
-            setup=lambda: warm(zst_path))
-        run("zstd/ztensor load_file(copy=True)", lambda: ztn.load_file(zst_path, copy=True),
-            setup=lambda: warm(zst_path))
+        run(
+            "zstd/ztensor load_file(copy=False)",
+            lambda: ztn.load_file(zst_path, copy=False),
+            setup=lambda: warm(zst_path),
+        )
+        run(
+            "zstd/ztensor load_file(copy=True)",
+            lambda: ztn.load_file(zst_path, copy=True),
+            setup=lambda: warm(zst_path),
+        )
         remove(zst_path)
 
         script = os.path.abspath(__file__)
@@ -418,18 +474,45 @@ def bench_set(label: str, tensors: dict, workdir: str, repeats: int, *, torch_sa
 
 COMPARISONS = [
     # (label, ztensor key, peer key)
-    ("save: zt save_file / st.numpy save_file", "save/ztensor.numpy.save_file", "save/safetensors.numpy.save_file"),
+    (
+        "save: zt save_file / st.numpy save_file",
+        "save/ztensor.numpy.save_file",
+        "save/safetensors.numpy.save_file",
+    ),
     ("save: zt save_file / torch.save", "save/ztensor.numpy.save_file", "save/torch.save"),
-    ("lazy: zt copy=False / st.torch load_file", "lazy/ztensor load_file(copy=False)", "lazy/safetensors.torch.load_file"),
-    ("lazy: zt copy=False / st.numpy load_file", "lazy/ztensor load_file(copy=False)", "lazy/safetensors.numpy.load_file"),
-    ("lazy+touch: zt copy=False / st.torch", "lazy+touch/ztensor load_file(copy=False)", "lazy+touch/safetensors.torch.load_file"),
-    ("copy: zt copy=True / st.numpy load_file", "copy/ztensor load_file(copy=True)", "copy/safetensors.numpy.load_file"),
+    (
+        "lazy: zt copy=False / st.torch load_file",
+        "lazy/ztensor load_file(copy=False)",
+        "lazy/safetensors.torch.load_file",
+    ),
+    (
+        "lazy: zt copy=False / st.numpy load_file",
+        "lazy/ztensor load_file(copy=False)",
+        "lazy/safetensors.numpy.load_file",
+    ),
+    (
+        "lazy+touch: zt copy=False / st.torch",
+        "lazy+touch/ztensor load_file(copy=False)",
+        "lazy+touch/safetensors.torch.load_file",
+    ),
+    (
+        "copy: zt copy=True / st.numpy load_file",
+        "copy/ztensor load_file(copy=True)",
+        "copy/safetensors.numpy.load_file",
+    ),
     ("crc32c: Writer crc32c / Writer none", "checksum/Writer crc32c", "checksum/Writer none"),
     ("sha256: Writer sha256 / Writer none", "checksum/Writer sha256", "checksum/Writer none"),
     ("zstd: zt zstd save / zt raw save_file", None, "save/ztensor.numpy.save_file"),
-    ("zstd save: multi / single thread (subproc)", "zstd-sub/save multi-thread", "zstd-sub/save single-thread"),
-    ("zstd load: multi / single thread (subproc)", "zstd-sub/load(copy=True) multi-thread",
-     "zstd-sub/load(copy=True) single-thread"),
+    (
+        "zstd save: multi / single thread (subproc)",
+        "zstd-sub/save multi-thread",
+        "zstd-sub/save single-thread",
+    ),
+    (
+        "zstd load: multi / single thread (subproc)",
+        "zstd-sub/load(copy=True) multi-thread",
+        "zstd-sub/load(copy=True) single-thread",
+    ),
 ]
 
 
@@ -447,31 +530,67 @@ def compute(sets: dict, zstd_level: int):
             if a is None:
                 a = f"zstd/ztensor save_file(compression={zstd_level})"
             if a in res and b in res:
-                comps.append({"set": label, "comparison": name, "zt": a, "peer": b,
-                              "zt_median": res[a]["median"], "peer_median": res[b]["median"],
-                              "ratio_median": ratio(res, a, b), "ratio_best": ratio(res, a, b, "best")})
+                comps.append(
+                    {
+                        "set": label,
+                        "comparison": name,
+                        "zt": a,
+                        "peer": b,
+                        "zt_median": res[a]["median"],
+                        "peer_median": res[b]["median"],
+                        "ratio_median": ratio(res, a, b),
+                        "ratio_best": ratio(res, a, b, "best"),
+                    }
+                )
 
-        def target(desc, value, ok, shown):
-            targets.append({"set": label, "target": desc, "value": value, "shown": shown,
-                            "result": None if value is None else ("PASS" if ok else "FAIL")})
+        def target(desc, value, ok, shown, label=label):
+            targets.append(
+                {
+                    "set": label,
+                    "target": desc,
+                    "value": value,
+                    "shown": shown,
+                    "result": None if value is None else ("PASS" if ok else "FAIL"),
+                }
+            )
 
         r = ratio(res, "lazy/ztensor load_file(copy=False)", "lazy/safetensors.torch.load_file")
-        target("lazy load_file no slower than safetensors.torch lazy (ratio <= 1.00)", r,
-               r is not None and r <= 1.0, f"ratio {r:.3f}" if r is not None else "-")
+        target(
+            "lazy load_file no slower than safetensors.torch lazy (ratio <= 1.00)",
+            r,
+            r is not None and r <= 1.0,
+            f"ratio {r:.3f}" if r is not None else "-",
+        )
         r = ratio(res, "copy/ztensor load_file(copy=True)", "copy/safetensors.numpy.load_file")
-        target("copy=True >= 2x faster than safetensors.numpy.load_file (ratio <= 0.50)", r,
-               r is not None and r <= 0.5, f"ratio {r:.3f}" if r is not None else "-")
+        target(
+            "copy=True >= 2x faster than safetensors.numpy.load_file (ratio <= 0.50)",
+            r,
+            r is not None and r <= 0.5,
+            f"ratio {r:.3f}" if r is not None else "-",
+        )
         r = ratio(res, "save/ztensor.numpy.save_file", "save/safetensors.numpy.save_file")
-        target("save no slower than safetensors.numpy.save_file (ratio <= 1.00)", r,
-               r is not None and r <= 1.0, f"ratio {r:.3f}" if r is not None else "-")
+        target(
+            "save no slower than safetensors.numpy.save_file (ratio <= 1.00)",
+            r,
+            r is not None and r <= 1.0,
+            f"ratio {r:.3f}" if r is not None else "-",
+        )
         r = ratio(res, "checksum/Writer crc32c", "checksum/Writer none")
         ov = None if r is None else (r - 1.0) * 100
-        target("crc32c save overhead < 15%", ov, ov is not None and ov < 15.0,
-               f"{ov:+.1f}%" if ov is not None else "-")
+        target(
+            "crc32c save overhead < 15%",
+            ov,
+            ov is not None and ov < 15.0,
+            f"{ov:+.1f}%" if ov is not None else "-",
+        )
         if "zstd-sub/save single-thread" in res:
             r = ratio(res, "zstd-sub/save single-thread", "zstd-sub/save multi-thread")
-            target(f"zstd-{zstd_level} save parallel >= 1.6x faster than single-thread", r,
-                   r is not None and r >= 1.6, f"speedup {r:.2f}x" if r is not None else "-")
+            target(
+                f"zstd-{zstd_level} save parallel >= 1.6x faster than single-thread",
+                r,
+                r is not None and r >= 1.6,
+                f"speedup {r:.2f}x" if r is not None else "-",
+            )
     return comps, targets
 
 
@@ -487,8 +606,10 @@ def print_report(sets: dict, comps, targets, env, zstd_level: int):
     except (ValueError, IndexError):
         busy = False
     if busy:
-        print(f"  WARNING: load average {env['loadavg_start']} at start: other processes compete for the "
-              f"{env['cpus']} CPUs; timings (above all the thread-scaling ones) are unreliable")
+        print(
+            f"  WARNING: load average {env['loadavg_start']} at start: other processes compete for the "
+            f"{env['cpus']} CPUs; timings (above all the thread-scaling ones) are unreliable"
+        )
     for label, s in sets.items():
         info, res = s["info"], s["results"]
         print()
@@ -499,8 +620,10 @@ def print_report(sets: dict, comps, targets, env, zstd_level: int):
         sizes = [f"{k[:-6]}={fmt_size(v)}" for k, v in info.items() if k.endswith("_bytes") and k != "bytes"]
         print("  file sizes: " + ", ".join(sizes))
         if "zstd_file_bytes" in info:
-            print(f"  zstd-{zstd_level} size: {info['zstd_file_bytes'] / info['zt_file_bytes'] * 100:.1f}% "
-                  f"of the raw .zt file")
+            print(
+                f"  zstd-{zstd_level} size: {info['zstd_file_bytes'] / info['zt_file_bytes'] * 100:.1f}% "
+                f"of the raw .zt file"
+            )
         print(f"  {'operation':<48} {'median':>11} {'best':>11} {'GiB/s(med)':>11}")
         print("  " + "-" * 84)
         for key, r in res.items():
@@ -510,11 +633,17 @@ def print_report(sets: dict, comps, targets, env, zstd_level: int):
             print(f"  {key:<48} {fmt_t(r['median']):>11} {fmt_t(r['best']):>11} {gbs:>11.2f}")
     print()
     print("comparisons (ratio = ztensor / peer; < 1 means ztensor is faster)")
-    print(f"  {'set':<6} {'comparison':<46} {'zt median':>11} {'peer median':>12} {'ratio(med)':>10} {'ratio(best)':>11}")
+    print(
+        f"  {'set':<6} {'comparison':<46} {'zt median':>11} {'peer median':>12} "
+        f"{'ratio(med)':>10} {'ratio(best)':>11}"
+    )
     print("  " + "-" * 100)
     for c in comps:
-        print(f"  {c['set']:<6} {c['comparison']:<46} {fmt_t(c['zt_median']):>11} {fmt_t(c['peer_median']):>12} "
-              f"{c['ratio_median']:>10.3f} {c['ratio_best']:>11.3f}")
+        print(
+            f"  {c['set']:<6} {c['comparison']:<46} {fmt_t(c['zt_median']):>11} "
+            f"{fmt_t(c['peer_median']):>12} "
+            f"{c['ratio_median']:>10.3f} {c['ratio_best']:>11.3f}"
+        )
     print()
     print("targets (on medians)")
     print(f"  {'set':<6} {'target':<74} {'value':>14} {'result':>6}")
@@ -590,8 +719,16 @@ def main(argv=None) -> int:
             log(f"building Llama-shaped set (~{args.size_mib} MiB) ...")
             tensors, cfg = build_llama(args.size_mib * MiB)
             log(f"  {len(tensors)} tensors, {fmt_size(total_bytes(tensors))}, {cfg}")
-            s = bench_set("llama", tensors, workdir, args.repeats, torch_save=not args.no_torch_save,
-                          compression=True, zstd_level=args.zstd_level, log=log)
+            s = bench_set(
+                "llama",
+                tensors,
+                workdir,
+                args.repeats,
+                torch_save=not args.no_torch_save,
+                compression=True,
+                zstd_level=args.zstd_level,
+                log=log,
+            )
             s["info"]["config"] = cfg
             sets["llama"] = s
             del tensors
@@ -599,8 +736,16 @@ def main(argv=None) -> int:
         if args.small > 0:
             log(f"building small set ({args.small} tensors) ...")
             tensors = build_small(args.small)
-            s = bench_set("small", tensors, workdir, args.repeats, torch_save=False,
-                          compression=False, zstd_level=args.zstd_level, log=log)
+            s = bench_set(
+                "small",
+                tensors,
+                workdir,
+                args.repeats,
+                torch_save=False,
+                compression=False,
+                zstd_level=args.zstd_level,
+                log=log,
+            )
             sets["small"] = s
             del tensors
             gc.collect()
@@ -616,8 +761,11 @@ def main(argv=None) -> int:
         d = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(d, exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"env": env, "args": vars(args), "sets": sets, "comparisons": comps, "targets": targets},
-                      f, indent=2)
+            json.dump(
+                {"env": env, "args": vars(args), "sets": sets, "comparisons": comps, "targets": targets},
+                f,
+                indent=2,
+            )
         log(f"wrote {args.json}")
     return 0
 

@@ -72,8 +72,23 @@ def fsync_count(code: str, *args) -> str:
     if not strace:
         return "n/a"
     with tempfile.NamedTemporaryFile("r", suffix=".strace") as out:
-        subprocess.run([strace, "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", out.name,
-                        sys.executable, "-c", code, *args], check=True, capture_output=True)
+        subprocess.run(
+            [
+                strace,
+                "-f",
+                "-c",
+                "-e",
+                "trace=fsync,fdatasync",
+                "-o",
+                out.name,
+                sys.executable,
+                "-c",
+                code,
+                *args,
+            ],
+            check=True,
+            capture_output=True,
+        )
         calls = 0
         for line in out.read().splitlines():
             m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(fsync|fdatasync)$", line)
@@ -129,10 +144,14 @@ def run(args, work: str) -> None:
     save_file(tensors, path)
     base_size = os.path.getsize(path)
     extra = np.ones(args.add_mib << 18, np.float32)
-    print(f"# bench_append: ztensor {ztensor.__version__}, Python {platform.python_version()}, "
-          f"{platform.machine()} {os.cpu_count()} CPUs")
-    print(f"# checkpoint: {len(tensors)} float32 tensors, {base_size / 2**20:.1f} MiB; "
-          f"added tensor: {args.add_mib} MiB; {args.repeats} runs each; folder {args.dir}")
+    print(
+        f"# bench_append: ztensor {ztensor.__version__}, Python {platform.python_version()}, "
+        f"{platform.machine()} {os.cpu_count()} CPUs"
+    )
+    print(
+        f"# checkpoint: {len(tensors)} float32 tensors, {base_size / 2**20:.1f} MiB; "
+        f"added tensor: {args.add_mib} MiB; {args.repeats} runs each; folder {args.dir}"
+    )
 
     sizes = []
 
@@ -147,6 +166,7 @@ def run(args, work: str) -> None:
     all_tensors = dict(tensors)
     all_tensors["extra"] = extra
     rewrite_path = os.path.join(work, "rewrite.zt")
+
     def fresh(i):  # no run pays for dropping the previous run's file
         if os.path.exists(rewrite_path):
             os.remove(rewrite_path)
@@ -166,19 +186,25 @@ def run(args, work: str) -> None:
 
     med = statistics.median
     print(f"{'operation':<16}{'median s':>10}{'best s':>10}{'written MiB':>13}{'fsyncs':>8}")
-    rows = [("append", t_append, grown / args.repeats / 2**20, n_append),
-            ("rewrite", t_rewrite, rewrite_size / 2**20, n_rewrite),
-            ("rewrite+fsync", t_rewrite_sync, rewrite_size / 2**20, n_rewrite_sync)]
+    rows = [
+        ("append", t_append, grown / args.repeats / 2**20, n_append),
+        ("rewrite", t_rewrite, rewrite_size / 2**20, n_rewrite),
+        ("rewrite+fsync", t_rewrite_sync, rewrite_size / 2**20, n_rewrite_sync),
+    ]
     for name, times, mib, n in rows:
         print(f"{name:<16}{med(times):>10.4f}{min(times):>10.4f}{mib:>13.1f}{n:>8}")
-    print(f"speed-up of append: {med(t_rewrite) / med(t_append):.0f}x vs rewrite, "
-          f"{med(t_rewrite_sync) / med(t_append):.0f}x vs rewrite+fsync (medians)")
+    print(
+        f"speed-up of append: {med(t_rewrite) / med(t_append):.0f}x vs rewrite, "
+        f"{med(t_rewrite_sync) / med(t_append):.0f}x vs rewrite+fsync (medians)"
+    )
     # The appended file holds what was appended, and the old tensors.
     loaded = load_file(path)
     assert len(loaded) == len(tensors) + args.repeats + 1
     assert float(loaded["layer.1.weight"][0]) == 1.0 and float(loaded["extra.0"][-1]) == 1.0
-    print(f"appended file: {sizes[-1] / 2**20:.1f} MiB after {args.repeats} appends, "
-          f"{len(loaded)} tensors, old and new tensors verified")
+    print(
+        f"appended file: {sizes[-1] / 2**20:.1f} MiB after {args.repeats} appends, "
+        f"{len(loaded)} tensors, old and new tensors verified"
+    )
 
 
 if __name__ == "__main__":

@@ -38,15 +38,18 @@ def main():
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    import torch
     import safetensors.torch as st
+    import torch
+
     import ztensor.torch as zt
 
     d = 2048
     n_layers = max(1, (args.size_mib * 2**20 - 2 * 32000 * d * 2) // (12 * d * d * 2))
     g = torch.Generator().manual_seed(0)
-    tensors = {"embed.weight": torch.randn(32000, d, generator=g).bfloat16(),
-               "lm_head.weight": torch.randn(32000, d, generator=g).bfloat16()}
+    tensors = {
+        "embed.weight": torch.randn(32000, d, generator=g).bfloat16(),
+        "lm_head.weight": torch.randn(32000, d, generator=g).bfloat16(),
+    }
     for i in range(n_layers):
         tensors[f"layers.{i}.attn.weight"] = torch.randn(4 * d, d, generator=g).bfloat16()
         tensors[f"layers.{i}.mlp.weight"] = torch.randn(8 * d, d, generator=g).bfloat16()
@@ -63,14 +66,20 @@ def main():
                     pass
         res = {}
         for which, path in (("ztensor", zp), ("safetensors", sp)):
-            out = subprocess.run([sys.executable, "-c", CHILD, which, path, str(args.repeats)],
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, which, path, str(args.repeats)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             res[which] = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"checkpoint: {total / 2**30:.2f} GiB, device {torch.cuda.get_device_name(0)}")
     for which, r in res.items():
         t = sorted(r["times"])
-        print(f"  {which:<12} load_file(device='cuda:0'): best {t[0]:.3f} s, median {t[len(t) // 2]:.3f} s, "
-              f"{total / t[0] / 2**30:.2f} GiB/s, peak host RSS growth {r['peak_rss_growth_mib']:.0f} MiB")
+        print(
+            f"  {which:<12} load_file(device='cuda:0'): best {t[0]:.3f} s, median {t[len(t) // 2]:.3f} s, "
+            f"{total / t[0] / 2**30:.2f} GiB/s, peak host RSS growth {r['peak_rss_growth_mib']:.0f} MiB"
+        )
     ratio = min(res["ztensor"]["times"]) / min(res["safetensors"]["times"])
     print(f"  ratio ztensor/safetensors (best): {ratio:.3f}")
 

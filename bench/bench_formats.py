@@ -59,7 +59,9 @@ def timeit(fn, path, repeats):
 def touch_all(d):
     """Reads one byte of every page of every tensor (a lazy load's real cost)."""
     for v in d.values():
-        flat = v.reshape(-1).view(torch.uint8) if isinstance(v, torch.Tensor) else v.reshape(-1).view(np.uint8)
+        flat = (
+            v.reshape(-1).view(torch.uint8) if isinstance(v, torch.Tensor) else v.reshape(-1).view(np.uint8)
+        )
         flat[::4096].sum()
     return d
 
@@ -89,6 +91,7 @@ def main():
 def part1(args):
     import safetensors.numpy as stn
     import safetensors.torch as st
+
     import ztensor.numpy as zn
     import ztensor.torch as zt
 
@@ -113,7 +116,8 @@ def part1(args):
         "safetensors touched: safetensors.torch": timeit(lambda: touch_all(st.load_file(sp)), sp, r),
         "safetensors copy: ztensor.torch copy=True": timeit(lambda: zt.load_file(sp, copy=True), sp, r),
         "safetensors copy: safetensors.torch+clone": timeit(
-            lambda: {k: v.clone() for k, v in st.load_file(sp).items()}, sp, r),
+            lambda: {k: v.clone() for k, v in st.load_file(sp).items()}, sp, r
+        ),
         "safetensors copy: ztensor.numpy copy=True": timeit(lambda: zn.load_file(sp, copy=True), sp, r),
         "safetensors copy: safetensors.numpy": timeit(lambda: stn.load_file(sp), sp, r),
         "pt lazy: ztensor.torch": timeit(lambda: zt.load_file(pp), pp, r),
@@ -124,15 +128,38 @@ def part1(args):
         "npz: ztensor.numpy copy=True": timeit(lambda: zn.load_file(npz, copy=True), npz, r),
         "npz: np.load (all members)": timeit(lambda: dict(np.load(npz)), npz, r),
     }
-    report(rows, (
-        ("safetensors lazy: ztensor.torch", "safetensors lazy: safetensors.torch", ".safetensors lazy"),
-        ("safetensors touched: ztensor.torch", "safetensors touched: safetensors.torch", ".safetensors lazy + touch"),
-        ("safetensors copy: ztensor.torch copy=True", "safetensors copy: safetensors.torch+clone", ".safetensors materialized (torch)"),
-        ("safetensors copy: ztensor.numpy copy=True", "safetensors copy: safetensors.numpy", ".safetensors materialized (numpy)"),
-        ("pt lazy: ztensor.torch", "pt lazy: torch.load(mmap=True)", ".pt vs torch.load(mmap=True, weights_only=True)"),
-        ("pt copy: ztensor.torch copy=True", "pt copy: torch.load", ".pt copy vs torch.load(weights_only=True)"),
-        ("npz: ztensor.numpy", "npz: np.load (all members)", ".npz vs np.load"),
-    ))
+    report(
+        rows,
+        (
+            ("safetensors lazy: ztensor.torch", "safetensors lazy: safetensors.torch", ".safetensors lazy"),
+            (
+                "safetensors touched: ztensor.torch",
+                "safetensors touched: safetensors.torch",
+                ".safetensors lazy + touch",
+            ),
+            (
+                "safetensors copy: ztensor.torch copy=True",
+                "safetensors copy: safetensors.torch+clone",
+                ".safetensors materialized (torch)",
+            ),
+            (
+                "safetensors copy: ztensor.numpy copy=True",
+                "safetensors copy: safetensors.numpy",
+                ".safetensors materialized (numpy)",
+            ),
+            (
+                "pt lazy: ztensor.torch",
+                "pt lazy: torch.load(mmap=True)",
+                ".pt vs torch.load(mmap=True, weights_only=True)",
+            ),
+            (
+                "pt copy: ztensor.torch copy=True",
+                "pt copy: torch.load",
+                ".pt copy vs torch.load(weights_only=True)",
+            ),
+            ("npz: ztensor.numpy", "npz: np.load (all members)", ".npz vs np.load"),
+        ),
+    )
     for p in (sp, pp, npz):
         os.remove(p)
     os.rmdir(tmp)
@@ -145,6 +172,7 @@ def part2(args):
     import h5py
     import onnx
     from onnx import numpy_helper
+
     import ztensor.numpy as zn
 
     tmp = tempfile.mkdtemp(prefix="zt-bench-formats2-")
@@ -161,7 +189,9 @@ def part2(args):
     with h5py.File(hp, "w") as f:
         for k, a in arrays.items():
             f.create_dataset(k, data=a)
-    graph = onnx.helper.make_graph([], "g", [], [], [numpy_helper.from_array(a, k) for k, a in arrays.items()])
+    graph = onnx.helper.make_graph(
+        [], "g", [], [], [numpy_helper.from_array(a, k) for k, a in arrays.items()]
+    )
     onnx.save(onnx.helper.make_model(graph), op)
     del arrays, graph
     gc.collect()
@@ -196,14 +226,33 @@ def part2(args):
         "onnx copy: ztensor.numpy copy=True": timeit(lambda: zn.load_file(op, copy=True), op, r),
         "onnx: onnx.load + numpy_helper": timeit(onnx_all, op, r),
     }
-    report(rows, (
-        ("gguf touched: ztensor.numpy", "gguf touched: gguf.GGUFReader", ".gguf lazy + touch vs GGUFReader + touch"),
-        ("gguf copy: ztensor.numpy copy=True", "gguf copy: gguf.GGUFReader + np.array", ".gguf copy vs GGUFReader + np.array"),
-        ("h5 lazy+touch: ztensor.numpy", "h5: h5py (every dataset)", ".h5 lazy + touch vs h5py"),
-        ("h5 copy: ztensor.numpy copy=True", "h5: h5py (every dataset)", ".h5 copy vs h5py"),
-        ("onnx lazy+touch: ztensor.numpy", "onnx: onnx.load + numpy_helper", ".onnx lazy + touch vs onnx.load"),
-        ("onnx copy: ztensor.numpy copy=True", "onnx: onnx.load + numpy_helper", ".onnx copy vs onnx.load"),
-    ))
+    report(
+        rows,
+        (
+            (
+                "gguf touched: ztensor.numpy",
+                "gguf touched: gguf.GGUFReader",
+                ".gguf lazy + touch vs GGUFReader + touch",
+            ),
+            (
+                "gguf copy: ztensor.numpy copy=True",
+                "gguf copy: gguf.GGUFReader + np.array",
+                ".gguf copy vs GGUFReader + np.array",
+            ),
+            ("h5 lazy+touch: ztensor.numpy", "h5: h5py (every dataset)", ".h5 lazy + touch vs h5py"),
+            ("h5 copy: ztensor.numpy copy=True", "h5: h5py (every dataset)", ".h5 copy vs h5py"),
+            (
+                "onnx lazy+touch: ztensor.numpy",
+                "onnx: onnx.load + numpy_helper",
+                ".onnx lazy + touch vs onnx.load",
+            ),
+            (
+                "onnx copy: ztensor.numpy copy=True",
+                "onnx: onnx.load + numpy_helper",
+                ".onnx copy vs onnx.load",
+            ),
+        ),
+    )
     for p in (gp, hp, op):
         os.remove(p)
     os.rmdir(tmp)

@@ -91,9 +91,11 @@ def main():
 
     tensors = checkpoint(args.size_mib)
     total = sum(v.numel() * v.element_size() for v in tensors.values())
-    print(f"checkpoint: {len(tensors)} tensors, {total / 2**30:.2f} GiB; "
-          f"safetensors {safetensors.__version__}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
-          f"load {os.getloadavg()[0]:.2f}")
+    print(
+        f"checkpoint: {len(tensors)} tensors, {total / 2**30:.2f} GiB; "
+        f"safetensors {safetensors.__version__}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
     tmp = tempfile.mkdtemp(prefix="zt-bench-slices-")
     try:
         sp, zp, zz = (os.path.join(tmp, n) for n in ("m.safetensors", "m.zt", "z.zt"))
@@ -121,11 +123,16 @@ def main():
             for label, h in (("mixed", how), ("rows", rows_only), ("columns", cols_only)):
                 rows[f"N={n} zstd rank ({label})"] = timeit(
                     lambda h=h, n=n: [rank_load(zt_open, zz, n, r, h, False) for r in range(n)],
-                    zz, args.repeats, n)
+                    zz,
+                    args.repeats,
+                    n,
+                )
         rows["zstd full decompression"] = timeit(lambda: zt.load_file(zz), zz, args.repeats)
         rows["raw full load_file+touch"] = timeit(
             lambda: [t.reshape(-1).view(torch.uint8)[::4096].sum() for t in zt.load_file(zp).values()],
-            zp, args.repeats)
+            zp,
+            args.repeats,
+        )
 
         print(f"\n{'one rank':<40}{'median':>12}{'best':>12}")
         for k, (med, best) in rows.items():
@@ -143,8 +150,10 @@ def main():
             full = rows["zstd full decompression"]
             for label in ("mixed", "rows", "columns"):
                 a = rows[f"N={n} zstd rank ({label})"]
-                print(f"  {'N=%d zstd rank (%s) / full decompression' % (n, label):<58} "
-                      f"{a[0] / full[0]:7.3f} {a[1] / full[1]:7.3f}")
+                print(
+                    f"  {f'N={n} zstd rank ({label}) / full decompression':<58} "
+                    f"{a[0] / full[0]:7.3f} {a[1] / full[1]:7.3f}"
+                )
         print(f"\nztensor {ztensor.__version__}")
     finally:
         shutil.rmtree(tmp)

@@ -21,8 +21,10 @@ import torch
 def checkpoint(size_mib: int) -> dict:
     g = torch.Generator().manual_seed(0)
     d, vocab = 2048, 32000
-    t = {"model.embed_tokens.weight": torch.randn(vocab, d, generator=g).bfloat16(),
-         "lm_head.weight": torch.randn(vocab, d, generator=g).bfloat16()}
+    t = {
+        "model.embed_tokens.weight": torch.randn(vocab, d, generator=g).bfloat16(),
+        "lm_head.weight": torch.randn(vocab, d, generator=g).bfloat16(),
+    }
     per_layer = (4 * d * d + 3 * d * 5504) * 2 + 2 * d * 4
     layers = max(1, (size_mib * 2**20 - 2 * vocab * d * 2) // per_layer)
     for i in range(layers):
@@ -63,12 +65,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     import safetensors.torch as st
+
     import ztensor.torch as zt
 
     tensors = checkpoint(args.size_mib)
     total = sum(v.numel() * v.element_size() for v in tensors.values())
-    print(f"checkpoint: {len(tensors)} tensors, {total / 2**30:.2f} GiB; "
-          f"torch {torch.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+    print(
+        f"checkpoint: {len(tensors)} tensors, {total / 2**30:.2f} GiB; "
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}"
+    )
     tmp = tempfile.mkdtemp(prefix="zt-bench-torch-")
     zp, sp, tp = (os.path.join(tmp, n) for n in ("m.zt", "m.safetensors", "m.pt"))
 
@@ -79,7 +84,7 @@ def main() -> None:
     rows["save zt"] = timeit(lambda: zt.save_file(tensors, zp), args.repeats, fresh(zp))
     rows["save st"] = timeit(lambda: st.save_file(tensors, sp), args.repeats, fresh(sp))
     torch.save(tensors, tp)
-    del tensors
+    tensors = None  # frees the checkpoint before the loads
     gc.collect()
 
     def touch(d):
@@ -92,10 +97,12 @@ def main() -> None:
     rows["lazy+touch zt"] = timeit(lambda: touch(zt.load_file(zp)), args.repeats, lambda: warm(zp))
     rows["lazy+touch st"] = timeit(lambda: touch(st.load_file(sp)), args.repeats, lambda: warm(sp))
     rows["copy zt"] = timeit(lambda: zt.load_file(zp, copy=True), args.repeats, lambda: warm(zp))
-    rows["copy st"] = timeit(lambda: {k: v.clone() for k, v in st.load_file(sp).items()},
-                             args.repeats, lambda: warm(sp))
-    rows["torch.load mmap"] = timeit(lambda: torch.load(tp, mmap=True, weights_only=True),
-                                     args.repeats, lambda: warm(tp))
+    rows["copy st"] = timeit(
+        lambda: {k: v.clone() for k, v in st.load_file(sp).items()}, args.repeats, lambda: warm(sp)
+    )
+    rows["torch.load mmap"] = timeit(
+        lambda: torch.load(tp, mmap=True, weights_only=True), args.repeats, lambda: warm(tp)
+    )
     rows["torch.load"] = timeit(lambda: torch.load(tp, weights_only=True), args.repeats, lambda: warm(tp))
 
     print(f"{'operation':<22}{'median':>12}{'best':>12}")

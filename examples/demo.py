@@ -22,10 +22,18 @@ def llama_like(seed: int = 0) -> dict:
     t = {"model.embed_tokens.weight": rng.standard_normal((vocab, d), np.float32).astype(ml_dtypes.bfloat16)}
     for i in range(4):
         p = f"model.layers.{i}."
-        for name, shape in [("self_attn.q_proj", (d, d)), ("self_attn.k_proj", (d, d)),
-                            ("self_attn.v_proj", (d, d)), ("self_attn.o_proj", (d, d)),
-                            ("mlp.gate_proj", (ff, d)), ("mlp.up_proj", (ff, d)), ("mlp.down_proj", (d, ff))]:
-            t[p + name + ".weight"] = (rng.standard_normal(shape, np.float32) * 0.02).astype(ml_dtypes.bfloat16)
+        for name, shape in [
+            ("self_attn.q_proj", (d, d)),
+            ("self_attn.k_proj", (d, d)),
+            ("self_attn.v_proj", (d, d)),
+            ("self_attn.o_proj", (d, d)),
+            ("mlp.gate_proj", (ff, d)),
+            ("mlp.up_proj", (ff, d)),
+            ("mlp.down_proj", (d, ff)),
+        ]:
+            t[p + name + ".weight"] = (rng.standard_normal(shape, np.float32) * 0.02).astype(
+                ml_dtypes.bfloat16
+            )
         t[p + "input_layernorm.weight"] = np.ones(d, np.float32)
     t["position_ids"] = np.arange(2048, dtype=np.int64)
     return t
@@ -33,8 +41,8 @@ def llama_like(seed: int = 0) -> dict:
 
 def same(a: dict, b: dict) -> bool:
     return list(a) == list(b) and all(
-        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape
-        and a[k].tobytes() == b[k].tobytes() for k in a)
+        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes() for k in a
+    )
 
 
 def main() -> None:
@@ -50,10 +58,15 @@ def main() -> None:
 
     t0 = time.perf_counter()
     lazy = load_file(raw)
-    print(f"load_file (zero-copy): {1e3 * (time.perf_counter() - t0):.2f} ms, bit-exact: {same(tensors, lazy)}")
+    print(
+        f"load_file (zero-copy): {1e3 * (time.perf_counter() - t0):.2f} ms, bit-exact: {same(tensors, lazy)}"
+    )
     t0 = time.perf_counter()
     copied = load_file(raw, copy=True)
-    print(f"load_file(copy=True):  {1e3 * (time.perf_counter() - t0):.2f} ms, bit-exact: {same(tensors, copied)}")
+    print(
+        f"load_file(copy=True):  {1e3 * (time.perf_counter() - t0):.2f} ms, "
+        f"bit-exact: {same(tensors, copied)}"
+    )
 
     lazy["position_ids"][0] = -1  # copy-on-write: the file does not change
     print("after writing to a zero-copy array, the file still holds", load_file(raw)["position_ids"][:3])
@@ -62,8 +75,11 @@ def main() -> None:
     with ztensor.Writer(packed, metadata={"compressed": True}) as w:
         for name, arr in tensors.items():
             w.add(name, arr, compress=3, checksum="crc32c")
-    print(f"zstd-3 + crc32c: {os.path.getsize(packed)} bytes "
-          f"({os.path.getsize(packed) / os.path.getsize(raw):.1%} of raw), bit-exact: {same(tensors, load_file(packed))}")
+    print(
+        f"zstd-3 + crc32c: {os.path.getsize(packed)} bytes "
+        f"({os.path.getsize(packed) / os.path.getsize(raw):.1%} of raw), "
+        f"bit-exact: {same(tensors, load_file(packed))}"
+    )
 
     with ztensor.Reader(packed) as r:
         m = r.metadata("model.embed_tokens.weight")
@@ -91,8 +107,10 @@ def main() -> None:
         with ztensor.Reader(src) as r:  # any format loads through the same Reader
             print(f"read {src}: format={r.format}, {len(r)} tensors, metadata {r.metadata()}")
             save_file(r.load_numpy(), conv, metadata=r.metadata())
-        print(f"converted {src} -> {conv}: bit-exact: "
-              f"{same(dict(sorted(tensors.items())), dict(sorted(load_file(conv).items())))}")
+        print(
+            f"converted {src} -> {conv}: bit-exact: "
+            f"{same(dict(sorted(tensors.items())), dict(sorted(load_file(conv).items())))}"
+        )
     except ImportError:
         print("(safetensors not installed: conversion step skipped)")
     print(f"files are in {out}")

@@ -83,7 +83,8 @@ def zt_seeds(s: Seeds, tmp: Path) -> None:
             "out = sys.argv[1]\n"
             "a = {'w': np.arange(6, dtype=np.float32).reshape(2, 3), 'ids': np.array([5, 6], np.int64),\n"
             "     'flag': np.array([True, False]), 'h': np.array([1.5], np.float16)}\n"
-            "for i, (compress, checksum) in enumerate([(None, 'none'), (3, 'none'), (None, 'crc32c'), (3, 'sha256')]):\n"
+            "for i, (compress, checksum) in enumerate("
+            "[(None, 'none'), (3, 'none'), (None, 'crc32c'), (3, 'sha256')]):\n"
             "    with Writer(f'{out}/ref{i}.zt') as w:\n"
             "        for k, v in a.items():\n"
             "            w.add(k, v, compress=compress, checksum=checksum)\n"
@@ -99,7 +100,6 @@ def zt_seeds(s: Seeds, tmp: Path) -> None:
     # This package, when its extension is importable.
     try:
         sys.path.insert(0, str(ROOT / "crates" / "ztensor-py" / "python"))
-        import ztensor  # noqa: PLC0415
 
         from ztensor import Writer  # noqa: PLC0415
 
@@ -252,13 +252,14 @@ def gguf_seeds(s: Seeds, tmp: Path) -> None:
 
 
 def onnx_seeds(s: Seeds, tmp: Path) -> None:
-    import onnx  # noqa: PLC0415
     from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
 
     raw = numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(2, 3), "raw_w")
     typed_f = helper.make_tensor("typed_f", TensorProto.FLOAT, [2], [1.5, -2.0])
     typed_i = helper.make_tensor("typed_i", TensorProto.INT64, [3], [1, -2, 3])
-    typed_h = helper.make_tensor("typed_h", TensorProto.FLOAT16, [2], np.array([1, 2], np.float16).view(np.uint16).tolist())
+    typed_h = helper.make_tensor(
+        "typed_h", TensorProto.FLOAT16, [2], np.array([1, 2], np.float16).view(np.uint16).tolist()
+    )
     const = helper.make_node(
         "Constant", [], ["c"], value=helper.make_tensor("c_val", TensorProto.INT32, [2], [7, 8])
     )
@@ -297,7 +298,15 @@ def main() -> int:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "fuzz" / "corpus"
     s = Seeds(out)
     with tempfile.TemporaryDirectory() as t:
-        for make in (zt_seeds, safetensors_seeds, numpy_seeds, torch_seeds, gguf_seeds, onnx_seeds, hdf5_seeds):
+        for make in (
+            zt_seeds,
+            safetensors_seeds,
+            numpy_seeds,
+            torch_seeds,
+            gguf_seeds,
+            onnx_seeds,
+            hdf5_seeds,
+        ):
             tmp = Path(t) / make.__name__
             tmp.mkdir()
             make(s, tmp)

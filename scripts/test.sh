@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Runs every test: Rust (format, lints, every crate's tests), the type stubs of the
-# native module (mypy.stubtest) and Python (pytest).
+# Runs every test: Rust (format, lints, every crate's tests), Python lint and format
+# (ruff), the type stubs of the native module (mypy.stubtest) and Python (pytest).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+echo "==> ruff check, ruff format --check (Python lint and format; ruff.toml)"
+ruff check .
+ruff format --check .
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -q -- -D warnings
 echo "==> ztensor-formats with no foreign format (.zt + safetensors; no protobuf, no HDF5)"

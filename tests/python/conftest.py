@@ -67,9 +67,19 @@ ALL_DTYPE_NAMES = tuple(DTYPE_INFO)
 REF_DTYPE_NAMES = ALL_DTYPE_NAMES[:13]
 
 MANIFEST_DTYPE_WIDTH = {
-    "f64": 8, "f32": 4, "f16": 2, "bf16": 2,
-    "i64": 8, "i32": 4, "i16": 2, "i8": 1,
-    "u64": 8, "u32": 4, "u16": 2, "u8": 1, "bool": 1,
+    "f64": 8,
+    "f32": 4,
+    "f16": 2,
+    "bf16": 2,
+    "i64": 8,
+    "i32": 4,
+    "i16": 2,
+    "i8": 1,
+    "u64": 8,
+    "u32": 4,
+    "u16": 2,
+    "u8": 1,
+    "bool": 1,
 }
 
 
@@ -97,46 +107,82 @@ def all_dtypes(seed: int = 1234) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
 
-    f64_special = [0x0000000000000000, 0x8000000000000000, 0x7FF0000000000000,
-                   0xFFF0000000000000, 0x7FF8000000000000, 0xFFF8000000000000,
-                   0x7FF8000000000001, 0x7FF0000000000001,  # qNaN payload, sNaN
-                   0x0000000000000001, 0x000FFFFFFFFFFFFF,  # subnormals
-                   0x7FEFFFFFFFFFFFFF, 0xFFEFFFFFFFFFFFFF, 0x3FF0000000000000]
-    f64 = np.concatenate([
-        _bits(np.float64, f64_special),
-        rng.standard_normal(37),
-        rng.integers(0, 2**64, size=14, dtype=np.uint64, endpoint=False).view(np.float64),
-    ])
+    f64_special = [
+        0x0000000000000000,
+        0x8000000000000000,
+        0x7FF0000000000000,
+        0xFFF0000000000000,
+        0x7FF8000000000000,
+        0xFFF8000000000000,
+        0x7FF8000000000001,
+        0x7FF0000000000001,  # qNaN payload, sNaN
+        0x0000000000000001,
+        0x000FFFFFFFFFFFFF,  # subnormals
+        0x7FEFFFFFFFFFFFFF,
+        0xFFEFFFFFFFFFFFFF,
+        0x3FF0000000000000,
+    ]
+    f64 = np.concatenate(
+        [
+            _bits(np.float64, f64_special),
+            rng.standard_normal(37),
+            rng.integers(0, 2**64, size=14, dtype=np.uint64, endpoint=False).view(np.float64),
+        ]
+    )
     out["float64"] = f64.reshape(8, 8)
 
-    f32_special = [0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000,
-                   0xFFC00000, 0x7FC00001, 0x7F800001, 0x00000001, 0x007FFFFF,
-                   0x7F7FFFFF, 0xFF7FFFFF, 0x3F800000]
-    f32 = np.concatenate([
-        _bits(np.float32, f32_special),
-        rng.standard_normal(81).astype(np.float32),
-        rng.integers(0, 2**32, size=50, dtype=np.uint64).astype(np.uint32).view(np.float32),
-    ])
+    f32_special = [
+        0x00000000,
+        0x80000000,
+        0x7F800000,
+        0xFF800000,
+        0x7FC00000,
+        0xFFC00000,
+        0x7FC00001,
+        0x7F800001,
+        0x00000001,
+        0x007FFFFF,
+        0x7F7FFFFF,
+        0xFF7FFFFF,
+        0x3F800000,
+    ]
+    f32 = np.concatenate(
+        [
+            _bits(np.float32, f32_special),
+            rng.standard_normal(81).astype(np.float32),
+            rng.integers(0, 2**32, size=50, dtype=np.uint64).astype(np.uint32).view(np.float32),
+        ]
+    )
     out["float32"] = f32.reshape(2, 3, 24)
 
     # every bit pattern of the 16-bit float types
     out["float16"] = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).reshape(256, 256)
-    out["bfloat16"] = (np.arange(65536, dtype=np.uint32).astype(np.uint16)
-                       .view(np_dtype("bfloat16")).reshape(16, 4096))
+    out["bfloat16"] = (
+        np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np_dtype("bfloat16")).reshape(16, 4096)
+    )
 
     for name, dt in (("int64", np.int64), ("int32", np.int32), ("int16", np.int16), ("int8", np.int8)):
         info = np.iinfo(dt)
-        vals = np.concatenate([
-            np.array([info.min, info.max, 0, -1, 1, info.min + 1, info.max - 1], dtype=dt),
-            rng.integers(info.min, info.max, size=57, dtype=dt, endpoint=True),
-        ])
+        vals = np.concatenate(
+            [
+                np.array([info.min, info.max, 0, -1, 1, info.min + 1, info.max - 1], dtype=dt),
+                rng.integers(info.min, info.max, size=57, dtype=dt, endpoint=True),
+            ]
+        )
         out[name] = vals.reshape(4, 16)
-    for name, dt in (("uint64", np.uint64), ("uint32", np.uint32), ("uint16", np.uint16), ("uint8", np.uint8)):
+    for name, dt in (
+        ("uint64", np.uint64),
+        ("uint32", np.uint32),
+        ("uint16", np.uint16),
+        ("uint8", np.uint8),
+    ):
         info = np.iinfo(dt)
-        vals = np.concatenate([
-            np.array([0, info.max, 1, info.max - 1, info.max // 2 + 1], dtype=dt),
-            rng.integers(0, info.max, size=59, dtype=dt, endpoint=True),
-        ])
+        vals = np.concatenate(
+            [
+                np.array([0, info.max, 1, info.max - 1, info.max // 2 + 1], dtype=dt),
+                rng.integers(0, info.max, size=59, dtype=dt, endpoint=True),
+            ]
+        )
         out[name] = vals.reshape(16, 4)
     out["bool"] = (rng.integers(0, 2, size=77) == 1).reshape(7, 11)
 
@@ -145,13 +191,16 @@ def all_dtypes(seed: int = 1234) -> dict[str, np.ndarray]:
 
     specials = [0.0, -0.0, 1.0, -2.5, np.inf, -np.inf, np.nan, 1e-30, 3.0e38]
     re, im = np.meshgrid(specials, specials)
-    c = (re.ravel() + 0j)
+    c = re.ravel() + 0j
     c.imag = im.ravel()
-    c64 = np.concatenate([c.astype(np.complex64),
-                          (rng.standard_normal(19) + 1j * rng.standard_normal(19)).astype(np.complex64)])
+    c64 = np.concatenate(
+        [
+            c.astype(np.complex64),
+            (rng.standard_normal(19) + 1j * rng.standard_normal(19)).astype(np.complex64),
+        ]
+    )
     out["complex64"] = c64.reshape(10, 10)
-    c128 = np.concatenate([c.astype(np.complex128),
-                           rng.standard_normal(39) + 1j * rng.standard_normal(39)])
+    c128 = np.concatenate([c.astype(np.complex128), rng.standard_normal(39) + 1j * rng.standard_normal(39)])
     out["complex128"] = c128.reshape(4, 30)
 
     for k, v in out.items():
@@ -166,7 +215,9 @@ def bits_equal(a, b) -> bool:
     b = np.asarray(b)
     if a.dtype != b.dtype or a.shape != b.shape:
         return False
-    return np.ascontiguousarray(a).view(np.uint8).tobytes() == np.ascontiguousarray(b).view(np.uint8).tobytes()
+    return (
+        np.ascontiguousarray(a).view(np.uint8).tobytes() == np.ascontiguousarray(b).view(np.uint8).tobytes()
+    )
 
 
 def assert_bits_equal(actual, expected, what=""):
@@ -199,6 +250,7 @@ def file_sha256(path) -> str:
 # checksums
 # ---------------------------------------------------------------------------
 
+
 def _make_crc32c_table():
     poly = 0x82F63B78
     table = []
@@ -227,7 +279,7 @@ assert crc32c(b"123456789") == 0xE3069283
 def digest_string(kind: str, data: bytes) -> str:
     """Digest text exactly as the reference writes it (docs/format.md section 8)."""
     if kind == "crc32c":
-        return "crc32c:0x%08X" % crc32c(data)
+        return f"crc32c:0x{crc32c(data):08X}"
     if kind == "sha256":
         return "sha256:" + hashlib.sha256(bytes(data)).hexdigest()
     raise ValueError(kind)
@@ -236,6 +288,7 @@ def digest_string(kind: str, data: bytes) -> str:
 # ---------------------------------------------------------------------------
 # minimal CBOR (RFC 8949) encoder / decoder
 # ---------------------------------------------------------------------------
+
 
 class CborRaw(bytes):
     """Pre-encoded CBOR bytes, inserted verbatim by cbor_encode."""
@@ -315,22 +368,26 @@ def cbor_decode(data: bytes, pos: int = 0):
             if info in (22, 23):
                 return None, p
             if info == 25:
-                return struct.unpack(">e", data[p:p + 2])[0], p + 2
+                return struct.unpack(">e", data[p : p + 2])[0], p + 2
             if info == 26:
-                return struct.unpack(">f", data[p:p + 4])[0], p + 4
+                return struct.unpack(">f", data[p : p + 4])[0], p + 4
             if info == 27:
-                return struct.unpack(">d", data[p:p + 8])[0], p + 8
+                return struct.unpack(">d", data[p : p + 8])[0], p + 8
             raise ValueError(f"unsupported simple value {info}")
         if info < 24:
             n = info
         elif info == 24:
-            n = data[p]; p += 1
+            n = data[p]
+            p += 1
         elif info == 25:
-            n = struct.unpack(">H", data[p:p + 2])[0]; p += 2
+            n = struct.unpack(">H", data[p : p + 2])[0]
+            p += 2
         elif info == 26:
-            n = struct.unpack(">I", data[p:p + 4])[0]; p += 4
+            n = struct.unpack(">I", data[p : p + 4])[0]
+            p += 4
         elif info == 27:
-            n = struct.unpack(">Q", data[p:p + 8])[0]; p += 8
+            n = struct.unpack(">Q", data[p : p + 8])[0]
+            p += 8
         else:
             raise ValueError("indefinite lengths not supported")
         if major == 0:
@@ -338,9 +395,9 @@ def cbor_decode(data: bytes, pos: int = 0):
         if major == 1:
             return -1 - n, p
         if major == 2:
-            return data[p:p + n], p + n
+            return data[p : p + n], p + n
         if major == 3:
-            return data[p:p + n].decode("utf-8"), p + n
+            return data[p : p + n].decode("utf-8"), p + n
         if major == 4:
             out = []
             for _ in range(n):
@@ -389,11 +446,12 @@ def parse_zt_file(path):
 
 
 def component_bytes(data: bytes, comp: dict) -> bytes:
-    return bytes(data)[comp["offset"]:comp["offset"] + comp["length"]]
+    return bytes(data)[comp["offset"] : comp["offset"] + comp["length"]]
 
 
-def zstd_raw_frame(payload: bytes, *, fcs: int | None = None, window_log: int = 17,
-                   last_block: bool = True) -> bytes:
+def zstd_raw_frame(
+    payload: bytes, *, fcs: int | None = None, window_log: int = 17, last_block: bool = True
+) -> bytes:
     """A valid zstd frame storing `payload` in raw (uncompressed) blocks.
 
     fcs: value written in an 8-byte Frame_Content_Size field (None: no field).
@@ -405,7 +463,7 @@ def zstd_raw_frame(payload: bytes, *, fcs: int | None = None, window_log: int = 
     if fcs is not None:
         out += struct.pack("<Q", fcs)
     max_block = min(1 << window_log, 128 * 1024)
-    chunks = [payload[i:i + max_block] for i in range(0, len(payload), max_block)] or [b""]
+    chunks = [payload[i : i + max_block] for i in range(0, len(payload), max_block)] or [b""]
     for i, ch in enumerate(chunks):
         last = int(last_block and i == len(chunks) - 1)
         out += struct.pack("<I", (len(ch) << 3) | (0 << 1) | last)[:3] + ch
@@ -450,8 +508,18 @@ class ZtBuilder:
         self.buf += bytes(data)
         return off
 
-    def add_dense(self, name, arr=None, *, encoding="raw", checksum=None, dtype=None,
-                  ltype=None, shape=None, stored=None):
+    def add_dense(
+        self,
+        name,
+        arr=None,
+        *,
+        encoding="raw",
+        checksum=None,
+        dtype=None,
+        ltype=None,
+        shape=None,
+        stored=None,
+    ):
         """Add a dense tensor. `stored` overrides the stored blob bytes."""
         arr = np.asarray(arr) if arr is not None else None
         if dtype is None:
@@ -498,8 +566,17 @@ def build_legacy_zt(tensors: dict, extra_entries=()) -> bytes:
         off = len(buf)
         raw = le_bytes(arr)
         buf += raw
-        entries.append({"name": name, "offset": off, "size": len(raw), "dtype": arr.dtype.name,
-                        "shape": list(arr.shape), "encoding": "raw", "layout": "dense"})
+        entries.append(
+            {
+                "name": name,
+                "offset": off,
+                "size": len(raw),
+                "dtype": arr.dtype.name,
+                "shape": list(arr.shape),
+                "encoding": "raw",
+                "layout": "dense",
+            }
+        )
     entries.extend(extra_entries)
     mb = cbor_encode(entries)
     return bytes(buf) + mb + struct.pack("<Q", len(mb))
@@ -511,7 +588,7 @@ def build_legacy_zt(tensors: dict, extra_entries=()) -> bytes:
 
 # Shared (de)serialisation of array dicts between processes: npz + json sidecar,
 # ml_dtypes arrays travel as same-width unsigned views plus their dtype name.
-_PACK_SRC = r'''
+_PACK_SRC = r"""
 import json as _json, numpy as _np, ml_dtypes as _mld
 _ML = ("bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
 def pack_arrays(arrays, path):
@@ -533,7 +610,7 @@ def unpack_arrays(path):
             a = z["a%d" % i]
             out[name] = a.view(_np.dtype(getattr(_mld, dn))) if dn else a
     return out
-'''
+"""
 _pack_ns: dict = {}
 exec(_PACK_SRC, _pack_ns)
 pack_arrays = _pack_ns["pack_arrays"]
@@ -547,7 +624,7 @@ def _script(preamble: str, code: str) -> str:
         + _PACK_SRC
         + "WORKDIR = os.environ['ZT_WORKDIR']\n"
         + "INPUTS = unpack_arrays(os.path.join(WORKDIR, 'inputs')) "
-          "if os.path.exists(os.path.join(WORKDIR, 'inputs.json')) else {}\n"
+        "if os.path.exists(os.path.join(WORKDIR, 'inputs.json')) else {}\n"
         + "OUT = {}\nRESULT = None\n"
         + "# ---- test snippet ----\n"
         + textwrap.dedent(code)
@@ -583,15 +660,18 @@ class SnippetRunner:
         env["ZT_WORKDIR"] = str(wd)
         if env_extra:
             env.update(env_extra)
-        proc = subprocess.run([PYTHON, str(script)], cwd=str(wd), env=env,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [PYTHON, str(script)], cwd=str(wd), env=env, capture_output=True, text=True, timeout=timeout
+        )
         return proc, wd
 
     def __call__(self, code: str, inputs=None, timeout: float = 300):
         proc, wd = self.run_raw(code, inputs=inputs, timeout=timeout)
         if proc.returncode != 0:
-            pytest.fail(f"{self.label} snippet failed (rc={proc.returncode}):\n"
-                        f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-6000:]}")
+            pytest.fail(
+                f"{self.label} snippet failed (rc={proc.returncode}):\n"
+                f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
+            )
         outs = unpack_arrays(str(wd / "outputs"))
         with open(wd / "result.json") as f:
             result = json.load(f)
@@ -608,8 +688,11 @@ def ref_dir() -> Path:
     d = _default_ref_dir()
     if not (d / "ztensor" / "__init__.py").exists():
         d.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run([PYTHON, "-m", "pip", "install", "--no-deps", "--target", str(d),
-                               "ztensor==1.2.3"], capture_output=True, text=True)
+        proc = subprocess.run(
+            [PYTHON, "-m", "pip", "install", "--no-deps", "--target", str(d), "ztensor==1.2.3"],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0 or not (d / "ztensor" / "__init__.py").exists():
             pytest.fail(f"could not install reference ztensor==1.2.3 into {d}:\n{proc.stdout}\n{proc.stderr}")
     return d.resolve()
@@ -639,8 +722,11 @@ def _ours_env() -> dict:
 
     ref = str(_default_ref_dir().resolve())
     pkg_parent = str(Path(ztensor.__file__).resolve().parent.parent)
-    paths = [pkg_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
-                            if p and not os.path.realpath(p).startswith(ref)]
+    paths = [pkg_parent] + [
+        p
+        for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if p and not os.path.realpath(p).startswith(ref)
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env["ZT_REF_DIR"] = ref
@@ -669,7 +755,8 @@ def _package_under_test_is_not_reference():
 
     ref = os.path.realpath(str(_default_ref_dir()))
     assert not os.path.realpath(ztensor.__file__).startswith(ref + os.sep), (
-        "the tests imported the reference ztensor, not the package under test: " + ztensor.__file__)
+        "the tests imported the reference ztensor, not the package under test: " + ztensor.__file__
+    )
 
 
 @pytest.fixture
@@ -708,7 +795,7 @@ def run_ref_torch(ref_dir, tmp_path_factory) -> SnippetRunner:
     return SnippetRunner(env, preamble, tmp_path_factory.mktemp("ref_torch_runs"), "reftorch")
 
 
-_HOSTILE_CHILD = r'''
+_HOSTILE_CHILD = r"""
 import json, os, resource, sys
 opts = json.loads(sys.argv[3])
 if opts["memory_limit"]:
@@ -739,7 +826,7 @@ for path in json.load(open(sys.argv[1])):
     res["rss_growth_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
     results.append(res)
 json.dump(results, open(sys.argv[2], "w"))
-'''
+"""
 
 
 def run_hostile(tmp_path, paths, *, memory_limit: int | None = None, load_file: bool = True) -> dict:
@@ -763,8 +850,12 @@ def run_cases_in_child(tmp_path, child_src, paths, *extra_args):
     cases.write_text(json.dumps([str(p) for p in paths]))
     script = tmp_path / "child.py"
     script.write_text(child_src)
-    proc = subprocess.run([sys.executable, str(script), str(cases), str(out), *extra_args],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(cases), str(out), *extra_args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode >= 0, f"child killed by signal {-proc.returncode}:\n{proc.stderr[-3000:]}"
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())

@@ -6,7 +6,6 @@ killing appenders at random moments."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -46,16 +45,26 @@ def test_append_round_trips_every_dtype_and_option_and_keeps_the_old_bytes(tmp_p
     csr = torch.tensor([[0.0, 3.0], [4.0, 0.0]]).to_sparse_csr()
     with ztensor.Writer(path, mode="a") as w:
         for i, (name, arr) in enumerate(samples.items()):
-            opts = [("raw", None, "none"), ("zstd", 7, "crc32c"), ("sha", None, "sha256"),
-                    ("zsha", True, "sha256")][i % 4]
+            opts = [
+                ("raw", None, "none"),
+                ("zstd", 7, "crc32c"),
+                ("sha", None, "sha256"),
+                ("zsha", True, "sha256"),
+            ][i % 4]
             w.add(f"{name}.{opts[0]}", arr, compress=opts[1], checksum=opts[2])
         w.write_torch("coo", sparse, compress=3, checksum="crc32c")
         w.write_torch("csr", csr, checksum="sha256")
-        w.write("quant", ztensor.Tensor({"packed": np.arange(8, dtype=np.uint8),
-                                         "scales": np.ones(2, np.float16)},
-                                        shape=[4, 4], format="quantized_group", attributes={"bits": 4}))
+        w.write(
+            "quant",
+            ztensor.Tensor(
+                {"packed": np.arange(8, dtype=np.uint8), "scales": np.ones(2, np.float16)},
+                shape=[4, 4],
+                format="quantized_group",
+                attributes={"bits": 4},
+            ),
+        )
     new = path.read_bytes()
-    assert new[:len(old)] == old, "the append rewrote old bytes"
+    assert new[: len(old)] == old, "the append rewrote old bytes"
     manifest = parse_zt_file(path)[0]
     assert manifest["previous_end"] == len(old)
     assert manifest["attributes"] == {"run": "base"}, "the file metadata is kept"
@@ -89,13 +98,16 @@ def test_the_reference_reads_appended_removed_and_replaced_files(tmp_path, run_r
         w.remove("ids")
     ours = load_file(path)
     inputs = {"path": np.frombuffer(str(path).encode(), np.uint8)}
-    outs, result = run_ref("""
+    outs, result = run_ref(
+        """
         path = bytes(INPUTS['path']).decode()
         r = ztensor.Reader(path)
         RESULT = sorted(r.keys())
         for k in r.keys():
             OUT[k] = r.read_numpy(k, copy=True)
-    """, inputs=inputs)
+    """,
+        inputs=inputs,
+    )
     assert result == sorted(ours)
     assert "ids" not in result
     for k, arr in ours.items():
@@ -122,8 +134,12 @@ def test_two_appenders_at_once_the_second_is_refused(tmp_path):
     first.add("a", np.ones(3))
     with pytest.raises(BlockingIOError, match="another writer is appending"):
         ztensor.Writer(path, mode="a")
-    child = subprocess.run([sys.executable, "-c", "import sys, ztensor; ztensor.Writer.append(sys.argv[1])",
-                            str(path)], capture_output=True, text=True, timeout=120)
+    child = subprocess.run(
+        [sys.executable, "-c", "import sys, ztensor; ztensor.Writer.append(sys.argv[1])", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert child.returncode != 0 and "BlockingIOError" in child.stderr and "one at a time" in child.stderr
     r = zt("repair", path)
     assert r.returncode == 1 and "one at a time" in r.stderr, r.stderr
@@ -207,7 +223,7 @@ def test_remove_tensors_copies_as_stored_and_fixes_the_reference_bugs(tmp_path, 
     # 1.2.3 recompressed at level 3; the stored level-19 frame is kept as is.
     sa, sb = src.read_bytes(), out.read_bytes()
     za, zb = a["z19"]["components"]["data"], b["z19"]["components"]["data"]
-    assert sa[za["offset"]:za["offset"] + za["length"]] == sb[zb["offset"]:zb["offset"] + zb["length"]]
+    assert sa[za["offset"] : za["offset"] + za["length"]] == sb[zb["offset"] : zb["offset"] + zb["length"]]
     ztensor.remove_tensors(src, out, [])
     assert sorted(load_file(out)) == ["gone", "keep", "z19"]
     # input == output destroyed the file in 1.2.3; here it is an atomic rewrite.
@@ -227,8 +243,14 @@ def test_replace_tensor_is_an_append_that_checks_dtype_and_shape(tmp_path):
     with ztensor.Writer(path) as w:
         w.add("f", np.arange(4, dtype=np.float32), compress=9, checksum="crc32c")
         w.add("b", np.arange(6, dtype=np.float32).astype(ml_dtypes.bfloat16))
-        w.write("s", ztensor.Tensor({"values": np.ones(2, np.float32), "coords": np.array([0, 3], np.uint64)},
-                                     shape=[4], format="sparse_coo"))
+        w.write(
+            "s",
+            ztensor.Tensor(
+                {"values": np.ones(2, np.float32), "coords": np.array([0, 3], np.uint64)},
+                shape=[4],
+                format="sparse_coo",
+            ),
+        )
     old = path.read_bytes()
     with pytest.raises(TypeError, match="float32; the replacement is int32"):
         ztensor.replace_tensor(path, "f", np.arange(4, dtype=np.int32))
@@ -242,7 +264,7 @@ def test_replace_tensor_is_an_append_that_checks_dtype_and_shape(tmp_path):
     ztensor.replace_tensor(path, "f", [4, 3, 2, 1])  # lists take the tensor's dtype
     ztensor.replace_tensor(path, "b", np.full(6, 2.5, ml_dtypes.bfloat16))
     new = path.read_bytes()
-    assert new[:len(old)] == old, "a replacement never overwrites"
+    assert new[: len(old)] == old, "a replacement never overwrites"
     comp = parse_zt_file(path)[0]["objects"]["f"]["components"]["data"]
     assert comp["encoding"] == "zstd" and comp["digest"].startswith("crc32c:")
     with ztensor.Reader(path) as r:

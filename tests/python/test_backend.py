@@ -124,18 +124,30 @@ def test_load_model_pread_reads_eagerly(tmp_path, monkeypatch):
     assert seen == [True, False, False]
 
 
-@pytest.mark.parametrize("ours, theirs", [
-    (ztnp.load_file, st_np.load_file),
-    (zttorch.load_file, st_torch.load_file),
-    (zttorch.load_model, st_torch.load_model),
-])
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (ztnp.load_file, st_np.load_file),
+        (zttorch.load_file, st_torch.load_file),
+        (zttorch.load_model, st_torch.load_model),
+    ],
+)
 def test_signature_matches_safetensors(ours, theirs):
     p, q = inspect.signature(ours).parameters["backend"], inspect.signature(theirs).parameters["backend"]
     assert (p.kind, p.default) == (q.kind, q.default) == (inspect.Parameter.KEYWORD_ONLY, "mmap")
 
 
-@pytest.mark.parametrize("bad, error", [("bogus", "invalid"), ("MMAP", "invalid"), ("", "invalid"),
-                                        (None, TypeError), (1, TypeError), (b"mmap", TypeError)])
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        ("bogus", "invalid"),
+        ("MMAP", "invalid"),
+        ("", "invalid"),
+        (None, TypeError),
+        (1, TypeError),
+        (b"mmap", TypeError),
+    ],
+)
 def test_invalid_backend_is_refused_like_safetensors(tmp_path, bad, error):
     """safetensors raises its own error type (SafetensorError) for an unknown
     name, with this message, and TypeError for a non-str; ours raises its

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # the two implementations
 # ---------------------------------------------------------------------------
 
+
 def script_cmd() -> list[str]:
     """The console script the wheel installs (next to this interpreter)."""
     exe = Path(sys.executable).parent / "zt"
@@ -68,8 +69,9 @@ def cargo_zt() -> list[str]:
 
 
 def run(cmd: list[str], *args, cwd=None, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300, **kw)
+    return subprocess.run(
+        cmd + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, timeout=300, **kw
+    )
 
 
 def make_zt(path: Path, *, compression=False) -> dict:
@@ -84,15 +86,16 @@ def make_zt(path: Path, *, compression=False) -> dict:
         "c64": (np.arange(4) + 1j * np.arange(4)).astype(np.complex64),
         "scalar": np.array(3.5, dtype=np.float64),
     }
-    ztnp.save_file(arrays, path, metadata={"framework": "numpy", "note": "cli test"},
-                   compression=compression)
+    ztnp.save_file(arrays, path, metadata={"framework": "numpy", "note": "cli test"}, compression=compression)
     return arrays
 
 
 def test_console_script_is_declared():
     eps = importlib.metadata.entry_points(group="console_scripts", name="zt")
     assert [ep.value for ep in eps] == ["ztensor._cli:main"]
-    assert (Path(sys.executable).parent / "zt").exists(), "maturin develop / pip install puts zt next to python"
+    assert (Path(sys.executable).parent / "zt").exists(), (
+        "maturin develop / pip install puts zt next to python"
+    )
 
 
 def test_cli_main_is_the_native_function():
@@ -111,8 +114,14 @@ def test_cli_main_releases_the_gil(tmp_path):
 
     make_big(tmp_path / "big.zt", n=8)
     result = {}
-    worker = threading.Thread(target=lambda: result.setdefault("code", _ztensor.cli_main(
-        ["zt", "convert", str(tmp_path / "big.zt"), str(tmp_path / "out.zt"), "--compress=9", "-q"])))
+    worker = threading.Thread(
+        target=lambda: result.setdefault(
+            "code",
+            _ztensor.cli_main(
+                ["zt", "convert", str(tmp_path / "big.zt"), str(tmp_path / "out.zt"), "--compress=9", "-q"]
+            ),
+        )
+    )
     ticks = 0
     started = time.monotonic()
     worker.start()
@@ -183,8 +192,10 @@ def test_console_script_behaves_like_the_cargo_binary(script, cargo_zt, tmp_path
 
 def test_console_script_writes_the_same_files(script, cargo_zt, tmp_path):
     make_zt(tmp_path / "a.zt")
-    for out, opts in (("c.zt", ["--compress=5", "--checksum", "sha256", "--alignment", "256"]),
-                      ("c.safetensors", ["--exclude", "c64"])):
+    for out, opts in (
+        ("c.zt", ["--compress=5", "--checksum", "sha256", "--alignment", "256"]),
+        ("c.safetensors", ["--exclude", "c64"]),
+    ):
         for name, cmd in (("script", script), ("cargo", cargo_zt)):
             p = run(cmd, "convert", "a.zt", f"{name}-{out}", *opts, cwd=tmp_path)
             assert p.returncode == 0, p.stderr
@@ -201,12 +212,12 @@ def test_console_script_writes_the_same_files(script, cargo_zt, tmp_path):
 # progress bar: terminal only
 # ---------------------------------------------------------------------------
 
+
 def run_in_pty(cmd: list[str], cwd, timeout: float = 120) -> tuple[int, str]:
     """Runs `cmd` with stdin/stdout/stderr on a pseudo-terminal; returns (status, output)."""
     master, slave = pty.openpty()
     env = dict(os.environ, TERM="xterm-256color", COLUMNS="120")
-    p = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env,
-                         close_fds=True)
+    p = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env, close_fds=True)
     os.close(slave)
     chunks = []
     deadline = time.monotonic() + timeout
@@ -234,8 +245,9 @@ def run_in_pty(cmd: list[str], cwd, timeout: float = 120) -> tuple[int, str]:
 
 def make_big(path: Path, n: int = 24, elements: int = 1 << 20) -> None:
     rng = np.random.default_rng(0)
-    ztnp.save_file({f"layer.{i}.weight": rng.standard_normal(elements, dtype=np.float32)
-                    for i in range(n)}, path)
+    ztnp.save_file(
+        {f"layer.{i}.weight": rng.standard_normal(elements, dtype=np.float32) for i in range(n)}, path
+    )
 
 
 @pytest.mark.parametrize("impl", ["script", "cargo"])
@@ -263,13 +275,19 @@ def test_progress_bar_on_a_terminal_and_not_in_a_pipe(impl, script, cargo_zt, tm
 # Ctrl-C
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("impl", ["script", "cargo"])
 def test_ctrl_c_stops_a_conversion_cleanly(impl, script, cargo_zt, tmp_path):
     cmd = script if impl == "script" else cargo_zt
     make_big(tmp_path / "big.zt", n=24)
     # zstd level 19 on random floats: seconds per tensor, minutes in all.
-    p = subprocess.Popen(cmd + ["convert", "big.zt", "out.zt", "--compress=19"], cwd=tmp_path,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        cmd + ["convert", "big.zt", "out.zt", "--compress=19"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not any(f.name.startswith(".out.zt.") for f in tmp_path.iterdir()):
         assert p.poll() is None, p.communicate()
@@ -291,6 +309,7 @@ def test_ctrl_c_stops_a_conversion_cleanly(impl, script, cargo_zt, tmp_path):
 # ---------------------------------------------------------------------------
 # foreign formats made by their own libraries: to .zt and back
 # ---------------------------------------------------------------------------
+
 
 @functools.cache
 def unsupported(fmt: str) -> str | None:
@@ -368,10 +387,17 @@ def torch_samples() -> dict:
     return out
 
 
-def check_zt_and_back(script, d: Path, src: Path, expected_torch: dict | None = None,
-                      expected_np: dict | None = None, exclude_for_safetensors=()):
+def check_zt_and_back(
+    script,
+    d: Path,
+    src: Path,
+    expected_torch: dict | None = None,
+    expected_np: dict | None = None,
+    exclude_for_safetensors=(),
+):
     """src -> .zt (raw and compressed+crc32c) -> .safetensors; every step bit-identical."""
     import safetensors.torch as st_torch
+
     import ztensor.torch as zttorch
 
     for opts, name in (([], "raw.zt"), (["--compress", "--checksum", "crc32c"], "packed.zt")):
@@ -460,8 +486,7 @@ def test_npz_to_zt_and_back(script, tmp_path, compressed):
     (np.savez_compressed if compressed else np.savez)(src, **arrays)
     with np.load(src) as z:
         expected = {k: z[k] for k in z.files}
-    check_zt_and_back(script, tmp_path, src, expected_np=expected,
-                      exclude_for_safetensors=("c128",))
+    check_zt_and_back(script, tmp_path, src, expected_np=expected, exclude_for_safetensors=("c128",))
 
 
 @needs("pt")
@@ -506,8 +531,12 @@ def test_info_and_verify_report_pickle_globals(script, tmp_path):
     torch.save({"w": torch.ones(2), "args": argparse.Namespace(lr=0.1)}, odd)
     torch.save({"w": torch.ones(2)}, clean)
 
-    for cmd in (["info", evil], ["info", "--json", evil], ["verify", evil],
-                ["convert", evil, tmp_path / "out.zt"]):
+    for cmd in (
+        ["info", evil],
+        ["info", "--json", evil],
+        ["verify", evil],
+        ["convert", evil, tmp_path / "out.zt"],
+    ):
         p = run(script, *cmd)
         out = p.stdout + p.stderr
         assert p.returncode == 1, (cmd, out)
@@ -520,7 +549,8 @@ def test_info_and_verify_report_pickle_globals(script, tmp_path):
     assert p.returncode == 0, p.stderr
     assert [line for line in p.stdout.splitlines() if note in line] == [
         "note:      the pickle names 1 global the reader does not interpret (never imported or called; "
-        "their objects are skipped, their tensors read): argparse.Namespace"], p.stdout
+        "their objects are skipped, their tensors read): argparse.Namespace"
+    ], p.stdout
     assert json.loads(run(script, "info", "--json", odd).stdout)["skipped_globals"] == ["argparse.Namespace"]
     p = run(script, "verify", odd)
     assert p.returncode == 0 and ": OK:" in p.stdout and note in p.stdout and "argparse.Namespace" in p.stdout
@@ -543,7 +573,7 @@ def test_gguf_to_zt_and_back(script, tmp_path):
     expected = {k: ref[k] for k in plain} | {k: ref[k].reshape(-1).view(np.uint8) for k in quant}
     check_zt_and_back(script, tmp_path, src, expected_np=expected, exclude_for_safetensors=tuple(quant))
     with ztensor.Reader(tmp_path / "packed.zt") as r:
-        for name, (raw, qtype, shape) in quant.items():
+        for name, (_raw, qtype, shape) in quant.items():
             md = r.metadata(name)
             assert md.type == qtype.name.lower()
             assert list(md.attributes["original_shape"]) == list(shape)
@@ -610,9 +640,24 @@ def test_gguf_dequantize_to_safetensors_and_zt(script, tmp_path):
 
 
 # What .safetensors can hold of the ONNX element types (the rest stays .zt only).
-ONNX_IN_SAFETENSORS = {"float", "uint8", "int8", "uint16", "int16", "int32", "int64", "bool",
-                       "float16", "double", "uint32", "uint64", "bfloat16", "float8e4m3fn",
-                       "float8e5m2", "complex64"}
+ONNX_IN_SAFETENSORS = {
+    "float",
+    "uint8",
+    "int8",
+    "uint16",
+    "int16",
+    "int32",
+    "int64",
+    "bool",
+    "float16",
+    "double",
+    "uint32",
+    "uint64",
+    "bfloat16",
+    "float8e4m3fn",
+    "float8e5m2",
+    "complex64",
+}
 
 
 def test_onnx_to_zt_and_back(script, tmp_path):
@@ -628,8 +673,9 @@ def test_onnx_to_zt_and_back(script, tmp_path):
         expected = {k: as_ours(v) for k, v in expected_of(src).items()}
         keep = {k for k in expected if k.split("_")[0] in ONNX_IN_SAFETENSORS}
         assert len(keep) == 4 * len(ONNX_IN_SAFETENSORS)
-        check_zt_and_back(script, d, src, expected_np=expected,
-                          exclude_for_safetensors=tuple(sorted(set(expected) - keep)))
+        check_zt_and_back(
+            script, d, src, expected_np=expected, exclude_for_safetensors=tuple(sorted(set(expected) - keep))
+        )
         with ztensor.Reader(d / "packed.zt") as r:
             assert r.metadata("int4").type == "int4"
             assert r.metadata("float8e8m0").type == "f8_e8m0fnu"
@@ -648,10 +694,10 @@ def test_hdf5_to_zt_and_back(script, tmp_path):
         src = d / "in.h5"
         with h5py.File(src, "w", libver=libver) as f:
             f["a"] = np.arange(20, dtype=">f4").reshape(4, 5)
-            f.create_dataset("g/b", data=np.arange(300, dtype="i2"), chunks=(64,),
-                             compression="gzip", shuffle=True)
-            f.create_dataset("g/sub/l", data=np.arange(50, dtype="u8"), chunks=(16,),
-                             compression="lzf")
+            f.create_dataset(
+                "g/b", data=np.arange(300, dtype="i2"), chunks=(64,), compression="gzip", shuffle=True
+            )
+            f.create_dataset("g/sub/l", data=np.arange(50, dtype="u8"), chunks=(16,), compression="lzf")
             f.create_dataset("fill", shape=(10,), dtype="f8", chunks=(4,), fillvalue=2.5)[0:4] = 1
             f["flags"] = np.array([True, False, True])
             f["c"] = np.array([1 - 1j, 2j], dtype="c8")

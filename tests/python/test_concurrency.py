@@ -77,8 +77,10 @@ def test_close_while_other_threads_hold_arrays(tmp_path):
     reader.close()
     # Arrays outlive the reader; reading them from threads is fine.
     sums = []
-    threads = [threading.Thread(target=lambda: sums.append(sum(float(a.sum()) for a in arrays.values())))
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: sums.append(sum(float(a.sum()) for a in arrays.values())))
+        for _ in range(4)
+    ]
     _run(threads)
     assert len(set(sums)) == 1 and sums[0] == sum(float(v.sum()) for v in expected.values())
 

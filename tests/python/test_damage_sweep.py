@@ -35,10 +35,12 @@ variant it cannot survive counts as refused by it. Every sweep reports how many 
 tried (run with ``-s``); the test fails on any wrong value or unclean exception, naming the
 intact file (kept in pytest's temporary directory) and the variants.
 
-Two details of names: our ONNX reader lists an initializer whose name is empty (a damaged name
-field) as ``<graph 'G' initializer i>``, so the library's result is keyed the same way; and a
-legacy torch file differs from run to run (its storage keys are object addresses), so the exact
-variants of that sweep do too.
+Names follow our readers' conventions, applied to the library's result: our ONNX reader lists an
+initializer whose name is empty (a damaged name field) as ``<graph 'G' initializer i>``, and a
+torch checkpoint's tensors are named by the dotted path of dict keys and list or tuple indices
+that leads to them (a damaged opcode can turn the top-level dict into a tuple, which torch.load
+returns as such). A legacy torch file differs from run to run (its storage keys are object
+addresses), so the exact variants of that sweep do too.
 """
 
 from __future__ import annotations
@@ -152,8 +154,9 @@ def make_onnx(path):
         numpy_helper.from_array(np.array([0.5, -1, 2], dtype=np.float16), "h"),
         numpy_helper.from_array(np.array([True, False]), "m"),
     ]
-    const = helper.make_node("Constant", [], ["c"],
-                             value=numpy_helper.from_array(np.array([3, 1, 4], dtype=np.int32)))
+    const = helper.make_node(
+        "Constant", [], ["c"], value=numpy_helper.from_array(np.array([3, 1, 4], dtype=np.int32))
+    )
     graph = helper.make_graph([const], "main", [], [], initializer=inits)
     model = helper.make_model(graph, producer_name="sweep", opset_imports=[helper.make_opsetid("", 21)])
     onnx.save_model(model, str(path))
@@ -165,8 +168,9 @@ def make_h5_earliest(path):
     with h5py.File(path, "w", libver="earliest") as f:
         f["c"] = np.arange(12, dtype="<f4").reshape(3, 4)
         f.create_dataset("z", data=np.arange(6, dtype="<f8") + 0.5, chunks=(3,), compression="gzip")
-        f.create_dataset("s", data=np.arange(5, dtype="<i2") - 2, chunks=(2,), shuffle=True,
-                         compression="gzip")
+        f.create_dataset(
+            "s", data=np.arange(5, dtype="<i2") - 2, chunks=(2,), shuffle=True, compression="gzip"
+        )
         u = f.create_dataset("u", shape=(7,), dtype="<i4", chunks=(3,), fillvalue=-1)
         u[:3] = [10, 20, 30]
         f.create_group("g")["be"] = np.array([1, -2, 3], dtype=">i8")
@@ -181,8 +185,14 @@ def make_h5_latest(path):
         f.create_dataset("fa", data=np.arange(10, dtype="<f4") / 4, chunks=(4,), compression="gzip")
         ea = f.create_dataset("ea", data=np.arange(9, dtype="<i8"), chunks=(4,), maxshape=(None,))
         ea.attrs["k"] = 1
-        f.create_dataset("bt2", data=np.arange(12, dtype="<i2").reshape(3, 4), chunks=(2, 2),
-                         maxshape=(None, None), shuffle=True, compression="gzip")
+        f.create_dataset(
+            "bt2",
+            data=np.arange(12, dtype="<i2").reshape(3, 4),
+            chunks=(2, 2),
+            maxshape=(None, None),
+            shuffle=True,
+            compression="gzip",
+        )
         f.create_dataset("one", data=np.arange(5, dtype="<f8"), chunks=(5,), fletcher32=True)
 
 
@@ -217,9 +227,20 @@ FORMATS = {
     "h5_earliest": (".h5", make_h5_earliest),
     "h5_latest": (".h5", make_h5_latest),
 }
-ORACLE = {"zt_plain": "zt", "zt_checked": "zt", "safetensors": "safetensors", "pt_zip": "torch",
-          "bin_legacy": "torch", "npz": "npz", "npz_compressed": "npz", "npy": "npy", "gguf": "gguf",
-          "onnx": "onnx", "h5_earliest": "h5", "h5_latest": "h5"}
+ORACLE = {
+    "zt_plain": "zt",
+    "zt_checked": "zt",
+    "safetensors": "safetensors",
+    "pt_zip": "torch",
+    "bin_legacy": "torch",
+    "npz": "npz",
+    "npz_compressed": "npz",
+    "npy": "npy",
+    "gguf": "gguf",
+    "onnx": "onnx",
+    "h5_earliest": "h5",
+    "h5_latest": "h5",
+}
 
 
 # ---------------------------------------------------------------------------
@@ -290,7 +311,9 @@ _common: dict = {}
 exec(_COMMON, _common)
 damage = _common["damage"]  # the parent damages .zt images the same way
 
-OURS_CHILD = _COMMON + r'''
+OURS_CHILD = (
+    _COMMON
+    + r"""
 from ztensor import Reader, ZTensorError
 
 def attempt(fn):
@@ -326,9 +349,12 @@ def judge(job, path):
     return {"tensors": out}
 
 sweep(sys.argv[1], sys.argv[2], judge)
-'''
+"""
+)
 
-LIBRARY_CHILD = _COMMON + r'''
+LIBRARY_CHILD = (
+    _COMMON
+    + r"""
 def t2n(t):
     import torch, ml_dtypes
     t = t.detach().contiguous()
@@ -346,7 +372,16 @@ def lib_safetensors(path):
 
 def lib_torch(path):
     import torch
-    return {k: t2n(v) for k, v in torch.load(path, weights_only=True, map_location="cpu").items()}
+    out = {}
+    def walk(obj, name):  # named as our reader names them: dict keys and indices, dotted
+        if isinstance(obj, torch.Tensor):
+            out[name] = t2n(obj)
+        elif isinstance(obj, (dict, list, tuple)):
+            items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+            for k, v in items:
+                walk(v, "%s.%s" % (name, k) if name else str(k))
+    walk(torch.load(path, weights_only=True, map_location="cpu"), "")
+    return out
 
 def lib_npz(path):
     with np.load(path, allow_pickle=False) as z:
@@ -398,7 +433,8 @@ def judge(job, path):
         return {"refused": "%s: %s" % (type(e).__name__, str(e)[:200])}
 
 sweep(sys.argv[1], sys.argv[2], judge)
-'''
+"""
+)
 
 
 def run_sweep_child(tmp_path: Path, label: str, src: str, jobs: list, *, tolerate_crash: bool) -> list:
@@ -417,8 +453,12 @@ def run_sweep_child(tmp_path: Path, label: str, src: str, jobs: list, *, tolerat
     total = sum(len(j["variants"]) for j in jobs)
     for _attempt in range(50):
         try:
-            proc = subprocess.run([sys.executable, str(script), str(jobs_path), str(out_path)],
-                                  capture_output=True, text=True, timeout=240)
+            proc = subprocess.run(
+                [sys.executable, str(script), str(jobs_path), str(out_path)],
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
             rc, err = proc.returncode, proc.stderr
         except subprocess.TimeoutExpired as e:
             rc, err = "timeout", (e.stderr or b"")[-2000:]
@@ -448,9 +488,21 @@ def _variant_at(jobs, index):
 # .zt: an independent decoder of docs/format.md
 # ---------------------------------------------------------------------------
 
-_ZT_NP = {"f64": "float64", "f32": "float32", "f16": "float16", "bf16": "bfloat16", "i64": "int64",
-          "i32": "int32", "i16": "int16", "i8": "int8", "u64": "uint64", "u32": "uint32",
-          "u16": "uint16", "u8": "uint8", "bool": "bool"}
+_ZT_NP = {
+    "f64": "float64",
+    "f32": "float32",
+    "f16": "float16",
+    "bf16": "bfloat16",
+    "i64": "int64",
+    "i32": "int32",
+    "i16": "int16",
+    "i8": "int8",
+    "u64": "uint64",
+    "u32": "uint32",
+    "u16": "uint16",
+    "u8": "uint8",
+    "bool": "bool",
+}
 
 
 class ZtRefused(Exception):
@@ -469,7 +521,7 @@ def zt_decode(data: bytes, intact_blobs: dict) -> dict:
         start = len(data) - 16 - n
         if start < 8:
             raise ZtRefused("manifest size")
-        root, end = cbor_decode(data[:len(data) - 16], start)
+        root, end = cbor_decode(data[: len(data) - 16], start)
         if end != len(data) - 16 or not isinstance(root, dict) or not isinstance(root.get("objects"), dict):
             raise ZtRefused("manifest")
     except ZtRefused:
@@ -506,10 +558,11 @@ def _zt_object(data, start, obj, ranges, intact_blobs):
         off, length = c["offset"], c["length"]
         if not (8 <= off and off + length <= start):
             raise ZtRefused("bounds")
-        if length and any(lo < off + length and off < hi and (lo, hi) != (off, off + length)
-                          for lo, hi in ranges if hi > lo):
+        if length and any(
+            lo < off + length and off < hi and (lo, hi) != (off, off + length) for lo, hi in ranges if hi > lo
+        ):
             raise ZtRefused("overlap")
-        stored = data[off:off + length]
+        stored = data[off : off + length]
         digest = c.get("digest")
         if digest is not None:
             if digest.startswith("crc32c:0x"):
@@ -568,12 +621,20 @@ def sweep(tmp_path_factory, run_ref):
         path = tmp / f"{key}{suffix}"
         maker(str(path))
         files[key] = (path, path.read_bytes(), variants(path.stat().st_size, seed))
-    jobs = [{"key": k, "path": str(p), "suffix": FORMATS[k][0], "components": k.startswith("zt_"),
-             "variants": [["cut", len(d)]] + v} for k, (p, d, v) in files.items()]  # first: intact
+    jobs = [
+        {
+            "key": k,
+            "path": str(p),
+            "suffix": FORMATS[k][0],
+            "components": k.startswith("zt_"),
+            "variants": [["cut", len(d)]] + v,
+        }
+        for k, (p, d, v) in files.items()
+    ]  # first: intact
     ours_flat = run_sweep_child(tmp, "ours", OURS_CHILD, jobs, tolerate_crash=False)
     ours, i = {}, 0
     for job in jobs:
-        ours[job["key"]] = ours_flat[i:i + len(job["variants"])]
+        ours[job["key"]] = ours_flat[i : i + len(job["variants"])]
         i += len(job["variants"])
 
     # The libraries judge the intact files and the damaged variants where ours differs from them.
@@ -584,20 +645,32 @@ def sweep(tmp_path_factory, run_ref):
         if ORACLE[key] == "zt":
             intact[key] = _zt_intact(data, zt_blobs.setdefault(key, {}))
         else:
-            lib_jobs.append({"key": key, "path": str(path), "suffix": FORMATS[key][0],
-                             "library": ORACLE[key], "variants": [["cut", len(data)]]})
+            lib_jobs.append(
+                {
+                    "key": key,
+                    "path": str(path),
+                    "suffix": FORMATS[key][0],
+                    "library": ORACLE[key],
+                    "variants": [["cut", len(data)]],
+                }
+            )
     lib_intact = run_sweep_child(tmp, "lib_intact", LIBRARY_CHILD, lib_jobs, tolerate_crash=False)
-    for job, res in zip(lib_jobs, lib_intact):
+    for job, res in zip(lib_jobs, lib_intact, strict=True):
         assert "tensors" in res, (job["key"], res)
         intact[job["key"]] = res["tensors"]
 
     suspects = {}  # key -> indices of flip variants where ours returned a non-intact value
     report = {}
-    for key, (path, data, vs) in files.items():
+    for key, (_path, _data, vs) in files.items():
         res = ours[key]
-        rep = report[key] = {"variants": len(vs), "unclean": [], "wrong": [], "opened": 0,
-                             "changed_but_agreed": 0}
-        for idx, (v, r) in enumerate(zip(vs, res[1:])):
+        rep = report[key] = {
+            "variants": len(vs),
+            "unclean": [],
+            "wrong": [],
+            "opened": 0,
+            "changed_but_agreed": 0,
+        }
+        for idx, (v, r) in enumerate(zip(vs, res[1:], strict=True)):
             if "unclean" in r:
                 rep["unclean"].append((v, r["unclean"]))
                 continue
@@ -626,10 +699,18 @@ def sweep(tmp_path_factory, run_ref):
         if ORACLE[key] == "zt":
             images = [damage(data, vs[i]) for i in idxs]
             libs, report[key]["zstd_by_reference"] = _zt_judge_all(images, zt_blobs[key], run_ref, tmp)
-            judged.update({(key, idx): lib for idx, lib in zip(idxs, libs)})
+            judged.update({(key, idx): lib for idx, lib in zip(idxs, libs, strict=True)})
         else:
-            lib_jobs.append({"key": key, "path": str(path), "suffix": FORMATS[key][0],
-                             "library": ORACLE[key], "variants": [vs[i] for i in idxs], "idx": idxs})
+            lib_jobs.append(
+                {
+                    "key": key,
+                    "path": str(path),
+                    "suffix": FORMATS[key][0],
+                    "library": ORACLE[key],
+                    "variants": [vs[i] for i in idxs],
+                    "idx": idxs,
+                }
+            )
     if lib_jobs:
         flat = run_sweep_child(tmp, "lib_damaged", LIBRARY_CHILD, lib_jobs, tolerate_crash=True)
         k = 0
@@ -648,8 +729,15 @@ def sweep(tmp_path_factory, run_ref):
                 if lib is not None and _expected(lib, name, op) == got:
                     continue
                 agreed = False
-                rep["wrong"].append((v, name, op, got, "library: " + (
-                    "refused" if lib is None else str(_expected(lib, name, op)))))
+                rep["wrong"].append(
+                    (
+                        v,
+                        name,
+                        op,
+                        got,
+                        "library: " + ("refused" if lib is None else str(_expected(lib, name, op))),
+                    )
+                )
         rep["changed_but_agreed"] += agreed
     if os.environ.get("ZT_SWEEP_DUMP"):  # for looking into failures
         Path(os.environ["ZT_SWEEP_DUMP"]).write_text(json.dumps(report, indent=1, default=str))
@@ -706,9 +794,11 @@ def _zt_written() -> dict:
     return {
         "z": {"data": np.tile(np.arange(4, dtype=np.int16), 16)},
         "x": {"data": np.arange(5, dtype=np.float64) * 1.5},
-        "csr": {"values": dense[rows, cols],
-                "indices": cols.astype(np.uint64),
-                "indptr": np.array([0, 1, 3], dtype=np.uint64)},
+        "csr": {
+            "values": dense[rows, cols],
+            "indices": cols.astype(np.uint64),
+            "indptr": np.array([0, 1, 3], dtype=np.uint64),
+        },
     }
 
 
@@ -782,9 +872,11 @@ def test_intact_file_reads_like_its_library(sweep, key):
 def test_damaged_variants_never_read_wrong_values(sweep, key):
     rep = sweep["report"][key]
     zstd = f" (zstd blobs decoded by 1.2.3: {rep['zstd_by_reference']})" if "zstd_by_reference" in rep else ""
-    print(f"\n{key}: {rep['variants']} damaged variants ({len(sweep['files'][key][1])}-byte file), "
-          f"{rep['opened']} opened, {rep['changed_but_agreed']} read a changed value the library "
-          f"also reads{zstd}, {len(rep['wrong'])} wrong values, {len(rep['unclean'])} unclean errors")
+    print(
+        f"\n{key}: {rep['variants']} damaged variants ({len(sweep['files'][key][1])}-byte file), "
+        f"{rep['opened']} opened, {rep['changed_but_agreed']} read a changed value the library "
+        f"also reads{zstd}, {len(rep['wrong'])} wrong values, {len(rep['unclean'])} unclean errors"
+    )
     intact = sweep["files"][key][0]  # kept by pytest: the variants can be rebuilt from it
     assert not rep["unclean"], f"{intact}:\n" + "\n".join(map(str, rep["unclean"][:20]))
     assert not rep["wrong"], f"{intact}:\n" + "\n".join(map(str, rep["wrong"][:20]))

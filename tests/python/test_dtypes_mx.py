@@ -64,7 +64,7 @@ def samples() -> dict:
 def header(path) -> dict:
     data = open(path, "rb").read()
     (n,) = struct.unpack("<Q", data[:8])
-    return json.loads(data[8:8 + n])
+    return json.loads(data[8 : 8 + n])
 
 
 def savable_by_safetensors(tensors: dict) -> dict:
@@ -115,7 +115,7 @@ def test_safetensors_files_load_into_numpy(tmp_path):
                 assert_bits_equal(ours[k], t.view(torch.uint8).numpy(), k)
     # ml_dtypes reads the same E8M0 values: 2**(code - 127), NaN for 0xff.
     scales = ztnp.load_file(path)["scales.row"].astype(np.float32)
-    assert scales[0] == 1.0 and scales[1] == 2.0 ** -127 and np.isnan(scales[2])
+    assert scales[0] == 1.0 and scales[1] == 2.0**-127 and np.isnan(scales[2])
 
 
 def test_odd_last_dimension_f4_is_refused_like_safetensors(tmp_path):

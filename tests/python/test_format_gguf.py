@@ -144,7 +144,9 @@ def test_hostile_files_raise_cleanly(tmp_path):
         "huge_kv_count": header(0, 2**60),
         "huge_dims": header(1, 0) + struct.pack("<Q", 1) + b"t" + struct.pack("<I", 1000) + bytes(64),
         "truncated": header(1, 0)[:-3],
-        "bad_alignment": header(0, 1) + struct.pack("<Q", 17) + b"general.alignment"
+        "bad_alignment": header(0, 1)
+        + struct.pack("<Q", 17)
+        + b"general.alignment"
         + struct.pack("<II", 4, 48),
     }
     for name, data in cases.items():
@@ -171,13 +173,44 @@ def test_hostile_files_raise_cleanly(tmp_path):
 
 # Types with a dequantize kernel that the gguf package can also dequantize
 # (Q8_K has a kernel but no reference here: it is covered by Rust tests).
-DEQUANTIZED = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K",
-               "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4", "NVFP4"]
+DEQUANTIZED = [
+    "Q4_0",
+    "Q4_1",
+    "Q5_0",
+    "Q5_1",
+    "Q8_0",
+    "Q2_K",
+    "Q3_K",
+    "Q4_K",
+    "Q5_K",
+    "Q6_K",
+    "IQ4_NL",
+    "IQ4_XS",
+    "TQ1_0",
+    "TQ2_0",
+    "MXFP4",
+    "NVFP4",
+]
 # Byte offsets of the f16 scales in each block: random bytes there could be
 # NaN or inf, whose payloads say nothing about the layout.
-F16_FIELDS = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0],
-              "Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208],
-              "IQ4_NL": [0], "IQ4_XS": [0], "TQ1_0": [52], "TQ2_0": [64], "MXFP4": [], "NVFP4": []}
+F16_FIELDS = {
+    "Q4_0": [0],
+    "Q4_1": [0, 2],
+    "Q5_0": [0],
+    "Q5_1": [0, 2],
+    "Q8_0": [0],
+    "Q2_K": [80, 82],
+    "Q3_K": [108],
+    "Q4_K": [0, 2],
+    "Q5_K": [0, 2],
+    "Q6_K": [208],
+    "IQ4_NL": [0],
+    "IQ4_XS": [0],
+    "TQ1_0": [52],
+    "TQ2_0": [64],
+    "MXFP4": [],
+    "NVFP4": [],
+}
 SHAPES = [(3, 512), (2, 3, 256)]
 
 
@@ -189,7 +222,7 @@ def random_blocks(qtype, shape, rng) -> np.ndarray:
     blocks = rng.integers(0, 256, size=(n, size), dtype=np.uint8)
     for at in F16_FIELDS[qtype.name]:
         scale = rng.standard_normal(n) * 2.0 ** rng.integers(-24, 8, n)
-        blocks[:, at:at + 2] = scale.astype(np.float16).view(np.uint8).reshape(n, 2)
+        blocks[:, at : at + 2] = scale.astype(np.float16).view(np.uint8).reshape(n, 2)
     return blocks.reshape(*shape[:-1], shape[-1] // block * size)
 
 
@@ -264,7 +297,12 @@ def test_dequantize_float32_is_bit_exact_with_gguf(quant_file):
             assert md.components["data"]["length"] == raw.nbytes
             # Same bits, zero signs included.
             mismatch = np.flatnonzero(got.view(np.uint32).ravel() != want.view(np.uint32).ravel())
-            assert mismatch.size == 0, (name, mismatch[:5], got.ravel()[mismatch[:5]], want.ravel()[mismatch[:5]])
+            assert mismatch.size == 0, (
+                name,
+                mismatch[:5],
+                got.ravel()[mismatch[:5]],
+                want.ravel()[mismatch[:5]],
+            )
         np.testing.assert_array_equal(arrays["plain"], np.arange(6, dtype=np.float32).reshape(2, 3))
         # Copies and single reads take the same path.
         name = next(iter(tensors))
@@ -287,9 +325,8 @@ def test_dequantize_float16_is_the_float32_result_rounded(quant_file, spelling):
 
 def test_default_is_still_raw_bytes(quant_file):
     path, tensors = quant_file
-    for arrays in (ztnp.load_file(path), ztnp.load_file(path, dequantize=None),
-                   ztnp.load(path.read_bytes())):
-        for name, (raw, q) in tensors.items():
+    for arrays in (ztnp.load_file(path), ztnp.load_file(path, dequantize=None), ztnp.load(path.read_bytes())):
+        for name, (raw, _q) in tensors.items():
             assert arrays[name].dtype == np.uint8
             assert arrays[name].tobytes() == raw.tobytes()
     with Reader(path) as r:

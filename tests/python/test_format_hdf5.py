@@ -71,19 +71,27 @@ def write_file(path, libver, userblock=0):
             f[k] = a
         big = np.arange(5000, dtype="<i4").reshape(50, 100)
         f.create_dataset("chunked", data=big, chunks=(7, 30))  # partial edge chunks
-        f.create_dataset("gzip_shuffle", data=big.astype("f8"), chunks=(16, 16),
-                         compression="gzip", compression_opts=6, shuffle=True)
+        f.create_dataset(
+            "gzip_shuffle",
+            data=big.astype("f8"),
+            chunks=(16, 16),
+            compression="gzip",
+            compression_opts=6,
+            shuffle=True,
+        )
         f.create_dataset("lzf", data=big.astype("u2"), chunks=(9, 40), compression="lzf")
         f.create_dataset("fletcher", data=big[:10], chunks=(3, 33), fletcher32=True)
         f.create_dataset("gzip_be", data=big.astype(">f4"), chunks=(8, 8), compression="gzip")
         f.create_dataset("gzip_bool", data=big % 3 == 0, chunks=(10, 10), compression="gzip")
-        f.create_dataset("gzip_c8", data=(big[:4] + 1j).astype("c8"), chunks=(2, 50),
-                         compression="gzip", shuffle=True)
+        f.create_dataset(
+            "gzip_c8", data=(big[:4] + 1j).astype("c8"), chunks=(2, 50), compression="gzip", shuffle=True
+        )
         # fill values: a partially written chunked dataset and never-written ones
         d = f.create_dataset("partial", shape=(20, 10), dtype="f4", chunks=(4, 4), fillvalue=-1.5)
         d[2:5, 3:9] = 7
-        d = f.create_dataset("partial_gzip", shape=(30,), dtype="i8", chunks=(4,),
-                             compression="gzip", fillvalue=42)
+        d = f.create_dataset(
+            "partial_gzip", shape=(30,), dtype="i8", chunks=(4,), compression="gzip", fillvalue=42
+        )
         d[10:13] = [1, 2, 3]
         f.create_dataset("never_chunked", shape=(5, 6), dtype="u2", chunks=(2, 2), fillvalue=9)
         f.create_dataset("never_contig", shape=(7,), dtype="f8", fillvalue=0.5)
@@ -93,7 +101,8 @@ def write_file(path, libver, userblock=0):
         dcpl.set_layout(h5py.h5d.COMPACT)
         space = h5py.h5s.create_simple((4, 3))
         h5py.h5d.create(f.id, b"compact", h5py.h5t.IEEE_F32LE, space, dcpl=dcpl).write(
-            h5py.h5s.ALL, h5py.h5s.ALL, np.arange(12, dtype="f4").reshape(4, 3))
+            h5py.h5s.ALL, h5py.h5s.ALL, np.arange(12, dtype="f4").reshape(4, 3)
+        )
         # nested groups, a track-order group, a hard link
         g = f.create_group("grp")
         g.create_group("sub")["x"] = np.arange(5, dtype="i2")
@@ -103,8 +112,11 @@ def write_file(path, libver, userblock=0):
             t[name] = np.full(3, ord(name[0]), dtype="u1")
         f["grp/alias"] = f["f4"]
         # an enum other than bool reads as its integer codes
-        f.create_dataset("enum", data=np.array([0, 2, 1, 2], dtype="u1"),
-                         dtype=h5py.enum_dtype({"R": 0, "G": 1, "B": 2}, basetype="u1"))
+        f.create_dataset(
+            "enum",
+            data=np.array([0, 2, 1, 2], dtype="u1"),
+            dtype=h5py.enum_dtype({"R": 0, "G": 1, "B": 2}, basetype="u1"),
+        )
         # not tensors: strings and a record compound
         f["text"] = "hello"
         f["record"] = np.zeros(2, dtype=[("a", "<i4"), ("b", "<f8")])
@@ -136,6 +148,7 @@ def h5py_contents(path) -> dict:
             a = obj[()]
             a = np.asarray(a)
             out[name.replace("/", ".")] = a.astype(a.dtype.newbyteorder("="))
+
     with h5py.File(path, "r") as f:
         f.visititems(visit)
         if "grp/alias" in f:  # visititems visits a hard-linked object once
@@ -206,7 +219,7 @@ def test_contiguous_is_zero_copy_and_aliases_share_bytes(h5file):
             c = r.metadata(k).components["data"]
             assert c["encoding"] == "raw", k
             assert c["offset"] == off, k
-            assert raw[off:off + c["length"]] == np.ascontiguousarray(r.read_tensor(k)).tobytes()
+            assert raw[off : off + c["length"]] == np.ascontiguousarray(r.read_tensor(k)).tobytes()
         alias = r.metadata("grp.alias").components["data"]
         assert alias["offset"] == offsets["f4"]
         for k in ("chunked", "gzip_shuffle", "compact", "be_f4", "never_contig"):
@@ -222,8 +235,12 @@ def test_torch_load(tmp_path):
     import ztensor.torch as zttorch
 
     path = tmp_path / "t.h5"
-    arrays = {"f": np.arange(12, dtype="f4").reshape(3, 4), "i": np.arange(5, dtype="i8"),
-              "b": np.array([True, False]), "c": np.array([1 + 2j], dtype="c8")}
+    arrays = {
+        "f": np.arange(12, dtype="f4").reshape(3, 4),
+        "i": np.arange(5, dtype="i8"),
+        "b": np.array([True, False]),
+        "c": np.array([1 + 2j], dtype="c8"),
+    }
     with h5py.File(path, "w") as f:
         for k, a in arrays.items():
             f[k] = a
@@ -281,14 +298,11 @@ def test_detected_by_content(tmp_path, name):
 MEMORY_LIMIT = 3 << 30
 
 
-
 def small_file(path, libver):
     with h5py.File(path, "w", libver=libver) as f:
         f["a"] = np.arange(12, dtype="f4").reshape(3, 4)
-        f.create_dataset("z", data=np.arange(64, dtype="i4"), chunks=(16,),
-                         compression="gzip", shuffle=True)
-        f.create_dataset("l", data=np.arange(40, dtype="u2"), chunks=(8,), compression="lzf",
-                         fletcher32=True)
+        f.create_dataset("z", data=np.arange(64, dtype="i4"), chunks=(16,), compression="gzip", shuffle=True)
+        f.create_dataset("l", data=np.arange(40, dtype="u2"), chunks=(8,), compression="lzf", fletcher32=True)
         f.create_group("g")["b"] = np.array([True, False])
         for i in range(10):  # dense attribute storage with libver="latest"
             f.attrs[f"k{i}"] = i
@@ -319,7 +333,7 @@ def test_hostile_files(tmp_path, libver):
         needle = struct.pack("<Q", old)
         at = data.find(needle)
         while at != -1 and i < 4:
-            add(f"dims{i}_{at}.h5", data[:at] + struct.pack("<Q", new) + data[at + 8:])
+            add(f"dims{i}_{at}.h5", data[:at] + struct.pack("<Q", new) + data[at + 8 :])
             at = data.find(needle, at + 1)
     results = run_hostile(tmp_path, files, memory_limit=MEMORY_LIMIT, load_file=False)
     assert results[f"trunc{len(data) - 1}.h5"]["ok"] in (True, False)
@@ -333,8 +347,9 @@ def test_absurd_dimensions_fail_alone(tmp_path):
     path = tmp_path / "big.h5"
     with h5py.File(path, "w", libver="latest") as f:
         f["ok"] = np.arange(3, dtype="i4")
-        f.create_dataset("huge", shape=(1 << 40, 1 << 40), dtype="f8", chunks=(1, 1024),
-                         maxshape=(None, None))
+        f.create_dataset(
+            "huge", shape=(1 << 40, 1 << 40), dtype="f8", chunks=(1, 1024), maxshape=(None, None)
+        )
     with Reader(path) as r:
         assert_bits_equal(r["ok"], np.arange(3, dtype="i4"))
         with pytest.raises(ZTensorError, match="huge"):

@@ -11,14 +11,10 @@ interpreter so that a crash fails the test instead of killing pytest.
 
 from __future__ import annotations
 
-import json
 import random
 import struct
-import subprocess
-import sys
 import zlib
 
-import ml_dtypes
 import numpy as np
 import pytest
 
@@ -124,9 +120,15 @@ def test_torch_front_end(tmp_path):
     arrays = arrays_to_save()
     path = tmp_path / "t.npz"
     np.savez_compressed(path, **arrays)
-    expect_dtype = {"bfloat16": torch.bfloat16, "float8_e5m2": torch.float8_e5m2,
-                    "complex64": torch.complex64, "complex128": torch.complex128,
-                    "uint16": torch.uint16, "bool": torch.bool, "float16": torch.float16}
+    expect_dtype = {
+        "bfloat16": torch.bfloat16,
+        "float8_e5m2": torch.float8_e5m2,
+        "complex64": torch.complex64,
+        "complex128": torch.complex128,
+        "uint16": torch.uint16,
+        "bool": torch.bool,
+        "float16": torch.float16,
+    }
     for copy in (False, True):
         ours = zttorch.load_file(path, copy=copy)
         assert set(ours) == set(arrays)
@@ -151,8 +153,9 @@ def test_positional_names_and_other_members(tmp_path):
         z.writestr("README.txt", "not an array")
         z.writestr("sub/dir/x.npy", b"")  # an empty member: unreadable, listed
     with Reader(path) as r:
-        assert sorted(r.keys()) == sorted(["arr_0", "arr_1", "named", "sub/dir/x",
-                                           "h\u00e9llo w\u00f6rld \u2603"])
+        assert sorted(r.keys()) == sorted(
+            ["arr_0", "arr_1", "named", "sub/dir/x", "h\u00e9llo w\u00f6rld \u2603"]
+        )
         assert_bits_equal(r["arr_1"], b, "arr_1")
         assert_bits_equal(r["h\u00e9llo w\u00f6rld \u2603"], b, "unicode")
         with pytest.raises(ZTensorError, match="sub/dir/x"):
@@ -164,14 +167,24 @@ def test_ambiguous_fp8_object_and_unicode_fail_alone(tmp_path):
     good = np.arange(12, dtype=np.int64).reshape(3, 4)
     path = tmp_path / "mixed.npz"
     extra = {name: samples[name] for name in AMBIGUOUS}
-    np.savez(path, good=good, obj=np.array([1, "a", None], dtype=object),
-             text=np.array(["ab", "cde"]), when=np.array(["2020-01-01"], dtype="M8[D]"),
-             rec=np.zeros(2, dtype=[("x", "<f4"), ("y", ">i2")]), **extra)
+    np.savez(
+        path,
+        good=good,
+        obj=np.array([1, "a", None], dtype=object),
+        text=np.array(["ab", "cde"]),
+        when=np.array(["2020-01-01"], dtype="M8[D]"),
+        rec=np.zeros(2, dtype=[("x", "<f4"), ("y", ">i2")]),
+        **extra,
+    )
     with Reader(path) as r:
         assert len(r) == 5 + len(AMBIGUOUS)
         assert_bits_equal(r["good"], good, "good")
-        for name, needle in [("obj", "object"), ("text", "<U3"), ("when", "datetime64"),
-                             ("rec", "structured")] + [(n, "<V1") for n in AMBIGUOUS]:
+        for name, needle in [
+            ("obj", "object"),
+            ("text", "<U3"),
+            ("when", "datetime64"),
+            ("rec", "structured"),
+        ] + [(n, "<V1") for n in AMBIGUOUS]:
             with pytest.raises(ZTensorError, match=needle) as e:
                 r[name]
             assert name in str(e.value)
@@ -180,8 +193,11 @@ def test_ambiguous_fp8_object_and_unicode_fail_alone(tmp_path):
 
 
 def test_zero_copy_stored_members_are_writable_and_private(tmp_path):
-    arrays = {"w": np.arange(4096, dtype=np.float32).reshape(64, 64),
-              "i": np.arange(100, dtype=np.int64), "b": np.arange(10) % 2 == 0}
+    arrays = {
+        "w": np.arange(4096, dtype=np.float32).reshape(64, 64),
+        "i": np.arange(100, dtype=np.int64),
+        "b": np.arange(10) % 2 == 0,
+    }
     path = tmp_path / "z.npz"
     np.savez(path, **arrays)
     raw = path.read_bytes()
@@ -190,7 +206,7 @@ def test_zero_copy_stored_members_are_writable_and_private(tmp_path):
         for k, a in arrays.items():
             c = r.metadata(k).components["data"]
             assert c["encoding"] == "raw"
-            assert raw[c["offset"]:c["offset"] + c["length"]] == a.tobytes()
+            assert raw[c["offset"] : c["offset"] + c["length"]] == a.tobytes()
     ours = ztnp.load_file(path)
     for k, a in ours.items():
         assert a.flags.writeable, k
@@ -251,6 +267,7 @@ def test_npy_object_array_is_refused(tmp_path):
 # hostile archives
 # ---------------------------------------------------------------------------
 
+
 def npy_bytes(a: np.ndarray) -> bytes:
     import io
 
@@ -284,14 +301,38 @@ class ZipBuilder:
         off = len(self.buf)
         csize = len(payload) if csize is None else csize
         n = name.encode()
-        self.buf += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, flags, method, 0, 0, crc, csize, usize,
-                                len(n), 0) + n + payload
+        self.buf += (
+            struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, flags, method, 0, 0, crc, csize, usize, len(n), 0)
+            + n
+            + payload
+        )
         return off
 
     def record(self, name, *, local, method, csize, usize, crc=0, flags=0):
         n = name.encode()
-        self.central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, flags, method, 0, 0, crc,
-                                    csize, usize, len(n), 0, 0, 0, 0, 0, local) + n
+        self.central += (
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                20,
+                20,
+                flags,
+                method,
+                0,
+                0,
+                crc,
+                csize,
+                usize,
+                len(n),
+                0,
+                0,
+                0,
+                0,
+                0,
+                local,
+            )
+            + n
+        )
         self.count += 1
 
     def add(self, name, content, *, method=0, usize=None):
@@ -304,10 +345,11 @@ class ZipBuilder:
 
     def build(self) -> bytes:
         cd = len(self.buf)
-        return bytes(self.buf + self.central + struct.pack(
-            "<IHHHHIIH", 0x06054B50, 0, 0, self.count, self.count, len(self.central), cd, 0))
-
-
+        return bytes(
+            self.buf
+            + self.central
+            + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, self.count, self.count, len(self.central), cd, 0)
+        )
 
 
 def test_zip_bombs(tmp_path):
@@ -351,14 +393,19 @@ def test_zip_bombs(tmp_path):
     z.add("good.npy", npy_bytes(good), method=8)
     payload = raw_deflate(full)
     off = z.local("bomb.npy", payload, method=8, usize=len(full))
-    z.record("bomb.npy", local=off, method=8, csize=len(payload), usize=len(full),
-             crc=zlib.crc32(full) ^ 0x80)
+    z.record(
+        "bomb.npy", local=off, method=8, csize=len(payload), usize=len(full), crc=zlib.crc32(full) ^ 0x80
+    )
     write("bomb_crc.npz", z.build())
 
     res = run_hostile(tmp_path, files)
-    expect = {"bomb_long.npz": "longer than declared", "bomb_ratio.npz": "cannot come from",
-              "bomb_mismatch.npz": "declares", "bomb_short.npz": "shorter than declared",
-              "bomb_crc.npz": "CRC-32 mismatch"}
+    expect = {
+        "bomb_long.npz": "longer than declared",
+        "bomb_ratio.npz": "cannot come from",
+        "bomb_mismatch.npz": "declares",
+        "bomb_short.npz": "shorter than declared",
+        "bomb_crc.npz": "CRC-32 mismatch",
+    }
     for name, needle in expect.items():
         r = res[name]
         assert r["ok"] is False and r["type"] == "ZTensorError", r
@@ -419,15 +466,21 @@ def test_overlapping_and_out_of_range_members(tmp_path):
 
 
 def test_truncated_and_mutated_archives(tmp_path):
-    arrays = {"a": np.arange(300, dtype=">f8").reshape(20, 15, order="F"),
-              "b": np.arange(50, dtype=np.int16), "c": np.array(2.5 + 1j, dtype=np.complex64)}
+    arrays = {
+        "a": np.arange(300, dtype=">f8").reshape(20, 15, order="F"),
+        "b": np.arange(50, dtype=np.int16),
+        "c": np.array(2.5 + 1j, dtype=np.complex64),
+    }
     files = []
     for saver in ("savez", "savez_compressed"):
         src = tmp_path / f"{saver}.npz"
         getattr(np, saver)(src, **arrays)
         data = src.read_bytes()
-        cuts = sorted(set(range(0, 200)) | set(range(0, len(data), max(1, len(data) // 150)))
-                      | set(range(len(data) - 120, len(data))))
+        cuts = sorted(
+            set(range(0, 200))
+            | set(range(0, len(data), max(1, len(data) // 150)))
+            | set(range(len(data) - 120, len(data)))
+        )
         for cut in cuts:
             p = tmp_path / f"{saver}_cut{cut}.npz"
             p.write_bytes(data[:cut])

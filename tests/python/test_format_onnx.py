@@ -32,13 +32,8 @@ import ztensor.numpy as ztnp  # noqa: E402
 from conftest import assert_bits_equal, file_sha256, run_hostile  # noqa: E402
 from ztensor import Reader, ZTensorError  # noqa: E402
 
-
 # Every data type code except STRING / UNDEFINED that this onnx can make.
-CODES = {
-    name: code
-    for name, code in TensorProto.DataType.items()
-    if name not in ("UNDEFINED", "STRING")
-}
+CODES = {name: code for name, code in TensorProto.DataType.items() if name not in ("UNDEFINED", "STRING")}
 
 # ml_dtypes types ztensor presents as integers (unpacked sub-byte ints).
 AS_INT8 = {"int4", "int2"}
@@ -72,16 +67,25 @@ def as_ours(expected: np.ndarray) -> np.ndarray:
 
 
 def make_model(initializers=(), nodes=(), sparse=(), **kw) -> onnx.ModelProto:
-    graph = helper.make_graph(list(nodes), "main", [], [], initializer=list(initializers),
-                              sparse_initializer=list(sparse))
-    return helper.make_model(graph, producer_name="zt-tests", producer_version="0.1",
-                             opset_imports=[helper.make_opsetid("", 21)], **kw)
+    graph = helper.make_graph(
+        list(nodes), "main", [], [], initializer=list(initializers), sparse_initializer=list(sparse)
+    )
+    return helper.make_model(
+        graph,
+        producer_name="zt-tests",
+        producer_version="0.1",
+        opset_imports=[helper.make_opsetid("", 21)],
+        **kw,
+    )
 
 
 def typed_tensor(name: str, code: int, arr: np.ndarray) -> onnx.TensorProto:
     """`arr` stored in the typed field onnx uses for `code` (not raw_data)."""
-    if arr.dtype.kind == "c" or arr.dtype in (np.float16, np.float32, np.float64, np.bool_) \
-            or arr.dtype.kind in "iu":
+    if (
+        arr.dtype.kind == "c"
+        or arr.dtype in (np.float16, np.float32, np.float64, np.bool_)
+        or arr.dtype.kind in "iu"
+    ):
         vals = arr.reshape(-1).tolist()
     elif arr.dtype.name in AS_INT8 | AS_UINT8:
         vals = arr.astype(np.int32).reshape(-1).tolist()
@@ -115,8 +119,7 @@ def dtype_model(tmp_path, raw: bool) -> Path:
         for shape, suffix in (((3, 5), ""), ((), "_0d"), ((0, 4), "_empty"), ((7,), "_odd")):
             arr = sample(code, shape, seed=i)
             tname = f"{name.lower()}{suffix}"
-            tensors.append(numpy_helper.from_array(arr, tname) if raw
-                           else typed_tensor(tname, code, arr))
+            tensors.append(numpy_helper.from_array(arr, tname) if raw else typed_tensor(tname, code, arr))
     path = tmp_path / ("raw.onnx" if raw else "typed.onnx")
     onnx.save_model(make_model(tensors), str(path))
     return path
@@ -131,13 +134,12 @@ def test_every_dtype_matches_numpy_helper(tmp_path, raw):
         check_all(ztnp.load_file(path, copy=copy), expected, f"copy={copy}")
     with Reader(path) as r:
         assert r.format == "onnx"
-        for name, code in CODES.items():
+        for name in CODES:
             md = r.metadata(name.lower())
             enc = md.components["data"]["encoding"]
             if not raw:
                 assert enc == "decoded", name
-            elif name in ("INT4", "UINT4", "INT2", "UINT2", "FLOAT4E2M1",
-                          "FLOAT6E2M3", "FLOAT6E3M2"):
+            elif name in ("INT4", "UINT4", "INT2", "UINT2", "FLOAT4E2M1", "FLOAT6E2M3", "FLOAT6E3M2"):
                 assert enc == "unpack", name
             else:
                 assert enc == "raw", name
@@ -153,8 +155,12 @@ def test_every_dtype_matches_numpy_helper(tmp_path, raw):
 
 def test_file_metadata(tmp_path):
     path = tmp_path / "meta.onnx"
-    m = make_model([numpy_helper.from_array(np.zeros(2, np.float32), "x")],
-                   doc_string="a model", domain="ai.zt", model_version=7)
+    m = make_model(
+        [numpy_helper.from_array(np.zeros(2, np.float32), "x")],
+        doc_string="a model",
+        domain="ai.zt",
+        model_version=7,
+    )
     helper.set_model_props(m, {"author": "me", "licence": "MIT"})
     onnx.save_model(m, str(path))
     with Reader(path) as r:
@@ -171,8 +177,11 @@ def test_file_metadata(tmp_path):
 
 
 def test_zero_copy_raw_data_points_into_the_mapping(tmp_path):
-    arrays = {"w": np.arange(4096, dtype=np.float32).reshape(64, 64),
-              "i": np.arange(100, dtype=np.int64), "b": np.arange(10) % 3 == 0}
+    arrays = {
+        "w": np.arange(4096, dtype=np.float32).reshape(64, 64),
+        "i": np.arange(100, dtype=np.int64),
+        "b": np.arange(10) % 3 == 0,
+    }
     path = tmp_path / "z.onnx"
     onnx.save_model(make_model([numpy_helper.from_array(a, k) for k, a in arrays.items()]), str(path))
     raw = path.read_bytes()
@@ -182,7 +191,7 @@ def test_zero_copy_raw_data_points_into_the_mapping(tmp_path):
         for k, a in arrays.items():
             c = r.metadata(k).components["data"]
             assert c["encoding"] == "raw"
-            assert raw[c["offset"]:c["offset"] + c["length"]] == a.tobytes()
+            assert raw[c["offset"] : c["offset"] + c["length"]] == a.tobytes()
             offsets[k] = c["offset"]
         ours = r.load_numpy()
         # Zero-copy views of one mapping: addresses differ exactly as file offsets do.
@@ -208,10 +217,18 @@ def test_constant_nodes_and_subgraph_initializers(tmp_path):
     then_g = helper.make_graph([], "then", [], [], initializer=[numpy_helper.from_array(then_w, "then_w")])
     else_g = helper.make_graph(
         [helper.make_node("Constant", [], ["inner_c"], value=numpy_helper.from_array(inner_const))],
-        "else", [], [], initializer=[numpy_helper.from_array(else_w, "else_w")])
+        "else",
+        [],
+        [],
+        initializer=[numpy_helper.from_array(else_w, "else_w")],
+    )
     body = helper.make_graph(
         [helper.make_node("If", ["cond"], ["y"], then_branch=then_g, else_branch=else_g)],
-        "body", [], [], initializer=[numpy_helper.from_array(body_w, "body_w")])
+        "body",
+        [],
+        [],
+        initializer=[numpy_helper.from_array(body_w, "body_w")],
+    )
     nodes = [
         helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(const, "ignored")),
         helper.make_node("Loop", ["M", "cond"], ["out"], body=body),
@@ -219,8 +236,14 @@ def test_constant_nodes_and_subgraph_initializers(tmp_path):
     path = tmp_path / "sub.onnx"
     top = np.ones(3, np.uint8)
     onnx.save_model(make_model([numpy_helper.from_array(top, "top")], nodes), str(path))
-    want = {"top": top, "c": const, "body_w": body_w, "then_w": then_w, "else_w": else_w,
-            "inner_c": inner_const}
+    want = {
+        "top": top,
+        "c": const,
+        "body_w": body_w,
+        "then_w": then_w,
+        "else_w": else_w,
+        "inner_c": inner_const,
+    }
     ours = ztnp.load_file(path)
     assert sorted(ours) == sorted(want)
     for k, v in want.items():
@@ -242,14 +265,16 @@ def test_sparse_initializers(tmp_path):
     dense = np.zeros((4, 5), np.float32)
     coords = [(0, 1), (2, 0), (3, 4)]
     vals = np.array([1.5, -2.0, 3.25], np.float32)
-    for (i, j), v in zip(coords, vals):
+    for (i, j), v in zip(coords, vals, strict=True):
         dense[i, j] = v
     values = numpy_helper.from_array(vals, "sp")
     linear = numpy_helper.from_array(np.array([i * 5 + j for i, j in coords], np.int64), "sp_i")
     pairs = numpy_helper.from_array(np.array(coords, np.int64), "sp2_i")
     values2 = numpy_helper.from_array(vals, "sp2")
-    sparse = [helper.make_sparse_tensor(values, linear, [4, 5]),
-              helper.make_sparse_tensor(values2, pairs, [4, 5])]
+    sparse = [
+        helper.make_sparse_tensor(values, linear, [4, 5]),
+        helper.make_sparse_tensor(values2, pairs, [4, 5]),
+    ]
     path = tmp_path / "sparse.onnx"
     onnx.save_model(make_model([numpy_helper.from_array(dense, "d")], sparse=sparse), str(path))
     with Reader(path) as r:
@@ -270,16 +295,25 @@ def test_sparse_initializers(tmp_path):
 
 @pytest.mark.parametrize("one_file", [True, False], ids=["one_file", "file_per_tensor"])
 def test_external_data(tmp_path, one_file):
-    tensors = [numpy_helper.from_array(sample(code, (6, 3), seed=i), name.lower())
-               for i, (name, code) in enumerate(CODES.items())]
+    tensors = [
+        numpy_helper.from_array(sample(code, (6, 3), seed=i), name.lower())
+        for i, (name, code) in enumerate(CODES.items())
+    ]
     tensors.append(numpy_helper.from_array(np.zeros((0, 2), np.float32), "empty"))
-    const = helper.make_node("Constant", [], ["const"],
-                             value=numpy_helper.from_array(np.arange(300, dtype=np.int16)))
+    const = helper.make_node(
+        "Constant", [], ["const"], value=numpy_helper.from_array(np.arange(300, dtype=np.int16))
+    )
     path = tmp_path / "ext" / "model.onnx"
     path.parent.mkdir()
-    onnx.save_model(make_model(tensors, [const]), str(path), save_as_external_data=True,
-                    all_tensors_to_one_file=one_file, location="weights.bin" if one_file else None,
-                    size_threshold=0, convert_attribute=True)
+    onnx.save_model(
+        make_model(tensors, [const]),
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=one_file,
+        location="weights.bin" if one_file else None,
+        size_threshold=0,
+        convert_attribute=True,
+    )
     files = sorted(p.name for p in path.parent.iterdir())
     assert len(files) > (1 if one_file else 10), files
     expected = expected_of(path)  # onnx.load reads external data next to the model
@@ -312,15 +346,18 @@ def external_model(tmp_path, location: str, offset: int, length: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize("location, offset, length, message", [
-    ("../outside.bin", 0, 16, r"'\.\.'"),
-    ("sub/../../outside.bin", 0, 16, r"'\.\.'"),
-    ("ABSOLUTE", 0, 16, "absolute"),
-    ("data.bin", 60, 16, "lies outside 'data.bin'"),
-    ("data.bin", 2**64 - 8, 16, "lies outside"),
-    ("data.bin", 0, 12, "needs 16"),
-    ("missing.bin", 0, 16, "cannot be opened"),
-])
+@pytest.mark.parametrize(
+    "location, offset, length, message",
+    [
+        ("../outside.bin", 0, 16, r"'\.\.'"),
+        ("sub/../../outside.bin", 0, 16, r"'\.\.'"),
+        ("ABSOLUTE", 0, 16, "absolute"),
+        ("data.bin", 60, 16, "lies outside 'data.bin'"),
+        ("data.bin", 2**64 - 8, 16, "lies outside"),
+        ("data.bin", 0, 12, "needs 16"),
+        ("missing.bin", 0, 16, "cannot be opened"),
+    ],
+)
 def test_hostile_external_data_fails_that_tensor(tmp_path, location, offset, length, message):
     if location == "ABSOLUTE":
         location = str(tmp_path / "outside.bin")
@@ -377,14 +414,16 @@ def test_torch_load(tmp_path):
 # hostile files
 # ---------------------------------------------------------------------------
 
+
 def test_truncations_and_garbage_raise_cleanly(tmp_path):
     blob = dtype_model(tmp_path, raw=False).read_bytes()
-    cuts = sorted({1, 2, 3, 7, 50, len(blob) // 3, len(blob) // 2, len(blob) - 5, len(blob) - 1}
-                  | set(range(0, len(blob), max(1, len(blob) // 200))))
+    cuts = sorted(
+        {1, 2, 3, 7, 50, len(blob) // 3, len(blob) // 2, len(blob) - 5, len(blob) - 1}
+        | set(range(0, len(blob), max(1, len(blob) // 200)))
+    )
     rng = np.random.default_rng(3)
     blobs = {f"trunc{n}.onnx": blob[:n] for n in cuts}
-    blobs |= {f"garbage{i}.onnx": rng.integers(0, 256, 200 + i, dtype=np.uint8).tobytes()
-              for i in range(20)}
+    blobs |= {f"garbage{i}.onnx": rng.integers(0, 256, 200 + i, dtype=np.uint8).tobytes() for i in range(20)}
     paths = []
     for name, data in blobs.items():
         paths.append(tmp_path / name)
@@ -412,7 +451,11 @@ def test_absurd_dims_fail_that_tensor(tmp_path):
     onnx.save_model(make_model([big, neg, over, rawbig, ok]), str(path))
     with Reader(path) as r:
         assert_bits_equal(r["ok"], np.arange(4, dtype=np.int32))
-        for name, says in (("big", "holds 2 values"), ("neg", "negative"),
-                           ("over", "more elements than fit"), ("rawbig", "raw_data holds 16 bytes")):
+        for name, says in (
+            ("big", "holds 2 values"),
+            ("neg", "negative"),
+            ("over", "more elements than fit"),
+            ("rawbig", "raw_data holds 16 bytes"),
+        ):
             with pytest.raises(ZTensorError, match=f"'{name}'.*{says}"):
                 r[name]

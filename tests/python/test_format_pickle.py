@@ -23,7 +23,6 @@ import pickle
 import struct
 import subprocess
 import sys
-import textwrap
 import zipfile
 from pathlib import Path
 
@@ -35,15 +34,27 @@ torch = pytest.importorskip("torch")
 import ztensor  # noqa: E402
 import ztensor.numpy as ztnp  # noqa: E402
 import ztensor.torch as zt  # noqa: E402
-from ztensor import Reader, ZTensorError  # noqa: E402
 from torch_common import TORCH_DTYPES  # noqa: E402
+from ztensor import Reader, ZTensorError  # noqa: E402
 
 PYTHON = sys.executable
 
 #: dtypes whose tensors torch writes with _rebuild_tensor_v2 and a typed storage
 #: (torch's own legacy loader cannot read the others back).
-V2_DTYPES = ["float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8",
-             "uint8", "bool", "complex64", "complex128"]
+V2_DTYPES = [
+    "float64",
+    "float32",
+    "float16",
+    "bfloat16",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
+    "complex64",
+    "complex128",
+]
 SERIALIZATIONS = ["zip", "legacy"]
 
 # ---------------------------------------------------------------------------
@@ -73,7 +84,9 @@ def assert_same(actual, expected, what=""):
     __tracebackhide__ = True
     assert isinstance(actual, torch.Tensor), f"{what}: not a tensor: {type(actual)}"
     assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} != {expected.dtype}"
-    assert tuple(actual.shape) == tuple(expected.shape), f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    assert tuple(actual.shape) == tuple(expected.shape), (
+        f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    )
     assert raw_bytes(actual) == raw_bytes(expected), f"{what}: values differ"
 
 
@@ -157,8 +170,14 @@ def test_legacy_matches_torch_load(tmp_path):
 @pytest.mark.parametrize("dtype", list(TORCH_DTYPES))
 def test_each_dtype_with_views(dtype, copy, tmp_path):
     base = make(TORCH_DTYPES[dtype], (6, 7), seed=3)
-    tensors = {"base": base, "t": base.t(), "corner": base[1:, 2:], "row": base[4],
-               "cols": base[:, ::3], "scalar": base[2, 3]}
+    tensors = {
+        "base": base,
+        "t": base.t(),
+        "corner": base[1:, 2:],
+        "row": base[4],
+        "cols": base[:, ::3],
+        "scalar": base[2, 3],
+    }
     for serialization in SERIALIZATIONS:
         path = save(tensors, tmp_path / f"{serialization}.pt", serialization)
         ours = zt.load_file(path, copy=copy)
@@ -231,7 +250,7 @@ def test_stored_zip_storages_are_zero_copy_ranges_of_the_file(tmp_path):
         off = r.metadata("x").components["data"]["offset"]
         with zipfile.ZipFile(path) as z:
             info = next(i for i in z.infolist() if i.filename.endswith("/data/0"))
-        assert path.read_bytes()[off:off + x.nbytes] == raw_bytes(x)
+        assert path.read_bytes()[off : off + x.nbytes] == raw_bytes(x)
         assert info.compress_type == zipfile.ZIP_STORED
 
 
@@ -254,10 +273,16 @@ def test_nested_containers_get_dotted_names(serialization, tmp_path):
     path = save(obj, tmp_path / "nested.pt", serialization)
     ours = load_all_ways(path)
     expected = flatten(torch.load(path, weights_only=True))
-    assert sorted(ours) == sorted([
-        "model.layer.weight", "model.bias", "list.0", "list.1.0", "list.1.1.deep.0",
-        "optimizer.state.0.exp_avg",
-    ])
+    assert sorted(ours) == sorted(
+        [
+            "model.layer.weight",
+            "model.bias",
+            "list.0",
+            "list.1.0",
+            "list.1.1.deep.0",
+            "optimizer.state.0.exp_avg",
+        ]
+    )
     assert_same_dicts(ours, expected, "torch.load")
 
 
@@ -384,8 +409,12 @@ def test_torchscript_constants(tmp_path):
 @pytest.mark.parametrize("protocol", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("serialization", SERIALIZATIONS)
 def test_pickle_protocols(protocol, serialization, tmp_path):
-    tensors = {"a": make(torch.float32, (3, 4), 1), "b": {"c": [make(torch.int16, (2,), 2)]},
-               "d": make(torch.complex64, (2, 2), 3).t(), "meta": {"k": "v", "n": 1.5, "b": b"xyz"}}
+    tensors = {
+        "a": make(torch.float32, (3, 4), 1),
+        "b": {"c": [make(torch.int16, (2,), 2)]},
+        "d": make(torch.complex64, (2, 2), 3).t(),
+        "meta": {"k": "v", "n": 1.5, "b": b"xyz"},
+    }
     path = save(tensors, tmp_path / f"p{protocol}.pt", serialization, pickle_protocol=protocol)
     ours = load_all_ways(path)
     # torch's weights-only unpickler knows protocol 2 only; this file is our own
@@ -393,7 +422,11 @@ def test_pickle_protocols(protocol, serialization, tmp_path):
 
 
 def test_deflated_zip_members(tmp_path):
-    tensors = {**layouts(), "bf": make(torch.bfloat16, (5, 5), 4), "bf_t": make(torch.bfloat16, (5, 5), 4).t()}
+    tensors = {
+        **layouts(),
+        "bf": make(torch.bfloat16, (5, 5), 4),
+        "bf_t": make(torch.bfloat16, (5, 5), 4).t(),
+    }
     plain = save(tensors, tmp_path / "plain.pt", "zip")
     deflated = tmp_path / "deflated.pt"
     with zipfile.ZipFile(plain) as src, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as dst:
@@ -411,9 +444,13 @@ def test_deflated_zip_members(tmp_path):
 def test_big_endian_zip_checkpoint(tmp_path):
     """A checkpoint whose byteorder record says "big" (as written on a
     big-endian machine): every storage is byte-swapped on read."""
-    tensors = {"f32": make(torch.float32, (3, 4), 1), "i64": make(torch.int64, (5,), 2),
-               "c128": make(torch.complex128, (2,), 3), "u8": make(torch.uint8, (7,), 4),
-               "bf16": make(torch.bfloat16, (4, 2), 5)}
+    tensors = {
+        "f32": make(torch.float32, (3, 4), 1),
+        "i64": make(torch.int64, (5,), 2),
+        "c128": make(torch.complex128, (2,), 3),
+        "u8": make(torch.uint8, (7,), 4),
+        "bf16": make(torch.bfloat16, (4, 2), 5),
+    }
     tensors["f32_t"] = tensors["f32"].t()
     path = save(tensors, tmp_path / "little.pt", "zip")
     widths = {}
@@ -443,8 +480,11 @@ def test_big_endian_zip_checkpoint(tmp_path):
 def test_plain_pickle_of_tensors(protocol, tmp_path):
     """pickle.dump stores each storage by value inside the pickle (as a
     nested legacy checkpoint in a byte string), read zero-copy."""
-    tensors = {"w": make(torch.float32, (4, 3), 1), "b": make(torch.int64, (3,), 2),
-               "bf": make(torch.bfloat16, (2, 2), 3)}
+    tensors = {
+        "w": make(torch.float32, (4, 3), 1),
+        "b": make(torch.int64, (3,), 2),
+        "bf": make(torch.bfloat16, (2, 2), 3),
+    }
     tensors["wt"] = tensors["w"].t()
     path = tmp_path / "plain.pkl"
     with open(path, "wb") as f:
@@ -520,8 +560,13 @@ def test_subclasses_buffers_meta_and_nested_tensors(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         nested = torch.nested.nested_tensor([torch.ones(2), torch.ones(3)])
-    obj = {"sub": sub, "attr": attr, "buf": torch.nn.Buffer(torch.ones(2)),
-           "meta": torch.empty(3, device="meta"), "nested": nested}
+    obj = {
+        "sub": sub,
+        "attr": attr,
+        "buf": torch.nn.Buffer(torch.ones(2)),
+        "meta": torch.empty(3, device="meta"),
+        "nested": nested,
+    }
     path = tmp_path / "misc.pt"
     torch.save(obj, path)
     with Reader(path) as r:
@@ -587,8 +632,8 @@ def test_hand_built_views_are_checked_against_their_storage(tmp_path):
         "too_big": _Rebuild(s, 0, (4, 4), (4, 1)),
         "offset_past_end": _Rebuild(s, 12, (1,), (1,)),
         "stride_past_end": _Rebuild(s, 0, (2, 2), (1, 11)),
-        "huge_stride": _Rebuild(s, 0, (2,), (2 ** 62,)),
-        "overflow": _Rebuild(s, 0, (2 ** 40, 2 ** 40), (1, 1)),
+        "huge_stride": _Rebuild(s, 0, (2,), (2**62,)),
+        "overflow": _Rebuild(s, 0, (2**40, 2**40), (1, 1)),
         "negative_stride": _Rebuild(s, 4, (2,), (-1,)),
         "negative_size": _Rebuild(s, 0, (-2,), (1,)),
         "rank_mismatch": _Rebuild(s, 0, (2, 2), (1,)),
@@ -613,8 +658,9 @@ def test_hand_built_views_are_checked_against_their_storage(tmp_path):
 
 def test_declared_storage_larger_than_its_member(tmp_path):
     s = _StorageRef("0", torch.FloatStorage, 100)
-    path = build_checkpoint(tmp_path / "short.pt", {"x": _Rebuild(s, 0, (2,), (1,))},
-                            {"0": np.zeros(4, "<f4").tobytes()})
+    path = build_checkpoint(
+        tmp_path / "short.pt", {"x": _Rebuild(s, 0, (2,), (1,))}, {"0": np.zeros(4, "<f4").tobytes()}
+    )
     with Reader(path) as r, pytest.raises(ZTensorError, match="declares 400 bytes"):
         r.read_tensor("x")
 
@@ -625,7 +671,7 @@ def test_declared_storage_larger_than_its_member(tmp_path):
 
 RSS_LIMIT_MB = 300
 
-CHILD = r'''
+CHILD = r"""
 import json, os, resource, sys, time
 
 def peak_rss_mb():
@@ -681,7 +727,7 @@ for path in json.load(open(sys.argv[1])):
     results[path]["rss_mb"] = peak_rss_mb()
 results["__rss_mb__"] = peak_rss_mb()
 json.dump(results, open(sys.argv[2], "w"))
-'''
+"""
 
 
 def run_child(paths, tmp_path, timeout=600) -> dict:
@@ -694,9 +740,17 @@ def run_child(paths, tmp_path, timeout=600) -> dict:
     out = tmp_path / "_results.json"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(ztensor.__file__).resolve().parent.parent)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    proc = subprocess.run([PYTHON, str(script), str(listing), str(out)], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=str(tmp_path))
+        [str(Path(ztensor.__file__).resolve().parent.parent)]
+        + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
+    proc = subprocess.run(
+        [PYTHON, str(script), str(listing), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=str(tmp_path),
+    )
     assert proc.returncode == 0, f"child died (returncode {proc.returncode}):\n{proc.stderr[-4000:]}"
     results = json.loads(out.read_text())
     rss = results.pop("__rss_mb__")
@@ -742,8 +796,10 @@ class EvilStorage:
         self.marker = marker
 
     def __reduce__(self):
-        return (torch._utils._rebuild_tensor_v2,
-                (Evil(self.marker), 0, (2,), (1,), False, collections.OrderedDict()))
+        return (
+            torch._utils._rebuild_tensor_v2,
+            (Evil(self.marker), 0, (2,), (1,), False, collections.OrderedDict()),
+        )
 
 
 #: Loads each file the usual way (torch.load(weights_only=False), or pickle.load
@@ -782,8 +838,13 @@ def assert_payloads_are_real(paths, marker, tmp_path):
     """An ordinary loader runs every file's payload (so refusing them matters)."""
     script = tmp_path / "_runs_payload.py"
     script.write_text(RUNS_PAYLOAD)
-    proc = subprocess.run([PYTHON, str(script), str(marker), *map(str, paths)], capture_output=True,
-                          text=True, timeout=300, cwd=str(tmp_path))
+    proc = subprocess.run(
+        [PYTHON, str(script), str(marker), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(tmp_path),
+    )
     ran = set(proc.stdout.split())
     assert ran == {str(p) for p in paths}, (sorted(set(map(str, paths)) - ran), proc.stderr[-2000:])
 
@@ -805,21 +866,33 @@ def test_code_execution_payloads_are_refused(tmp_path):
     marker = tmp_path / "pwned"
     good = make(torch.float32, (2, 3), 1)
     payloads = {  # name -> (how to write it, globals the error must name)
-        "zip.pt": (lambda p: save({"good": good, "evil": Evil(marker), "e2": [EvalEvil(marker)]}, p, "zip"),
-                   ["posix.system", "__builtin__.eval"]),  # protocol 2 spells builtins so
+        "zip.pt": (
+            lambda p: save({"good": good, "evil": Evil(marker), "e2": [EvalEvil(marker)]}, p, "zip"),
+            ["posix.system", "__builtin__.eval"],
+        ),  # protocol 2 spells builtins so
         "legacy.pt": (lambda p: save({"good": good, "evil": Evil(marker)}, p, "legacy"), ["posix.system"]),
         # protocol 2 spells subprocess.Popen as Python 2's commands.Popen
         "popen.pt": (lambda p: save({"good": good, "p": PopenEvil(marker)}, p, "zip"), ["commands.Popen"]),
-        "popen4.pkl": (lambda p: p.write_bytes(pickle.dumps({"p": PopenEvil(marker)}, protocol=4)),
-                       ["subprocess.Popen"]),
-        "plain.pkl": (lambda p: p.write_bytes(pickle.dumps({"good": good, "evil": Evil(marker)})),
-                      ["posix.system"]),
-        "plain0.pkl": (lambda p: p.write_bytes(pickle.dumps([Evil(marker), EvalEvil(marker)], protocol=0)),
-                       ["posix.system", "__builtin__.eval"]),
-        "plain2.pkl": (lambda p: p.write_bytes(pickle.dumps([EvalEvil(marker)], protocol=2)),
-                       ["__builtin__.eval"]),
-        "evil_storage.pt": (lambda p: save({"good": good, "bad": EvilStorage(marker)}, p, "zip"),
-                            ["posix.system"]),
+        "popen4.pkl": (
+            lambda p: p.write_bytes(pickle.dumps({"p": PopenEvil(marker)}, protocol=4)),
+            ["subprocess.Popen"],
+        ),
+        "plain.pkl": (
+            lambda p: p.write_bytes(pickle.dumps({"good": good, "evil": Evil(marker)})),
+            ["posix.system"],
+        ),
+        "plain0.pkl": (
+            lambda p: p.write_bytes(pickle.dumps([Evil(marker), EvalEvil(marker)], protocol=0)),
+            ["posix.system", "__builtin__.eval"],
+        ),
+        "plain2.pkl": (
+            lambda p: p.write_bytes(pickle.dumps([EvalEvil(marker)], protocol=2)),
+            ["__builtin__.eval"],
+        ),
+        "evil_storage.pt": (
+            lambda p: save({"good": good, "bad": EvilStorage(marker)}, p, "zip"),
+            ["posix.system"],
+        ),
         "only_evil.pt": (lambda p: save(Evil(marker), p, "zip"), ["posix.system"]),
         "only_evil_legacy.pt": (lambda p: save(Evil(marker), p, "legacy"), ["posix.system"]),
     }
@@ -851,17 +924,33 @@ def _payload_pickles(marker: Path) -> dict:
         "p0_global": (b"cos\nsystem\n(S'touch " + m + b"'\ntR", "os.system"),
         "p0_inst": (b"(S'touch " + m + b"'\nios\nsystem\n", "os.system"),
         # protocol 2: the Python 2 module name of builtins
-        "p2_global": (b"c__builtin__\neval\nX" + struct.pack("<I", len(code)) + code + b"\x85R",
-                      "__builtin__.eval"),
-        "p2_obj": (b"(csubprocess\nPopen\n]q\x01(X\x05\x00\x00\x00touchX" + struct.pack("<I", len(m)) + m
-                   + b"eo", "subprocess.Popen"),
+        "p2_global": (
+            b"c__builtin__\neval\nX" + struct.pack("<I", len(code)) + code + b"\x85R",
+            "__builtin__.eval",
+        ),
+        "p2_obj": (
+            b"(csubprocess\nPopen\n]q\x01(X\x05\x00\x00\x00touchX" + struct.pack("<I", len(m)) + m + b"eo",
+            "subprocess.Popen",
+        ),
         # protocol 4: STACK_GLOBAL from the stack and from the memo
         "p4_stack_global": (u(b"builtins") + u(b"exec") + b"\x93" + u(code) + b"\x85R", "builtins.exec"),
-        "p4_memo": (u(b"posix") + b"\x94" + u(b"getcwd") + b"\x93" + b"0h\x00" + u(b"system") + b"\x93"
-                    + u(b"touch " + m) + b"\x85R", "posix.system"),
+        "p4_memo": (
+            u(b"posix")
+            + b"\x94"
+            + u(b"getcwd")
+            + b"\x93"
+            + b"0h\x00"
+            + u(b"system")
+            + b"\x93"
+            + u(b"touch " + m)
+            + b"\x85R",
+            "posix.system",
+        ),
         # a dotted name resolved attribute by attribute
-        "p4_dotted": (u(b"torch") + u(b"serialization.load") + b"\x93" + u(b"x.pt") + b"\x85R",
-                      "torch.serialization.load"),
+        "p4_dotted": (
+            u(b"torch") + u(b"serialization.load") + b"\x93" + u(b"x.pt") + b"\x85R",
+            "torch.serialization.load",
+        ),
     }
 
 
@@ -885,10 +974,9 @@ def test_hand_made_payloads_are_refused(container, tmp_path):
     # real payloads (the dotted torch.serialization.load one loads a missing file instead)
     assert_payloads_are_real([p for p in paths if "dotted" not in p.name], marker, tmp_path)
     for path, global_ in expected.items():
-        for load in (lambda: Reader(path), lambda: zt.load_file(path), lambda: ztnp.load_file(path),
-                     lambda: Reader(path, strict=True)):
+        for load in (Reader, zt.load_file, ztnp.load_file, lambda p: Reader(p, strict=True)):
             with pytest.raises(ZTensorError) as e:
-                load()
+                load(path)
             assert_refused(str(e.value), [global_], path.name)
             assert str(path) in str(e.value)
     assert not marker.exists()
@@ -898,8 +986,10 @@ def _legacy_with_pickle(main: bytes) -> bytes:
     """A legacy torch.save file whose main pickle is `main`, with storage '0'
     (4 float32) as LEGACY_TENSOR_PKL expects."""
     magic = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19."
-    info = pickle.dumps({"protocol_version": 1001, "little_endian": True,
-                         "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2)
+    info = pickle.dumps(
+        {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}},
+        protocol=2,
+    )
     keys = pickle.dumps(["0"], protocol=2)
     data = struct.pack("<Q", 4) + np.arange(4, dtype="<f4").tobytes()
     return magic + b"\x80\x02M\xe9\x03." + info + main + keys + data
@@ -932,14 +1022,22 @@ def _recorded(f):
 @pytest.mark.parametrize("serialization", SERIALIZATIONS)
 def test_unknown_globals_warn_once_and_load_like_torch(serialization, tmp_path):
     tensors = {"w": make(torch.float32, (3, 4), 1), "b": make(torch.bfloat16, (4,), 2)}
-    obj = {"state_dict": tensors, "args": argparse.Namespace(lr=0.1, layers=[1, 2]),
-           "step": np.float64(3.0), "epoch": 7}
+    obj = {
+        "state_dict": tensors,
+        "args": argparse.Namespace(lr=0.1, layers=[1, 2]),
+        "step": np.float64(3.0),
+        "epoch": 7,
+    }
     path = save(obj, tmp_path / "ckpt.pt", serialization)
     expected = flatten(torch.load(path, weights_only=False))
     with pytest.raises(Exception, match="Namespace"):
         torch.load(path, weights_only=True)  # what torch users get by default
-    for load in (lambda: zt.load_file(path), lambda: zt.load_file(path, copy=True),
-                 lambda: ztnp.load_file(path), lambda: Reader(path).load_torch()):
+    for load in (
+        lambda: zt.load_file(path),
+        lambda: zt.load_file(path, copy=True),
+        lambda: ztnp.load_file(path),
+        lambda: Reader(path).load_torch(),
+    ):
         result, warned = _recorded(load)
         assert len(warned) == 1, [str(w.message) for w in warned]
         msg = str(warned[0].message)
@@ -953,8 +1051,11 @@ def test_unknown_globals_warn_once_and_load_like_torch(serialization, tmp_path):
                 assert flat.tobytes() == raw_bytes(expected[k]), k
             else:
                 assert_same(v, expected[k], k)
-    for load in (lambda: zt.load_file(path, strict=True), lambda: ztnp.load_file(path, strict=True),
-                 lambda: Reader(path, strict=True)):
+    for load in (
+        lambda: zt.load_file(path, strict=True),
+        lambda: ztnp.load_file(path, strict=True),
+        lambda: Reader(path, strict=True),
+    ):
         with pytest.raises(ZTensorError) as e:
             load()
         msg = str(e.value)
@@ -976,14 +1077,24 @@ def test_clean_checkpoints_do_not_warn(serialization, tmp_path):
     with attributes, devices and plain containers: no warning, strict works."""
     attr = make(torch.float32, (2,), 3)
     attr.note = "kept in the tensor's __dict__"
-    obj = {"model": Net().state_dict(), "p": torch.nn.Parameter(make(torch.float32, (2,), 4)),
-           "attr": attr, "dev": torch.device("cpu"), "counts": collections.Counter("aab"),
-           "dd": collections.defaultdict(int, a=1), "lr": [0.1, (1, 2)], "s": {1, 2},
-           "x": make(torch.float16, (3,), 5)}
+    obj = {
+        "model": Net().state_dict(),
+        "p": torch.nn.Parameter(make(torch.float32, (2,), 4)),
+        "attr": attr,
+        "dev": torch.device("cpu"),
+        "counts": collections.Counter("aab"),
+        "dd": collections.defaultdict(int, a=1),
+        "lr": [0.1, (1, 2)],
+        "s": {1, 2},
+        "x": make(torch.float16, (3,), 5),
+    }
     path = save(obj, tmp_path / "clean.pt", serialization)
     expected = flatten(torch.load(path, weights_only=False))  # weights_only refuses defaultdict
-    for load in (lambda: zt.load_file(path), lambda: zt.load_file(path, strict=True),
-                 lambda: Reader(path, strict=True).load_torch()):
+    for load in (
+        lambda: zt.load_file(path),
+        lambda: zt.load_file(path, strict=True),
+        lambda: Reader(path, strict=True).load_torch(),
+    ):
         result, warned = _recorded(load)
         assert warned == [], [str(w.message) for w in warned]
         assert_same_dicts(result, expected)
@@ -1037,10 +1148,10 @@ def bombs() -> dict:
     # a stack flood
     out["stack_flood"] = b"\x80\x02" + b"N" * (3 << 20) + b"."
     # lengths far past the end of the input
-    out["huge_binunicode8"] = b"\x80\x04\x8d" + struct.pack("<Q", 2 ** 62) + b"abc."
+    out["huge_binunicode8"] = b"\x80\x04\x8d" + struct.pack("<Q", 2**62) + b"abc."
     out["huge_long4"] = b"\x80\x02\x8b\xff\xff\xff\x7f."
-    out["huge_binbytes8"] = b"\x80\x04\x8e" + struct.pack("<Q", 2 ** 63) + b"."
-    out["huge_frame"] = b"\x80\x04\x95" + struct.pack("<Q", 2 ** 63) + b"N."
+    out["huge_binbytes8"] = b"\x80\x04\x8e" + struct.pack("<Q", 2**63) + b"."
+    out["huge_frame"] = b"\x80\x04\x95" + struct.pack("<Q", 2**63) + b"N."
     # an object flood (empty lists appended to one list)
     out["object_flood"] = b"\x80\x02](" + (b"]" * 1000 + b"e(") * 3000 + b"."
     # a list appended to itself, holding a tensor (a cycle)
@@ -1064,9 +1175,19 @@ def test_pickle_bombs_fail_cleanly(tmp_path):
     results = run_child(paths, tmp_path)
     print({os.path.basename(p): (round(r["rss_mb"]), round(r["secs"], 2)) for p, r in results.items()})
     for kind in ("zip", "pkl"):
-        r = lambda name: results[str(tmp_path / f"{name}.{kind}.pt")]  # noqa: E731
-        for name in ["deep_lists", "billion_laughs", "stack_flood", "memo_flood", "object_flood",
-                     "huge_binunicode8", "huge_long4", "huge_binbytes8", "unknown_opcode"]:
+        # r is used within this iteration only (B023)
+        r = lambda name: results[str(tmp_path / f"{name}.{kind}.pt")]  # noqa: E731, B023
+        for name in [
+            "deep_lists",
+            "billion_laughs",
+            "stack_flood",
+            "memo_flood",
+            "object_flood",
+            "huge_binunicode8",
+            "huge_long4",
+            "huge_binbytes8",
+            "unknown_opcode",
+        ]:
             assert r(name)["error"] and r(name)["error"][0] == "ZTensorError", (name, kind, r(name))
         assert "nested more than 1000" in r("deep_lists")["error"][1]
         assert "bomb" in r("billion_laughs")["error"][1]
@@ -1078,8 +1199,11 @@ def test_pickle_bombs_fail_cleanly(tmp_path):
 
 
 def test_truncated_files_at_many_lengths(tmp_path):
-    tensors = {"a": make(torch.float32, (16, 16), 1), "b": make(torch.int64, (50,), 2),
-               "c": {"d": make(torch.bfloat16, (8, 3), 3).t()}}
+    tensors = {
+        "a": make(torch.float32, (16, 16), 1),
+        "b": make(torch.int64, (50,), 2),
+        "c": {"d": make(torch.bfloat16, (8, 3), 3).t()},
+    }
     paths = []
     for serialization in SERIALIZATIONS:
         full = save(tensors, tmp_path / f"full_{serialization}.pt", serialization).read_bytes()
@@ -1100,8 +1224,11 @@ def test_random_mutations(tmp_path):
     """Random byte changes anywhere in real checkpoints (their pickles
     included): every outcome is a value or a clean error."""
     rng = np.random.default_rng(1234)
-    tensors = {"a": make(torch.float32, (6, 6), 1), "b": [make(torch.int16, (5,), 2).t()],
-               "c": {"d": make(torch.float32, (6, 6), 1)[1:, 2:]}}
+    tensors = {
+        "a": make(torch.float32, (6, 6), 1),
+        "b": [make(torch.int16, (5,), 2).t()],
+        "c": {"d": make(torch.float32, (6, 6), 1)[1:, 2:]},
+    }
     paths = []
     for serialization in SERIALIZATIONS:
         full = bytearray(save(tensors, tmp_path / f"m_{serialization}.pt", serialization).read_bytes())
@@ -1128,7 +1255,7 @@ def _patch_zip(data: bytes, member_suffix: str, field: str, value: int) -> bytes
     pos = data.find(b"PK\x01\x02")
     while pos >= 0:
         name_len, extra_len, comment_len = struct.unpack_from("<HHH", data, pos + 28)
-        name = bytes(data[pos + 46: pos + 46 + name_len]).decode()
+        name = bytes(data[pos + 46 : pos + 46 + name_len]).decode()
         if name.endswith(member_suffix):
             at = {"offset": 42, "csize": 20, "usize": 24}[field]
             struct.pack_into("<I", data, pos + at, value)
@@ -1141,23 +1268,27 @@ def test_damaged_archives(tmp_path):
     full = save(tensors, tmp_path / "full.pt", "zip").read_bytes()
     cases = {
         "offset_past_end": _patch_zip(full, "/data/0", "offset", len(full) + 1000),
-        "size_past_end": _patch_zip(_patch_zip(full, "/data/0", "csize", 10 ** 9), "/data/0", "usize", 10 ** 9),
-        "overlapping": _patch_zip(full, "/data/1", "offset",
-                                  zipfile.ZipFile(io.BytesIO(full)).getinfo(
-                                      next(n for n in zipfile.ZipFile(io.BytesIO(full)).namelist()
-                                           if n.endswith("/data/0"))).header_offset),
-        "pickle_offset_past_end": _patch_zip(full, "data.pkl", "offset", 2 ** 32 - 1),
+        "size_past_end": _patch_zip(_patch_zip(full, "/data/0", "csize", 10**9), "/data/0", "usize", 10**9),
+        "overlapping": _patch_zip(
+            full,
+            "/data/1",
+            "offset",
+            zipfile.ZipFile(io.BytesIO(full))
+            .getinfo(next(n for n in zipfile.ZipFile(io.BytesIO(full)).namelist() if n.endswith("/data/0")))
+            .header_offset,
+        ),
+        "pickle_offset_past_end": _patch_zip(full, "data.pkl", "offset", 2**32 - 1),
     }
     # a deflated storage claiming a size far beyond what deflate can produce
     buf = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(full)) as src, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
             dst.writestr(info.filename, src.read(info.filename))
-    cases["zip_bomb_claim"] = _patch_zip(buf.getvalue(), "/data/0", "usize", 2 ** 32 - 1)
+    cases["zip_bomb_claim"] = _patch_zip(buf.getvalue(), "/data/0", "usize", 2**32 - 1)
     # a legacy checkpoint whose storage count runs past the end
     legacy = bytearray(save(tensors, tmp_path / "legacy.pt", "legacy").read_bytes())
     end_of_keys = len(legacy) - (8 + 256) - (8 + 40)
-    struct.pack_into("<Q", legacy, end_of_keys, 2 ** 60)
+    struct.pack_into("<Q", legacy, end_of_keys, 2**60)
     cases["legacy_count_past_end"] = bytes(legacy)
     paths = []
     for name, data in cases.items():

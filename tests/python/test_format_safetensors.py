@@ -13,10 +13,7 @@ from __future__ import annotations
 import json
 import random
 import struct
-import subprocess
-import sys
 
-import ml_dtypes
 import numpy as np
 import pytest
 import safetensors.numpy as st_np
@@ -29,17 +26,41 @@ from conftest import all_dtypes, assert_bits_equal, file_sha256, np_dtype, run_h
 from ztensor import Reader, ZTensorError
 
 # dtypes safetensors.numpy can write (its _TYPES): no bfloat16 / fp8 in numpy
-NUMPY_DTYPES = ("float64", "float32", "float16", "int64", "int32", "int16", "int8",
-                "uint64", "uint32", "uint16", "uint8", "bool", "complex64")
+NUMPY_DTYPES = (
+    "float64",
+    "float32",
+    "float16",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint64",
+    "uint32",
+    "uint16",
+    "uint8",
+    "bool",
+    "complex64",
+)
 
 TORCH_DTYPES = {
-    "float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
-    "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32,
-    "int16": torch.int16, "int8": torch.int8, "uint64": torch.uint64,
-    "uint32": torch.uint32, "uint16": torch.uint16, "uint8": torch.uint8,
-    "bool": torch.bool, "float8_e4m3fn": torch.float8_e4m3fn,
-    "float8_e5m2": torch.float8_e5m2, "float8_e4m3fnuz": torch.float8_e4m3fnuz,
-    "float8_e5m2fnuz": torch.float8_e5m2fnuz, "complex64": torch.complex64,
+    "float64": torch.float64,
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "int16": torch.int16,
+    "int8": torch.int8,
+    "uint64": torch.uint64,
+    "uint32": torch.uint32,
+    "uint16": torch.uint16,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
+    "float8_e4m3fn": torch.float8_e4m3fn,
+    "float8_e5m2": torch.float8_e5m2,
+    "float8_e4m3fnuz": torch.float8_e4m3fnuz,
+    "float8_e5m2fnuz": torch.float8_e5m2fnuz,
+    "complex64": torch.complex64,
 }
 
 
@@ -86,6 +107,7 @@ METADATA = {"format": "pt", "note": "h\u00e9llo \u2603", "empty": ""}
 # ---------------------------------------------------------------------------
 # bit-exact reads
 # ---------------------------------------------------------------------------
+
 
 def test_numpy_written_every_dtype(tmp_path):
     arrays = numpy_arrays()
@@ -137,8 +159,12 @@ def test_torch_written_every_dtype(tmp_path):
             assert np.ascontiguousarray(a).reshape(-1).view(np.uint8).tobytes() == t_bytes(t), k
     with Reader(path) as r:
         assert r.metadata() == METADATA
-        for k, lt in (("float8_e4m3fn", "f8_e4m3fn"), ("float8_e5m2", "f8_e5m2"),
-                      ("float8_e4m3fnuz", "f8_e4m3fnuz"), ("float8_e5m2fnuz", "f8_e5m2fnuz")):
+        for k, lt in (
+            ("float8_e4m3fn", "f8_e4m3fn"),
+            ("float8_e5m2", "f8_e5m2"),
+            ("float8_e4m3fnuz", "f8_e4m3fnuz"),
+            ("float8_e5m2fnuz", "f8_e5m2fnuz"),
+        ):
             assert r.metadata(k).type == lt
             assert r.metadata(k).dtype == "uint8"
         assert r.metadata("bfloat16").dtype == "bfloat16"
@@ -178,7 +204,7 @@ def test_unsupported_dtype_breaks_only_that_tensor(tmp_path):
     header["scales"].update(dtype="F6_E2M3", shape=[4])  # 4 x 6 bits = the same 3 bytes
     hb = json.dumps(header).encode()
     path = tmp_path / "f6.safetensors"
-    path.write_bytes(struct.pack("<Q", len(hb)) + hb + data[8 + n:])
+    path.write_bytes(struct.pack("<Q", len(hb)) + hb + data[8 + n :])
     with Reader(path) as r:
         assert sorted(r.keys()) == ["good", "scales"]
         assert_bits_equal(r["good"], good.numpy(), "good")
@@ -191,8 +217,7 @@ def test_unsupported_dtype_breaks_only_that_tensor(tmp_path):
 
 
 def test_zero_copy_is_writable_and_private(tmp_path):
-    arrays = {"w": np.arange(1000, dtype=np.float32).reshape(10, 100),
-              "b": np.arange(7, dtype=np.int64)}
+    arrays = {"w": np.arange(1000, dtype=np.float32).reshape(10, 100), "b": np.arange(7, dtype=np.int64)}
     path = tmp_path / "w.safetensors"
     st_np.save_file(arrays, str(path))
     before = file_sha256(path)
@@ -222,16 +247,18 @@ def test_detected_by_content(tmp_path, name):
 # ---------------------------------------------------------------------------
 
 
-
 def header_and_data(path):
     data = path.read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
-    return data, n, json.loads(data[8:8 + n])
+    return data, n, json.loads(data[8 : 8 + n])
 
 
 def test_hostile_files(tmp_path):
-    arrays = {"a": np.arange(64, dtype=np.float64).reshape(8, 8),
-              "b": np.arange(10, dtype=np.int8), "c": np.ones(3, dtype=np.complex64)}
+    arrays = {
+        "a": np.arange(64, dtype=np.float64).reshape(8, 8),
+        "b": np.arange(10, dtype=np.int8),
+        "c": np.ones(3, dtype=np.complex64),
+    }
     src = tmp_path / "src.safetensors"
     st_np.save_file(arrays, str(src), metadata={"k": "v"})
     data, n, header = header_and_data(src)
@@ -249,29 +276,39 @@ def test_hostile_files(tmp_path):
     for i, hl in enumerate((1 << 63, (1 << 64) - 1, len(data), 0, n + 1, n - 1)):
         add(f"hlen{i}.safetensors", struct.pack("<Q", hl) + data[8:])
     # offsets past the end / inconsistent with the shape
-    for i, (key, offs) in enumerate((("a", [0, 1 << 40]), ("c", [536, 1 << 62]),
-                                     ("b", [0, 10]), ("a", [8, 520]))):
+    for i, (key, offs) in enumerate(
+        (("a", [0, 1 << 40]), ("c", [536, 1 << 62]), ("b", [0, 10]), ("a", [8, 520]))
+    ):
         h = json.loads(json.dumps(header))
         h[key]["data_offsets"] = offs
         hb = json.dumps(h).encode()
-        add(f"offs{i}.safetensors", struct.pack("<Q", len(hb)) + hb + data[8 + n:])
+        add(f"offs{i}.safetensors", struct.pack("<Q", len(hb)) + hb + data[8 + n :])
     # huge shapes, bad dtypes, non-string metadata, not JSON
-    for i, patch in enumerate(({"shape": [1 << 62, 1 << 62]}, {"dtype": "F128"},
-                               {"dtype": "F4", "shape": [8, 128]}, {"shape": [-1]}, {"data_offsets": [0]},
-                               {"dtype": "F4", "shape": [1024, 1]})):
+    for i, patch in enumerate(
+        (
+            {"shape": [1 << 62, 1 << 62]},
+            {"dtype": "F128"},
+            {"dtype": "F4", "shape": [8, 128]},
+            {"shape": [-1]},
+            {"data_offsets": [0]},
+            {"dtype": "F4", "shape": [1024, 1]},
+        )
+    ):
         h = json.loads(json.dumps(header))
         h["a"].update(patch)
         hb = json.dumps(h).encode()
-        add(f"patch{i}.safetensors", struct.pack("<Q", len(hb)) + hb + data[8 + n:])
+        add(f"patch{i}.safetensors", struct.pack("<Q", len(hb)) + hb + data[8 + n :])
     h = json.loads(json.dumps(header))
     h["__metadata__"] = {"k": 1}
     hb = json.dumps(h).encode()
-    add("meta.safetensors", struct.pack("<Q", len(hb)) + hb + data[8 + n:])
-    add("garbage.safetensors", struct.pack("<Q", 5) + b"\xff\xfe{[x" + data[8 + n:])
+    add("meta.safetensors", struct.pack("<Q", len(hb)) + hb + data[8 + n :])
+    add("garbage.safetensors", struct.pack("<Q", 5) + b"\xff\xfe{[x" + data[8 + n :])
     # the crate's unchecked sum of offsets: 8 tensors ending at 2^64 - 8
     size = (1 << 61) - 1
-    h = {f"t{i}": {"dtype": "U8", "shape": [size], "data_offsets": [i * size, (i + 1) * size]}
-         for i in range(8)}
+    h = {
+        f"t{i}": {"dtype": "U8", "shape": [size], "data_offsets": [i * size, (i + 1) * size]}
+        for i in range(8)
+    }
     hb = json.dumps(h).encode()
     add("overflow.safetensors", struct.pack("<Q", len(hb)) + hb)
     # random byte flips in the header
@@ -286,8 +323,19 @@ def test_hostile_files(tmp_path):
     assert results[f"trunc{len(data) - 1}.safetensors"]["ok"] is False
     for i in range(6):
         assert results[f"hlen{i}.safetensors"]["type"] == "ZTensorError", results[f"hlen{i}.safetensors"]
-    for name in ("offs0", "offs1", "offs2", "offs3", "patch0", "patch1", "patch3", "patch4",
-                 "meta", "garbage", "overflow"):
+    for name in (
+        "offs0",
+        "offs1",
+        "offs2",
+        "offs3",
+        "patch0",
+        "patch1",
+        "patch3",
+        "patch4",
+        "meta",
+        "garbage",
+        "overflow",
+    ):
         assert results[name + ".safetensors"]["type"] == "ZTensorError", results[name + ".safetensors"]
     # F4 of 512 bytes reads as float4_e2m1fn_x2 [8, 64], bit for bit as safetensors reads it;
     # with an odd last dimension it is listed but unreadable, and load_file names it

@@ -26,8 +26,6 @@ import pytest
 
 import ztensor
 import ztensor.numpy as ztnp
-from ztensor import Reader, Writer, ZTensorError
-
 from conftest import (
     MAGIC,
     CborRaw,
@@ -40,6 +38,7 @@ from conftest import (
     zstd_raw_frame,
     zstd_rle_frame,
 )
+from ztensor import Reader, Writer, ZTensorError
 
 VICTIM = np.array([1.5, -2.0, 3.25, 1e30], dtype=np.float32)  # 16 bytes
 BYSTANDER = np.arange(6, dtype=np.int16)
@@ -59,7 +58,7 @@ VICTIM_SUMMARY = {"dtype": "float32", "shape": [4], "sha": _sha(VICTIM)}
 # child-process runner
 # ---------------------------------------------------------------------------
 
-RUNNER = r'''
+RUNNER = r"""
 import hashlib, resource, time
 from ztensor import Reader, ZTensorError
 import ztensor.numpy as ztnp
@@ -145,7 +144,7 @@ def run_all(cases_path):
     return {"base_rss_kb": base_rss,
             "final_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "results": results}
-'''
+"""
 
 
 class CaseSet:
@@ -168,15 +167,18 @@ class CaseSet:
         cases_path.write_text(json.dumps([{"path": p, "ops": ops} for _, p, ops in self.cases]))
         proc, _wd = run_ours.run_raw(RUNNER + f"\nRESULT = run_all({str(cases_path)!r})\n", timeout=timeout)
         if proc.returncode != 0:
-            last = [l for l in proc.stdout.splitlines() if l.startswith("case ")][-1:]
+            last = [line for line in proc.stdout.splitlines() if line.startswith("case ")][-1:]
             pytest.fail(
                 f"child process died (returncode {proc.returncode}"
-                f"{', signal %d' % -proc.returncode if proc.returncode < 0 else ''}) "
-                f"while running: {last}\n--- stderr ---\n{proc.stderr[-5000:]}")
+                f"{f', signal {-proc.returncode}' if proc.returncode < 0 else ''}) "
+                f"while running: {last}\n--- stderr ---\n{proc.stderr[-5000:]}"
+            )
         with open(_wd / "result.json") as f:
             out = json.load(f)
         self.rss = (out["base_rss_kb"], out["final_rss_kb"])
-        self.results = {key: (path, res) for (key, path, _), res in zip(self.cases, out["results"])}
+        self.results = {
+            key: (path, res) for (key, path, _), res in zip(self.cases, out["results"], strict=True)
+        }
         return self
 
     def __getitem__(self, key):
@@ -188,7 +190,9 @@ def zt_error_problem(res, path, *, tensor=None):
     if res["ok"]:
         return f"expected ZTensorError, but it succeeded: {str(res.get('value'))[:300]}"
     if not res["is_exception"]:
-        return f"raised {res['type']} which is not an Exception subclass (mro {res['mro']}): {res['msg'][:300]}"
+        return (
+            f"raised {res['type']} which is not an Exception subclass (mro {res['mro']}): {res['msg'][:300]}"
+        )
     if not res["is_zt"]:
         return f"expected ZTensorError, got {res['type']}: {res['msg'][:300]}"
     if os.path.basename(path) not in res["msg"]:
@@ -217,6 +221,7 @@ def assert_ok(res, expected=None, what=""):
 # builders for the hostile files
 # ---------------------------------------------------------------------------
 
+
 def base(encoding="raw", checksum="crc32c", victim=VICTIM) -> ZtBuilder:
     b = ZtBuilder()
     b.add_dense("bystander", BYSTANDER)
@@ -238,14 +243,20 @@ def manifest_bytes(root) -> bytes:
 
 VICTIM_OPS = [("get", "victim"), ("copy", "victim"), ("load_file", None)]
 VICTIM_OPS_V = VICTIM_OPS + [("verify", None)]
-PER_TENSOR_OPS = [("open", None), ("get", "bystander"), ("get", "victim"), ("copy", "victim"),
-                  ("load_file", None)]
+PER_TENSOR_OPS = [
+    ("open", None),
+    ("get", "bystander"),
+    ("get", "victim"),
+    ("copy", "victim"),
+    ("load_file", None),
+]
 ALL_OPS = [("all", None)]
 
 
 # ---------------------------------------------------------------------------
 # truncation
 # ---------------------------------------------------------------------------
+
 
 def test_every_truncation_is_an_error(run_ours, tmp_path):
     b = base(checksum="crc32c")
@@ -265,16 +276,26 @@ def test_every_truncation_is_an_error(run_ours, tmp_path):
         p = zt_error_problem(res["all:None"], path)
         if p:
             problems.append(f"length {n}: {p}")
-    assert not problems, f"{len(problems)} of {len(full)} truncations mishandled:\n" + "\n".join(problems[:25])
+    assert not problems, f"{len(problems)} of {len(full)} truncations mishandled:\n" + "\n".join(
+        problems[:25]
+    )
 
 
 # ---------------------------------------------------------------------------
 # single bit flips in checksummed data
 # ---------------------------------------------------------------------------
 
-FLIP_OPS = [("get", "victim"), ("copy", "victim"), ("tensors", "victim"), ("components", "victim"),
-            ("load_numpy", None), ("load_file", None), ("load_file_copy", None), ("verify", None),
-            ("get", "bystander")]
+FLIP_OPS = [
+    ("get", "victim"),
+    ("copy", "victim"),
+    ("tensors", "victim"),
+    ("components", "victim"),
+    ("load_numpy", None),
+    ("load_file", None),
+    ("load_file_copy", None),
+    ("verify", None),
+    ("get", "bystander"),
+]
 
 
 def _ours_file(tmp_path, encoding, checksum) -> bytes:
@@ -288,15 +309,18 @@ def _ours_file(tmp_path, encoding, checksum) -> bytes:
     return data
 
 
-@pytest.mark.parametrize("source,encoding,checksum", [
-    ("builder", "raw", "crc32c"),
-    ("builder", "raw", "sha256"),
-    ("builder", "zstd", "crc32c"),
-    ("builder", "zstd", "sha256"),
-    ("package", "raw", "sha256"),
-    ("package", "zstd", "crc32c"),
-    ("package", "zstd", "sha256"),
-])
+@pytest.mark.parametrize(
+    "source,encoding,checksum",
+    [
+        ("builder", "raw", "crc32c"),
+        ("builder", "raw", "sha256"),
+        ("builder", "zstd", "crc32c"),
+        ("builder", "zstd", "sha256"),
+        ("package", "raw", "sha256"),
+        ("package", "zstd", "crc32c"),
+        ("package", "zstd", "sha256"),
+    ],
+)
 def test_single_bit_flips_detected(run_ours, tmp_path, source, encoding, checksum):
     if source == "builder":
         data = base(encoding=encoding, checksum=checksum).build()
@@ -336,6 +360,7 @@ def test_single_bit_flips_detected(run_ours, tmp_path, source, encoding, checksu
 # targeted structural damage (one child process for all of them)
 # ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def targeted(run_ours, tmp_path_factory):
     cs = CaseSet(tmp_path_factory.mktemp("targeted"))
@@ -361,9 +386,15 @@ def targeted(run_ours, tmp_path_factory):
 
     # --- manifest size field ---
     n = len(good)
-    for key, size in [("msize_past_file", n - 15), ("msize_whole_file", n - 16), ("msize_2_63", 2**63),
-                      ("msize_u64_max", 2**64 - 1), ("msize_zero", 0), ("msize_1gib_plus", 2**30 + 1),
-                      ("msize_one_short", n - 16 - manifest_start - 1)]:
+    for key, size in [
+        ("msize_past_file", n - 15),
+        ("msize_whole_file", n - 16),
+        ("msize_2_63", 2**63),
+        ("msize_u64_max", 2**64 - 1),
+        ("msize_zero", 0),
+        ("msize_1gib_plus", 2**30 + 1),
+        ("msize_one_short", n - 16 - manifest_start - 1),
+    ]:
         cs.add(key, with_manifest_size(good, size), ALL_OPS)
 
     # --- offsets / lengths ---
@@ -501,8 +532,12 @@ def targeted(run_ours, tmp_path_factory):
     stored_case("raw_len_zero", b"")
     stored_case("raw_len_not_multiple", raw[:15])
     stored_case("zstd_short_output", zstd_raw_frame(raw[:12]), encoding="zstd")
-    stored_case("zstd_short_output_ulen_matches_frame", zstd_raw_frame(raw[:12]), encoding="zstd",
-                uncompressed_length=12)
+    stored_case(
+        "zstd_short_output_ulen_matches_frame",
+        zstd_raw_frame(raw[:12]),
+        encoding="zstd",
+        uncompressed_length=12,
+    )
     stored_case("zstd_long_output", zstd_raw_frame(raw + b"\x01" * 4), encoding="zstd")
     stored_case("zstd_ulen_mismatch", zstd_raw_frame(raw), encoding="zstd", uncompressed_length=999)
     stored_case("zstd_truncated_frame", zstd_raw_frame(raw, last_block=False), encoding="zstd")
@@ -554,16 +589,30 @@ def targeted(run_ours, tmp_path_factory):
     # --- legacy ZTEN0001 ---
     legacy = build_legacy_zt({"bystander": BYSTANDER, "victim": VICTIM})
     cs.add("legacy_control", legacy, PER_TENSOR_OPS)
-    entry = {"name": "victim", "offset": 64, "size": 12, "dtype": "int16", "shape": [6],
-             "encoding": "raw", "layout": "dense", "checksum": "crc32c:0x00000000"}
+    entry = {
+        "name": "victim",
+        "offset": 64,
+        "size": 12,
+        "dtype": "int16",
+        "shape": [6],
+        "encoding": "raw",
+        "layout": "dense",
+        "checksum": "crc32c:0x00000000",
+    }
     cs.add("legacy_bad_checksum", build_legacy_zt({"bystander": BYSTANDER}, [entry]), PER_TENSOR_OPS)
     entry2 = dict(entry, checksum=None, offset=2**64 - 64)
     entry2.pop("checksum")
-    cs.add("legacy_offset_overflow", build_legacy_zt({"bystander": BYSTANDER}, [entry2]),
-           [("get", "victim"), ("load_file", None)])
+    cs.add(
+        "legacy_offset_overflow",
+        build_legacy_zt({"bystander": BYSTANDER}, [entry2]),
+        [("get", "victim"), ("load_file", None)],
+    )
     entry3 = dict(entry2, offset=64, size=2**64 - 1)
-    cs.add("legacy_size_overflow", build_legacy_zt({"bystander": BYSTANDER}, [entry3]),
-           [("get", "victim"), ("load_file", None)])
+    cs.add(
+        "legacy_size_overflow",
+        build_legacy_zt({"bystander": BYSTANDER}, [entry3]),
+        [("get", "victim"), ("load_file", None)],
+    )
     cs.add("legacy_truncated", legacy[:-1], ALL_OPS)
     cs.add("legacy_size_past_file", legacy[:-8] + struct.pack("<Q", len(legacy)), ALL_OPS)
     cs.add("legacy_size_huge", legacy[:-8] + struct.pack("<Q", 2**64 - 1), ALL_OPS)
@@ -581,28 +630,68 @@ def test_controls_read(targeted):
         assert res["get:bystander"]["value"] == BYSTANDER_SUMMARY
 
 
-@pytest.mark.parametrize("key", [
-    "empty", "only_magic", "two_magics", "manifest_size_zero", "header_magic_bad",
-    "header_magic_version", "header_magic_legacy_on_v1", "footer_magic_bad", "footer_magic_missing",
-    "random_garbage", "random_with_magics"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "empty",
+        "only_magic",
+        "two_magics",
+        "manifest_size_zero",
+        "header_magic_bad",
+        "header_magic_version",
+        "header_magic_legacy_on_v1",
+        "footer_magic_bad",
+        "footer_magic_missing",
+        "random_garbage",
+        "random_with_magics",
+    ],
+)
 def test_bad_magic_and_tiny_files(targeted, key):
     path, res = targeted[key]
     assert_zt_error(res["all:None"], path, what=key)
 
 
-@pytest.mark.parametrize("key", ["msize_past_file", "msize_whole_file", "msize_2_63", "msize_u64_max",
-                                 "msize_zero", "msize_1gib_plus", "msize_one_short"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "msize_past_file",
+        "msize_whole_file",
+        "msize_2_63",
+        "msize_u64_max",
+        "msize_zero",
+        "msize_1gib_plus",
+        "msize_one_short",
+    ],
+)
 def test_bad_manifest_size(targeted, key):
     path, res = targeted[key]
     assert_zt_error(res["all:None"], path, what=key)
 
 
-@pytest.mark.parametrize("key", [
-    "off_overflow_u64", "off_overflow_len128", "off_u64_max", "len_u64_max", "off_plus_len_wraps",
-    "off_past_eof", "off_in_header", "off_in_manifest", "len_into_footer", "zstd_len_u64_max",
-    "zstd_off_overflow", "zstd_off_past_eof", "zstd_ulen_u64_max", "shape_product_overflow",
-    "shape_u64_max", "shape_wraps_to_zero_u8", "shape_wraps_to_zero_f32", "shape_wraps_to_length",
-    "too_many_dims"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "off_overflow_u64",
+        "off_overflow_len128",
+        "off_u64_max",
+        "len_u64_max",
+        "off_plus_len_wraps",
+        "off_past_eof",
+        "off_in_header",
+        "off_in_manifest",
+        "len_into_footer",
+        "zstd_len_u64_max",
+        "zstd_off_overflow",
+        "zstd_off_past_eof",
+        "zstd_ulen_u64_max",
+        "shape_product_overflow",
+        "shape_u64_max",
+        "shape_wraps_to_zero_u8",
+        "shape_wraps_to_zero_f32",
+        "shape_wraps_to_length",
+        "too_many_dims",
+    ],
+)
 def test_bad_offsets_lengths_shapes(targeted, key):
     path, res = targeted[key]
     for op, r in res.items():
@@ -625,12 +714,34 @@ def test_exact_alias_allowed(targeted):
     assert res["get:b"]["value"] == VICTIM_SUMMARY  # same bytes as a
 
 
-@pytest.mark.parametrize("key", [
-    "root_int_key_only", "manifest_array_root", "manifest_random", "manifest_leading_garbage",
-    "missing_version", "missing_objects", "version_int", "objects_list", "shape_negative",
-    "shape_float", "shape_string", "shape_missing", "offset_float", "offset_negative", "offset_string",
-    "length_missing", "dtype_int", "dtype_missing", "components_missing", "components_not_map",
-    "format_int", "name_invalid_utf8", "name_int_key"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "root_int_key_only",
+        "manifest_array_root",
+        "manifest_random",
+        "manifest_leading_garbage",
+        "missing_version",
+        "missing_objects",
+        "version_int",
+        "objects_list",
+        "shape_negative",
+        "shape_float",
+        "shape_string",
+        "shape_missing",
+        "offset_float",
+        "offset_negative",
+        "offset_string",
+        "length_missing",
+        "dtype_int",
+        "dtype_missing",
+        "components_missing",
+        "components_not_map",
+        "format_int",
+        "name_invalid_utf8",
+        "name_int_key",
+    ],
+)
 def test_schema_violations(targeted, key):
     path, res = targeted[key]
     failed = [r for r in res.values() if not r["ok"]]
@@ -641,10 +752,20 @@ def test_schema_violations(targeted, key):
         assert_zt_error(r, path, what=f"{key} {op}")
 
 
-@pytest.mark.parametrize("key", [
-    "unknown_dtype_f128", "unknown_dtype_uppercase", "unknown_dtype_numpy_name", "unknown_dtype_empty",
-    "unknown_encoding_lz4", "unknown_encoding_uppercase", "unknown_format", "dense_without_data",
-    "components_empty"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "unknown_dtype_f128",
+        "unknown_dtype_uppercase",
+        "unknown_dtype_numpy_name",
+        "unknown_dtype_empty",
+        "unknown_encoding_lz4",
+        "unknown_encoding_uppercase",
+        "unknown_format",
+        "dense_without_data",
+        "components_empty",
+    ],
+)
 def test_unknown_values_break_only_that_tensor(targeted, key):
     path, res = targeted[key]
     if key == "components_empty":  # schema helper ops: open, get victim, load_file
@@ -658,11 +779,26 @@ def test_unknown_values_break_only_that_tensor(targeted, key):
     assert_zt_error(res["load_file:None"], path, tensor="victim", what=key)
 
 
-@pytest.mark.parametrize("key", [
-    "raw_len_short", "raw_len_long", "raw_len_zero", "raw_len_not_multiple", "zstd_short_output",
-    "zstd_short_output_ulen_matches_frame", "zstd_long_output", "zstd_ulen_mismatch", "zstd_truncated_frame",
-    "zstd_frame_cut", "zstd_garbage", "zstd_not_zstd", "zstd_empty_blob", "zstd_fcs_lies",
-    "complex_len_mismatch"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "raw_len_short",
+        "raw_len_long",
+        "raw_len_zero",
+        "raw_len_not_multiple",
+        "zstd_short_output",
+        "zstd_short_output_ulen_matches_frame",
+        "zstd_long_output",
+        "zstd_ulen_mismatch",
+        "zstd_truncated_frame",
+        "zstd_frame_cut",
+        "zstd_garbage",
+        "zstd_not_zstd",
+        "zstd_empty_blob",
+        "zstd_fcs_lies",
+        "complex_len_mismatch",
+    ],
+)
 def test_size_mismatch_names_tensor(targeted, key):
     path, res = targeted[key]
     for op in ("get:victim", "copy:victim", "load_file:None"):
@@ -678,8 +814,17 @@ def test_uncompressed_length_optional(targeted):
     assert res["get:victim"]["value"] == VICTIM_SUMMARY
 
 
-@pytest.mark.parametrize("key", ["digest_wrong_crc", "digest_wrong_crc_zstd", "digest_wrong_sha",
-                                 "digest_wrong_sha_zstd", "digest_nonhex", "digest_sha_short"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "digest_wrong_crc",
+        "digest_wrong_crc_zstd",
+        "digest_wrong_sha",
+        "digest_wrong_sha_zstd",
+        "digest_nonhex",
+        "digest_sha_short",
+    ],
+)
 def test_bad_digest(targeted, key):
     path, res = targeted[key]
     for op, r in res.items():
@@ -692,8 +837,9 @@ def test_unknown_digest_algorithm_is_reported(targeted):
     assert res["metadata:victim"]["value"]["components"]["data"]["digest"] == "md5:0123456789abcdef"
 
 
-@pytest.mark.parametrize("key", ["deep_root_attr_arrays", "deep_root_attr_maps", "deep_object_attr",
-                                 "deep_shape"])
+@pytest.mark.parametrize(
+    "key", ["deep_root_attr_arrays", "deep_root_attr_maps", "deep_object_attr", "deep_shape"]
+)
 def test_deep_nesting(targeted, key):
     path, res = targeted[key]
     assert_zt_error(res["all:None"], path, what=key)
@@ -718,22 +864,33 @@ def test_legacy_files(targeted):
     assert_ok(res["get:bystander"], BYSTANDER_SUMMARY, what="legacy_bad_checksum bystander")
     assert_zt_error(res["get:victim"], path, tensor="victim", what="legacy_bad_checksum")
     assert_zt_error(res["load_file:None"], path, what="legacy_bad_checksum load_file")
-    for key in ("legacy_offset_overflow", "legacy_size_overflow", "legacy_truncated",
-                "legacy_size_past_file", "legacy_size_huge", "legacy_only_magic"):
+    for key in (
+        "legacy_offset_overflow",
+        "legacy_size_overflow",
+        "legacy_truncated",
+        "legacy_size_past_file",
+        "legacy_size_huge",
+        "legacy_only_magic",
+    ):
         path, res = targeted[key]
         for op, r in res.items():
             assert_zt_error(r, path, what=f"{key} {op}")
 
 
 def test_targeted_cases_fast(targeted):
-    slow = [(k, op, round(r["secs"], 2)) for k, (_, res) in targeted.results.items()
-            for op, r in res.items() if r["secs"] > TIME_LIMIT_S]
+    slow = [
+        (k, op, round(r["secs"], 2))
+        for k, (_, res) in targeted.results.items()
+        for op, r in res.items()
+        if r["secs"] > TIME_LIMIT_S
+    ]
     assert not slow, f"operations slower than {TIME_LIMIT_S}s: {slow}"
 
 
 # ---------------------------------------------------------------------------
 # component sizes that are no whole number of elements (found by test_damage_sweep.py)
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("encoding,declared", [("raw", True), ("zstd", True), ("zstd", False)])
 def test_component_of_a_partial_element_is_an_error(run_ours, tmp_path, encoding, declared):
@@ -750,8 +907,11 @@ def test_component_of_a_partial_element_is_an_error(run_ours, tmp_path, encoding
             coords["uncompressed_length"] = len(raw)
         coords["encoding"] = "zstd"
     vals = {"dtype": "f32", "offset": b.blob(values.tobytes()), "length": 8}
-    b.objects["sp"] = {"shape": [2, 2], "format": "sparse_coo",
-                       "components": {"coords": coords, "values": vals}}
+    b.objects["sp"] = {
+        "shape": [2, 2],
+        "format": "sparse_coo",
+        "components": {"coords": coords, "values": vals},
+    }
     cs = CaseSet(tmp_path)
     cs.add("partial", b.build(), [("components", "sp"), ("get", "bystander"), ("open", None)])
     cs.run(run_ours)
@@ -766,7 +926,7 @@ def test_component_of_a_partial_element_is_an_error(run_ours, tmp_path, encoding
 # damaged foreign files that read with wrong values before (found by test_damage_sweep.py)
 # ---------------------------------------------------------------------------
 
-_READ_ALL_CHILD = r'''
+_READ_ALL_CHILD = r"""
 import hashlib, json, sys
 import numpy as np
 from ztensor import Reader, ZTensorError
@@ -788,7 +948,7 @@ for path in json.load(open(sys.argv[1])):
         res.update(ok=False, clean=isinstance(e, ZTensorError), type=type(e).__name__, msg=str(e))
     results.append(res)
 json.dump(results, open(sys.argv[2], "w"))
-'''
+"""
 
 
 def _read_all(tmp_path, files: dict) -> dict:
@@ -845,16 +1005,17 @@ def test_zip_member_named_differently_in_its_local_header_is_refused(tmp_path):
     np.savez_compressed(tmp_path / "src.npz", a=np.arange(4.0), b=np.arange(3))
     data = (tmp_path / "src.npz").read_bytes()
     cd = data.rindex(b"a.npy")  # the central directory copy comes last
-    npz = data[:cd] + b"A" + data[cd + 1:]
+    npz = data[:cd] + b"A" + data[cd + 1 :]
     (tmp_path / "lib.npz").write_bytes(npz)
     with pytest.raises(zipfile.BadZipFile, match="differ"):
         np.load(tmp_path / "lib.npz")["A"]
 
-    torch.save({"y": torch.tensor([1.0, -3.0, 0.5]), "x": torch.arange(4, dtype=torch.int64)},
-               tmp_path / "src.pt")
+    torch.save(
+        {"y": torch.tensor([1.0, -3.0, 0.5]), "x": torch.arange(4, dtype=torch.int64)}, tmp_path / "src.pt"
+    )
     pt = (tmp_path / "src.pt").read_bytes()
     cd = pt.rindex(b"/data/1")  # x's 32-byte record, renamed to y's 12-byte one
-    pt = pt[:cd] + b"/data/0" + pt[cd + 7:]
+    pt = pt[:cd] + b"/data/0" + pt[cd + 7 :]
     (tmp_path / "lib.pt").write_bytes(pt)
     with pytest.raises(RuntimeError, match="record size"):
         torch.load(tmp_path / "lib.pt", weights_only=True)
@@ -881,7 +1042,7 @@ def test_pickled_name_that_is_not_utf8_is_refused(tmp_path):
     data = (tmp_path / "src.bin").read_bytes()
     at = data.index(b"\x8c\x02wx") if b"\x8c\x02wx" in data else data.index(b"X\x02\x00\x00\x00wx")
     end = at + data[at:].index(b"wx")
-    bad = data[:end] + b"w\xff" + data[end + 2:]
+    bad = data[:end] + b"w\xff" + data[end + 2 :]
     (tmp_path / "lib.bin").write_bytes(bad)
     with pytest.raises(UnicodeDecodeError):
         torch.load(tmp_path / "lib.bin", weights_only=True)
@@ -905,7 +1066,7 @@ def test_legacy_storage_size_header_that_disagrees_is_refused(tmp_path):
     records = (struct.pack("<q", 1) + value.tobytes()) * 3
     assert data.count(records) == 1
     at = data.index(records)
-    bad = data[:at] + struct.pack("<q", 2) + data[at + 8:]
+    bad = data[:at] + struct.pack("<q", 2) + data[at + 8 :]
     (tmp_path / "lib.pt").write_bytes(bad)
     with pytest.raises(RuntimeError, match="wrong byte size"):
         torch.load(tmp_path / "lib.pt", weights_only=True)
@@ -929,7 +1090,7 @@ def test_torch_storage_key_naming_another_storage_is_refused(tmp_path):
     torch.save({"w": w, "m": m}, tmp_path / "src.pt")
     data = (tmp_path / "src.pt").read_bytes()
     (hit,) = re.finditer(rb"BoolStorage\nq.X\x01\x00\x00\x001", data, re.S)
-    bad = data[:hit.end() - 1] + b"0" + data[hit.end():]
+    bad = data[: hit.end() - 1] + b"0" + data[hit.end() :]
     (tmp_path / "lib.pt").write_bytes(bad)
     with pytest.raises(RuntimeError, match="record size"):
         torch.load(tmp_path / "lib.pt", weights_only=True)
@@ -980,8 +1141,13 @@ def test_empty_tensor_whose_other_dimensions_no_array_can_take_is_refused(run_ou
 # decompression bombs and huge declared sizes: bounded time and memory
 # ---------------------------------------------------------------------------
 
-BOMB_OPS = [("get", "victim"), ("copy", "victim"), ("components", "victim"), ("load_file", None),
-            ("verify", None)]
+BOMB_OPS = [
+    ("get", "victim"),
+    ("copy", "victim"),
+    ("components", "victim"),
+    ("load_file", None),
+    ("verify", None),
+]
 
 
 @pytest.fixture(scope="module")
@@ -998,8 +1164,9 @@ def bombs(run_ours, tmp_path_factory):
             if ulen is None:
                 c.pop("uncompressed_length")
             else:
-                c["uncompressed_length"] = int(np.prod(shape, dtype=object) * {"u8": 1, "f32": 4}[dtype]
-                                               if ulen == "auto" else ulen)
+                c["uncompressed_length"] = int(
+                    np.prod(shape, dtype=object) * {"u8": 1, "f32": 4}[dtype] if ulen == "auto" else ulen
+                )
         b.objects["victim"]["shape"] = shape
         cs.add(key, b.build(), ops)
 
@@ -1028,17 +1195,31 @@ def bombs(run_ours, tmp_path_factory):
     cbor_bomb("cbor_bytes_2_40", b"\x5b" + (2**40).to_bytes(8, "big") + b"abc")
     cbor_bomb("cbor_map_2_32", b"\xba" + (2**32 - 1).to_bytes(4, "big") + b"\x61a\x01")
     b = base()
-    cs.add("cbor_objects_map_2_60",
-           b.build(cbor_encode({"version": "1.2.0", "objects": CborRaw(b"\xbb" + (2**60).to_bytes(8, "big"))})),
-           [("all", None)])
+    cs.add(
+        "cbor_objects_map_2_60",
+        b.build(cbor_encode({"version": "1.2.0", "objects": CborRaw(b"\xbb" + (2**60).to_bytes(8, "big"))})),
+        [("all", None)],
+    )
     return cs.run(run_ours, timeout=600)
 
 
-BOMB_KEYS = ["frame16_claims_1tib", "frame16_claims_1tib_no_ulen", "frame_fcs_claims_1tib",
-             "rle_fcs_claims_1tib", "frame16_claims_8gib_f32", "rle_1gib_into_16_bytes",
-             "rle_1gib_into_16_bytes_ulen_1gib", "rle_1gib_into_1mib", "raw_shape_1tib",
-             "cbor_array_2_60", "cbor_array_2_31", "cbor_text_2_62", "cbor_bytes_2_40", "cbor_map_2_32",
-             "cbor_objects_map_2_60"]
+BOMB_KEYS = [
+    "frame16_claims_1tib",
+    "frame16_claims_1tib_no_ulen",
+    "frame_fcs_claims_1tib",
+    "rle_fcs_claims_1tib",
+    "frame16_claims_8gib_f32",
+    "rle_1gib_into_16_bytes",
+    "rle_1gib_into_16_bytes_ulen_1gib",
+    "rle_1gib_into_1mib",
+    "raw_shape_1tib",
+    "cbor_array_2_60",
+    "cbor_array_2_31",
+    "cbor_text_2_62",
+    "cbor_bytes_2_40",
+    "cbor_map_2_32",
+    "cbor_objects_map_2_60",
+]
 
 
 @pytest.mark.parametrize("key", BOMB_KEYS)
@@ -1047,7 +1228,9 @@ def test_bombs_rejected_quickly_without_big_allocation(bombs, key):
     for op, r in res.items():
         assert_zt_error(r, path, what=f"{key} {op}")
         assert r["secs"] < TIME_LIMIT_S, f"{key} {op} took {r['secs']:.1f}s"
-        assert r["rss_growth_kb"] < RSS_LIMIT_KB, f"{key} {op}: peak RSS grew by {r['rss_growth_kb'] // 1024} MiB"
+        assert r["rss_growth_kb"] < RSS_LIMIT_KB, (
+            f"{key} {op}: peak RSS grew by {r['rss_growth_kb'] // 1024} MiB"
+        )
 
 
 def test_bombs_total_peak_memory(bombs):
@@ -1058,6 +1241,7 @@ def test_bombs_total_peak_memory(bombs):
 # ---------------------------------------------------------------------------
 # random mutations: success or ZTensorError, never anything else
 # ---------------------------------------------------------------------------
+
 
 def test_random_mutations_never_crash(run_ours, tmp_path):
     b = ZtBuilder()
@@ -1087,17 +1271,27 @@ def test_random_mutations_never_crash(run_ours, tmp_path):
             m = bytearray(data[manifest_start:-16])
             pos = rng.randrange(len(m))
             if rng.random() < 0.5:
-                del m[pos:pos + rng.randint(1, 3)]
+                del m[pos : pos + rng.randint(1, 3)]
             else:
                 m[pos:pos] = rng.randbytes(rng.randint(1, 3))
             data = bytearray(bytes(data[:manifest_start]) + bytes(m) + struct.pack("<Q", len(m)) + MAGIC)
         else:  # interesting integers in the manifest
             m = bytearray(data[manifest_start:-16])
             pos = rng.randrange(len(m))
-            repl = rng.choice([b"\x1b\xff\xff\xff\xff\xff\xff\xff\xff", b"\x1b\x80" + b"\x00" * 7,
-                               b"\x1a\xff\xff\xff\xff", b"\x3b\x7f" + b"\xff" * 7, b"\x9f", b"\xff",
-                               b"\xbf", b"\xfb\x7f\xf8\x00\x00\x00\x00\x00\x00", b"\xc2\x41\x01"])
-            m[pos:pos + len(repl)] = repl
+            repl = rng.choice(
+                [
+                    b"\x1b\xff\xff\xff\xff\xff\xff\xff\xff",
+                    b"\x1b\x80" + b"\x00" * 7,
+                    b"\x1a\xff\xff\xff\xff",
+                    b"\x3b\x7f" + b"\xff" * 7,
+                    b"\x9f",
+                    b"\xff",
+                    b"\xbf",
+                    b"\xfb\x7f\xf8\x00\x00\x00\x00\x00\x00",
+                    b"\xc2\x41\x01",
+                ]
+            )
+            m[pos : pos + len(repl)] = repl
             data = bytearray(bytes(data[:manifest_start]) + bytes(m) + struct.pack("<Q", len(m)) + MAGIC)
         keys.append(cs.add(f"mut_{i:04d}", data, ALL_OPS))
     cs.run(run_ours)
@@ -1113,14 +1307,16 @@ def test_random_mutations_never_crash(run_ours, tmp_path):
             continue
         if not r["is_exception"] or not r["is_zt"]:
             problems.append(f"{key}: {r['type']} (mro {r['mro']}): {r['msg'][:200]}")
-    assert not problems, f"{len(problems)} mutations raised something other than ZTensorError:\n" + \
-        "\n".join(problems[:30])
+    assert not problems, f"{len(problems)} mutations raised something other than ZTensorError:\n" + "\n".join(
+        problems[:30]
+    )
     assert n_ok < len(keys), "no mutation was detected at all: the harness is broken"
 
 
 # ---------------------------------------------------------------------------
 # OS-level errors (in-process: these cannot crash)
 # ---------------------------------------------------------------------------
+
 
 def test_directory_missing_and_permission(tmp_path):
     with pytest.raises(IsADirectoryError):

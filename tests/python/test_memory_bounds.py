@@ -34,8 +34,16 @@ from conftest import ZtBuilder, build_legacy_zt, cbor_encode, zstd_raw_frame, zs
 
 ROOT = Path(__file__).resolve().parents[2]
 REGRESSIONS = ROOT / "crates" / "ztensor-formats" / "tests" / "fuzz-regressions"
-EXT = {"zt": ".zt", "safetensors": ".safetensors", "npz": ".npz", "npy": ".npy",
-       "pickle": ".pt", "gguf": ".gguf", "onnx": ".onnx", "hdf5": ".h5"}
+EXT = {
+    "zt": ".zt",
+    "safetensors": ".safetensors",
+    "npz": ".npz",
+    "npy": ".npy",
+    "pickle": ".pt",
+    "gguf": ".gguf",
+    "onnx": ".onnx",
+    "hdf5": ".h5",
+}
 
 #: allowed peak growth: FILE_FACTOR x file size + DECODED_FACTOR x bytes the
 #: reads returned, or the (validated) dense sizes they declared if larger -
@@ -59,6 +67,7 @@ pytestmark = pytest.mark.timeout(120) if importlib.util.find_spec("pytest_timeou
 # the corpus
 # ---------------------------------------------------------------------------
 
+
 def seeds(tmp: Path) -> dict[str, list[Path]]:
     """The fuzz seeds, generated into tmp by fuzz/make_seeds.py."""
     spec = importlib.util.spec_from_file_location("make_seeds", ROOT / "fuzz" / "make_seeds.py")
@@ -67,9 +76,15 @@ def seeds(tmp: Path) -> dict[str, list[Path]]:
     out = tmp / "seeds"
     s = make_seeds.Seeds(out)
     work = tmp / "seed_work"
-    for make in (make_seeds.zt_seeds, make_seeds.safetensors_seeds, make_seeds.numpy_seeds,
-                 make_seeds.torch_seeds, make_seeds.gguf_seeds, make_seeds.onnx_seeds,
-                 make_seeds.hdf5_seeds):
+    for make in (
+        make_seeds.zt_seeds,
+        make_seeds.safetensors_seeds,
+        make_seeds.numpy_seeds,
+        make_seeds.torch_seeds,
+        make_seeds.gguf_seeds,
+        make_seeds.onnx_seeds,
+        make_seeds.hdf5_seeds,
+    ):
         (work / make.__name__).mkdir(parents=True)
         make(s, work / make.__name__)
     return {t: sorted((out / t).iterdir()) for t in EXT if (out / t).is_dir()}
@@ -83,15 +98,15 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
         for _ in range(rng.randint(1, 4)):
             b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
     elif kind == 1 and len(b) > 1:  # truncate
-        del b[rng.randrange(1, len(b)):]
+        del b[rng.randrange(1, len(b)) :]
     elif kind in (2, 3) and len(b) >= 8:  # an absurd little-endian integer
         width = rng.choice((2, 4, 8))
         at = rng.randrange(len(b) - width + 1)
         value = rng.choice(HUGE) & ((1 << (8 * width)) - 1)
-        b[at:at + width] = value.to_bytes(width, "little")
+        b[at : at + width] = value.to_bytes(width, "little")
     elif b:  # a big-endian one (protobuf, HDF5 and zip varints differ; CBOR is big-endian)
         at = rng.randrange(len(b))
-        b[at:at + 5] = bytes([0x1B, 0x7F, 0xFF, 0xFF, 0xFF])[: len(b) - at]
+        b[at : at + 5] = bytes([0x1B, 0x7F, 0xFF, 0xFF, 0xFF])[: len(b) - at]
     return bytes(b)
 
 
@@ -102,15 +117,13 @@ def crafted_zt() -> list[bytes]:
     b.objects["big"]["shape"] = [2**40]  # declares 4 TiB of raw data in 16 bytes
     out.append(b.build())
     b = ZtBuilder()  # a zstd frame whose header claims 1 TiB
-    b.add_dense("z", np.zeros(4, np.float32), encoding="zstd",
-                stored=zstd_raw_frame(b"\0" * 16, fcs=2**40))
+    b.add_dense("z", np.zeros(4, np.float32), encoding="zstd", stored=zstd_raw_frame(b"\0" * 16, fcs=2**40))
     b.objects["z"]["shape"] = [2**38]
     b.objects["z"]["components"]["data"]["uncompressed_length"] = 2**40
     out.append(b.build())
     b = ZtBuilder()  # a legitimate zstd bomb: 32 MiB of zeros from a few bytes
     n = 8 << 20
-    b.add_dense("bomb", np.zeros(1, np.float32), encoding="zstd",
-                stored=zstd_rle_frame(0, 4 * n, fcs=4 * n))
+    b.add_dense("bomb", np.zeros(1, np.float32), encoding="zstd", stored=zstd_rle_frame(0, 4 * n, fcs=4 * n))
     b.objects["bomb"]["shape"] = [n]
     b.objects["bomb"]["components"]["data"]["uncompressed_length"] = 4 * n
     out.append(b.build())
@@ -123,14 +136,31 @@ def crafted_zt() -> list[bytes]:
     img = good.build()
     out.append(img[:-16] + struct.pack("<Q", 2**62) + img[-8:])  # footer: a 4 EiB manifest
     # CBOR heads that announce 2^40 items / bytes, and deep nesting
-    for head in (b"\x9b" + struct.pack(">Q", 2**40), b"\x7b" + struct.pack(">Q", 2**40),
-                 b"\xbb" + struct.pack(">Q", 2**40), b"\x81" * 100_000):
+    for head in (
+        b"\x9b" + struct.pack(">Q", 2**40),
+        b"\x7b" + struct.pack(">Q", 2**40),
+        b"\xbb" + struct.pack(">Q", 2**40),
+        b"\x81" * 100_000,
+    ):
         m = cbor_encode({"version": "1.2.0"})
         manifest = b"\xa3" + m[1:] + cbor_encode("attributes") + head + cbor_encode("objects") + b"\xa0"
         out.append(good.buf + manifest + struct.pack("<Q", len(manifest)) + b"ZTEN1000")
-    out.append(build_legacy_zt({"a": np.zeros(2, np.float32)},
-                               extra_entries=[{"name": "x", "offset": 8, "size": 2**62, "dtype": "float32",
-                                               "shape": [2**60], "encoding": "raw", "layout": "dense"}]))
+    out.append(
+        build_legacy_zt(
+            {"a": np.zeros(2, np.float32)},
+            extra_entries=[
+                {
+                    "name": "x",
+                    "offset": 8,
+                    "size": 2**62,
+                    "dtype": "float32",
+                    "shape": [2**60],
+                    "encoding": "raw",
+                    "layout": "dense",
+                }
+            ],
+        )
+    )
     return out
 
 
@@ -138,6 +168,7 @@ def crafted_safetensors() -> list[bytes]:
     def st(header: dict | bytes, data: bytes = b"\0" * 16, n: int | None = None) -> bytes:
         h = header if isinstance(header, bytes) else json.dumps(header).encode()
         return struct.pack("<Q", len(h) if n is None else n) + h + data
+
     return [
         st({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, n=2**62),
         st({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, n=100 << 20),
@@ -166,8 +197,7 @@ def crafted_npy() -> list[bytes]:
         npy_image(d % "(1,)", b"\0" * 8, major=2, header_len=2**32 - 1),
         npy_image("{'descr': '<U1099511627776', 'fortran_order': False, 'shape': (1,), }", b"\0" * 8),
         npy_image("{'descr': [('a', '<f4')] * 1, 'fortran_order': False, 'shape': (1,), }", b"\0" * 8),
-        npy_image("{'descr': '<f8', 'fortran_order': True, 'shape': (" + "1, " * 10_000 + "), }",
-                  b"\0" * 8),
+        npy_image("{'descr': '<f8', 'fortran_order': True, 'shape': (" + "1, " * 10_000 + "), }", b"\0" * 8),
         npy_image("{'descr': '<f8', 'fortran_order': False, 'shape': " + "(" * 10_000 + "), }", b""),
     ]
 
@@ -187,7 +217,7 @@ def patch_sizes(image: bytes, usize: int) -> bytes:
     for sig, at in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
         i = b.find(sig)
         while i >= 0:
-            b[i + at:i + at + 4] = struct.pack("<I", usize)
+            b[i + at : i + at + 4] = struct.pack("<I", usize)
             i = b.find(sig, i + 4)
     return bytes(b)
 
@@ -205,7 +235,7 @@ def crafted_npz() -> list[bytes]:
     ]
     eocd = zip_image({"a.npy": small})
     i = eocd.rfind(b"PK\x05\x06")
-    out.append(eocd[:i + 8] + struct.pack("<HHII", 65535, 65535, 2**32 - 1, 0) + eocd[i + 20:])
+    out.append(eocd[: i + 8] + struct.pack("<HHII", 65535, 65535, 2**32 - 1, 0) + eocd[i + 20 :])
     return out
 
 
@@ -257,10 +287,20 @@ def crafted_gguf() -> list[bytes]:
         gguf_image(0, 1, gstr(b"k") + struct.pack("<I", 9) + struct.pack("<IQ", 8, 2**40)),  # str array
         gguf_image(0, 1, gstr(b"k") + struct.pack("<I", 9) + struct.pack("<IQ", 9, 2**20) * 1000),
         gguf_image(1, 0, gstr(b"t") + struct.pack("<I", 2**31) + pad),
-        gguf_image(1, 0, gstr(b"t") + struct.pack("<I", 2) + struct.pack("<QQ", 2**40, 2**40)
-                   + struct.pack("<IQ", 0, 0) + pad),
-        gguf_image(1, 0, gstr(b"t") + struct.pack("<I", 1) + struct.pack("<Q", 4)
-                   + struct.pack("<IQ", 0, 2**62) + pad),
+        gguf_image(
+            1,
+            0,
+            gstr(b"t")
+            + struct.pack("<I", 2)
+            + struct.pack("<QQ", 2**40, 2**40)
+            + struct.pack("<IQ", 0, 0)
+            + pad,
+        ),
+        gguf_image(
+            1,
+            0,
+            gstr(b"t") + struct.pack("<I", 1) + struct.pack("<Q", 4) + struct.pack("<IQ", 0, 2**62) + pad,
+        ),
         gguf_image(2, 0, tensor + tensor + pad),
     ]
 
@@ -277,6 +317,7 @@ def varint(n: int) -> bytes:
 def crafted_onnx() -> list[bytes]:
     def field(num: int, payload: bytes, n: int | None = None) -> bytes:
         return varint(num << 3 | 2) + varint(len(payload) if n is None else n) + payload
+
     dims = varint(1 << 3) + varint(2**40)  # TensorProto.dims = [2^40]
     dtype = varint(2 << 3) + varint(1)  # FLOAT
     tensor = dims + dtype + field(8, b"w") + field(9, b"\0" * 16)  # name, raw_data
@@ -294,7 +335,7 @@ def crafted_hdf5(seed: bytes | None) -> list[bytes]:
     out = []
     for at in (24, 32, 40, 48):  # superblock v0 addresses: base, free-space, EOF, driver
         b = bytearray(seed)
-        b[at:at + 8] = struct.pack("<Q", 2**62)
+        b[at : at + 8] = struct.pack("<Q", 2**62)
         out.append(bytes(b))
     return out
 
@@ -320,7 +361,10 @@ def corpus(tmp: Path) -> dict[str, list[Path]]:
             put(fmt, data)
             for _ in range(MUTATIONS_PER_SEED):
                 put(fmt, mutate(data, rng))
-    first = lambda t, suffix: next((p.read_bytes() for p in made.get(t, []) if p.name.endswith(suffix)), None)  # noqa: E731
+
+    def first(t, suffix):
+        return next((p.read_bytes() for p in made.get(t, []) if p.name.endswith(suffix)), None)
+
     for data in crafted_zt():
         put("zt", data)
     for data in crafted_safetensors():
@@ -357,7 +401,7 @@ def corpus(tmp: Path) -> dict[str, list[Path]]:
 # the child
 # ---------------------------------------------------------------------------
 
-CHILD = r'''
+CHILD = r"""
 import json, resource, sys
 
 def status(key):
@@ -417,22 +461,29 @@ for path in paths:
     results.append({"path": path, "peak": peak, "returned": returned, "declared": declared,
                     "error": error})
 json.dump(results, open(sys.argv[2], "w"))
-'''
+"""
 
 
 def run_child(tmp: Path, target: str, paths: list[Path]) -> list[dict]:
     cases = tmp / f"{target}.json"
     out = tmp / f"{target}.out.json"
     cases.write_text(json.dumps([str(p) for p in paths]))
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", RAYON_NUM_THREADS="2",
-               RUST_BACKTRACE="0")
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(cases), str(out), str(AS_HEADROOM)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    env = dict(
+        os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", RAYON_NUM_THREADS="2", RUST_BACKTRACE="0"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(cases), str(out), str(AS_HEADROOM)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     if proc.returncode != 0:
         progress = Path(str(out) + ".progress")
         last = progress.read_text().splitlines()[-1:] if progress.exists() else ["?"]
-        raise AssertionError(f"{target}: child exited with {proc.returncode} while reading {last}:\n"
-                             f"{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{target}: child exited with {proc.returncode} while reading {last}:\n{proc.stderr[-3000:]}"
+        )
     return json.loads(out.read_text())
 
 
@@ -454,8 +505,10 @@ def test_hostile_files_stay_within_memory_bounds(tmp_path):
             if r["error"] and "internal error" in r["error"]:
                 failures.append(f"{r['path']}: panic reached Python: {r['error']}")
             if r["peak"] > allowed:
-                failures.append(f"{r['path']} ({size} bytes, {r['returned']} returned): "
-                                f"peak {r['peak']} > allowed {allowed}")
+                failures.append(
+                    f"{r['path']} ({size} bytes, {r['returned']} returned): "
+                    f"peak {r['peak']} > allowed {allowed}"
+                )
             ratio = r["peak"] / (size + r["returned"])
             if worst is None or ratio > worst[0]:
                 worst = (ratio, r, size)
@@ -465,11 +518,13 @@ def test_hostile_files_stay_within_memory_bounds(tmp_path):
                 worst_big = (r["peak"] / size, r, size)
     ratio, r, size = worst
     u, usize = worst_unread
-    print(f"\nmemory bounds: {sum(map(len, files.values()))} files, {opened} opened. Worst peak RSS "
-          f"growth / (file size + bytes returned) = {ratio:.1f} ({r['peak']} bytes for "
-          f"{Path(r['path']).name}: {size} bytes, {r['returned']} returned). Largest growth for a "
-          f"file that returned nothing: {u['peak']} bytes ({Path(u['path']).name}, {usize} bytes). "
-          f"Worst peak / file size of files >= 64 KiB: {worst_big[0]:.1f} ({Path(worst_big[1]['path']).name}, "
-          f"{worst_big[2]} bytes, {worst_big[1]['returned']} returned)")
+    print(
+        f"\nmemory bounds: {sum(map(len, files.values()))} files, {opened} opened. Worst peak RSS "
+        f"growth / (file size + bytes returned) = {ratio:.1f} ({r['peak']} bytes for "
+        f"{Path(r['path']).name}: {size} bytes, {r['returned']} returned). Largest growth for a "
+        f"file that returned nothing: {u['peak']} bytes ({Path(u['path']).name}, {usize} bytes). "
+        f"Worst peak / file size of files >= 64 KiB: {worst_big[0]:.1f} ({Path(worst_big[1]['path']).name}, "
+        f"{worst_big[2]} bytes, {worst_big[1]['returned']} returned)"
+    )
     assert not failures, "\n".join(failures[:20])
     assert opened > 50  # the valid seeds (and harmless mutations) did open

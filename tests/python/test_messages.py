@@ -37,8 +37,9 @@ def test_damaged_footer_is_described_not_dumped(tmp_path):
     p.write_bytes(bytes(data))
     with pytest.raises(ZTensorError) as e:
         ztnp.load_file(p)
-    assert str(e.value) == (f"{p}: the file does not end with the .zt signature ZTEN1000: "
-                            "it is truncated or damaged")
+    assert str(e.value) == (
+        f"{p}: the file does not end with the .zt signature ZTEN1000: it is truncated or damaged"
+    )
 
 
 def test_unknown_format_is_not_called_a_bad_zt_file(tmp_path):
@@ -80,8 +81,9 @@ def _loads(path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
-@pytest.mark.parametrize("device", ["cuda", "cuda:0", 0, torch.device("cuda")],
-                         ids=["cuda", "cuda0", "int0", "torch.device"])
+@pytest.mark.parametrize(
+    "device", ["cuda", "cuda:0", 0, torch.device("cuda")], ids=["cuda", "cuda0", "int0", "torch.device"]
+)
 def test_missing_cuda_is_named(tmp_path, device):
     p = tmp_path / "m.zt"
     ztorch.save_model(torch.nn.Linear(2, 2), p)
@@ -93,6 +95,7 @@ def test_missing_cuda_is_named(tmp_path, device):
         assert str(e.value) == f"cannot load onto device {name!r}: CUDA is not available ({reason})", what
     # safetensors raises the same type for the same request
     import safetensors.torch as st
+
     st.save_file({"a": torch.zeros(2)}, tmp_path / "a.safetensors")
     with pytest.raises(RuntimeError):
         st.load_file(tmp_path / "a.safetensors", device=name)
@@ -108,5 +111,7 @@ def test_cuda_index_past_the_last_gpu_is_named(tmp_path, monkeypatch):
     for what, load in _loads(p).items():
         with pytest.raises(RuntimeError) as e:
             load(f"cuda:{count}")
-        assert str(e.value) == (f"cannot load onto device 'cuda:{count}': this machine has {count} CUDA "
-                                f"device(s), cuda:0 to cuda:{count - 1}"), what
+        assert str(e.value) == (
+            f"cannot load onto device 'cuda:{count}': this machine has {count} CUDA "
+            f"device(s), cuda:0 to cuda:{count - 1}"
+        ), what

@@ -68,10 +68,10 @@ def entry_points(src: str):
         while depth:
             depth += {"{": 1, "}": -1}.get(src[i], 0)
             i += 1
-        block = src[m.end():i - 1]
+        block = src[m.end() : i - 1]
         found += functions(block)
     for m in re.finditer(r"#\[pyfunction\]", src):
-        found += functions(src[m.end():], first_only=True)
+        found += functions(src[m.end() :], first_only=True)
     return found
 
 
@@ -82,7 +82,7 @@ def functions(block: str, first_only: bool = False):
         while depth:
             depth += {"{": 1, "}": -1}.get(block[i], 0)
             i += 1
-        out.append((m.group(1), block[m.end():i - 1]))
+        out.append((m.group(1), block[m.end() : i - 1]))
         if first_only:
             break
     return out
@@ -97,16 +97,25 @@ def test_every_entry_point_is_guarded():
             checked.append(f"{path.name}:{name}")
             assert "shield(" in body, f"{path.name}: entry point {name} is not wrapped in shield()"
     # the Reader, Writer, Buffer methods and the module functions were all seen
-    for expected in ("reader.rs:new", "reader.rs:read_arrays", "reader.rs:info", "writer.rs:add_many",
-                     "buffer.rs:__getbuffer__", "cli.rs:cli_main", "errors.rs:panic_for_tests"):
+    for expected in (
+        "reader.rs:new",
+        "reader.rs:read_arrays",
+        "reader.rs:info",
+        "writer.rs:add_many",
+        "buffer.rs:__getbuffer__",
+        "cli.rs:cli_main",
+        "errors.rs:panic_for_tests",
+    ):
         assert expected in checked, (expected, checked)
     assert len(checked) >= 25
 
 
 def test_the_source_check_sees_unguarded_functions():
-    src = ("#[pymethods]\nimpl X {\n    fn a(&self) -> PyResult<u8> { shield(|| Ok(1)) }\n"
-           "    fn b(&self) -> u8 { if true { 1 } else { 2 } }\n}\n"
-           "#[pyfunction]\npub fn c() -> u8 { 3 }\nfn not_exported() {}\n")
+    src = (
+        "#[pymethods]\nimpl X {\n    fn a(&self) -> PyResult<u8> { shield(|| Ok(1)) }\n"
+        "    fn b(&self) -> u8 { if true { 1 } else { 2 } }\n}\n"
+        "#[pyfunction]\npub fn c() -> u8 { 3 }\nfn not_exported() {}\n"
+    )
     found = dict(entry_points(src))
     assert set(found) == {"a", "b", "c"}
     assert "shield(" in found["a"] and "shield(" not in found["b"] and "shield(" not in found["c"]

@@ -12,7 +12,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_import_does_not_import_torch_or_ml_dtypes():
-    code = "import sys, ztensor, ztensor.numpy; print(sorted(m for m in ('torch', 'ml_dtypes') if m in sys.modules))"
+    code = (
+        "import sys, ztensor, ztensor.numpy; "
+        "print(sorted(m for m in ('torch', 'ml_dtypes') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -29,8 +32,10 @@ def test_typing_files_ship_with_the_package():
     for name in ("class _Reader", "class _Writer", "class ZTensorError", "def read_arrays", "def add_many"):
         assert name in stub
     native = ztensor._ztensor
-    for cls, methods in ((native._Reader, ("read_arrays", "read_component", "verify", "info")),
-                         (native._Writer, ("add_many", "finish", "discard", "set_attributes"))):
+    for cls, methods in (
+        (native._Reader, ("read_arrays", "read_component", "verify", "info")),
+        (native._Writer, ("add_many", "finish", "discard", "set_attributes")),
+    ):
         for m in methods:
             assert hasattr(cls, m), f"stub lists {cls.__name__}.{m} but the module lacks it"
 
@@ -40,6 +45,7 @@ def test_public_names():
         assert hasattr(ztensor, name)
     assert issubclass(ztensor.ZTensorError, Exception)
     import ztensor.numpy as zn
+
     for name in ("save_file", "load_file", "save", "load"):
         assert callable(getattr(zn, name))
 
@@ -73,5 +79,11 @@ def test_native_reads_return_named_records(tmp_path):
     assert bytes(a.buffer) == arr.tobytes()
     i = r.info("c")
     assert (i.name, i.shape, i.dtype, i.logical_type, i.layout, i.attributes) == (
-        "c", [1, 2], "float32", "complex64", "dense", None)
+        "c",
+        [1, 2],
+        "float32",
+        "complex64",
+        "dense",
+        None,
+    )
     assert i.components["data"]["length"] == arr.nbytes

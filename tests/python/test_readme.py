@@ -36,7 +36,7 @@ def python_blocks(path: Path) -> list[tuple[int, str]]:
             end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == "```"), None)
             assert end is not None, f"{path.name}:{i + 1}: unclosed ```python block"
             if not (i > 0 and lines[i - 1].strip() == SKIP_MARK):
-                blocks.append((i + 2, "\n".join(lines[i + 1:end]) + "\n"))
+                blocks.append((i + 2, "\n".join(lines[i + 1 : end]) + "\n"))
             i = end
         i += 1
     return blocks
@@ -47,8 +47,10 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 def test_block_extraction(tmp_path):
     doc = tmp_path / "d.md"
-    doc.write_text("text\n```python\na = 1\n```\n<!-- not-run -->\n```python\nb = 2\n```\n"
-                   "```bash\nls\n```\n```python\n\nc = 3\n```\n")
+    doc.write_text(
+        "text\n```python\na = 1\n```\n<!-- not-run -->\n```python\nb = 2\n```\n"
+        "```bash\nls\n```\n```python\n\nc = 3\n```\n"
+    )
     assert python_blocks(doc) == [(3, "a = 1\n"), (13, "\nc = 3\n")]
     assert len(python_blocks(ROOT / "README.md")) >= 3, "the README's examples were not found"
 
@@ -58,7 +60,13 @@ def test_examples_run_as_written(doc, tmp_path):
     blocks = [(str(doc.relative_to(ROOT)), line, code) for line, code in python_blocks(doc)]
     (tmp_path / ".blocks.json").write_text(json.dumps(blocks))
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # as on a machine without a GPU
-    run = subprocess.run([sys.executable, "-c", RUNNER, ".blocks.json"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", RUNNER, ".blocks.json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     failed = run.returncode != 0
     assert not failed, f"an example of {doc.name} failed:\n{run.stderr[-4000:]}"

@@ -28,36 +28,92 @@ from ztensor import ZTensorError, safe_open  # noqa: E402
 SHAPE = (5, 6, 7)
 # safetensors dtype string -> torch dtype (every dtype safetensors 0.8 and torch share)
 DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-    "U64": torch.uint64, "U32": torch.uint32, "U16": torch.uint16, "U8": torch.uint8,
-    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
-    "F8_E4M3FNUZ": torch.float8_e4m3fnuz, "F8_E5M2FNUZ": torch.float8_e5m2fnuz,
-    "F8_E8M0": torch.float8_e8m0fnu, "C64": torch.complex64,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U64": torch.uint64,
+    "U32": torch.uint32,
+    "U16": torch.uint16,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "F8_E4M3FNUZ": torch.float8_e4m3fnuz,
+    "F8_E5M2FNUZ": torch.float8_e5m2fnuz,
+    "F8_E8M0": torch.float8_e8m0fnu,
+    "C64": torch.complex64,
 }
 # Forms safetensors' get_slice accepts for both frameworks (checked: the test
 # fails if it refuses one).
 ST_FORMS = [
-    0, -1, 4, np.int64(2), np.int32(-2), np.array(3), slice(1, 3), slice(None), slice(None, None, 2),
-    slice(1, None, 3), Ellipsis, (Ellipsis, 1), (1, Ellipsis, 2), (slice(None), 1), (0, 1, 2),
-    (slice(1, 4), slice(2, 5), slice(None, None, 3)), (Ellipsis, slice(1, 3)), (0, Ellipsis),
-    (slice(np.int64(1), np.int64(4)),), (slice(0, 5), slice(0, 6), slice(0, 7)), (-5, -6, -7), [],
+    0,
+    -1,
+    4,
+    np.int64(2),
+    np.int32(-2),
+    np.array(3),
+    slice(1, 3),
+    slice(None),
+    slice(None, None, 2),
+    slice(1, None, 3),
+    Ellipsis,
+    (Ellipsis, 1),
+    (1, Ellipsis, 2),
+    (slice(None), 1),
+    (0, 1, 2),
+    (slice(1, 4), slice(2, 5), slice(None, None, 3)),
+    (Ellipsis, slice(1, 3)),
+    (0, Ellipsis),
+    (slice(np.int64(1), np.int64(4)),),
+    (slice(0, 5), slice(0, 6), slice(0, 7)),
+    (-5, -6, -7),
+    [],
 ]
 # Forms safetensors 0.8 refuses with framework="np" (and accepts with "pt"), which
 # NumPy and PyTorch accept; negative steps: NumPy only (safetensors refuses them).
 EXTRA_FORMS = [
-    slice(-2, None), slice(None, -1), slice(0, 100), slice(-100, 2), slice(3, 1), slice(5, None),
-    (slice(None), slice(-3, -1)), [2, 0, 2], np.array([1, 3]), torch.tensor([4, -5]),
-    (slice(None), [1, -1]), (Ellipsis, [0, 6]), (0, slice(None), [1, 3]), (0, Ellipsis, [1, 3]),
-    (slice(None), 0, [1, 3]), (1, [0, 5], 2), (np.int64(4), slice(-3, None), [6]),
+    slice(-2, None),
+    slice(None, -1),
+    slice(0, 100),
+    slice(-100, 2),
+    slice(3, 1),
+    slice(5, None),
+    (slice(None), slice(-3, -1)),
+    [2, 0, 2],
+    np.array([1, 3]),
+    torch.tensor([4, -5]),
+    (slice(None), [1, -1]),
+    (Ellipsis, [0, 6]),
+    (0, slice(None), [1, 3]),
+    (0, Ellipsis, [1, 3]),
+    (slice(None), 0, [1, 3]),
+    (1, [0, 5], 2),
+    (np.int64(4), slice(-3, None), [6]),
 ]
-NEGATIVE_STEPS = [slice(None, None, -1), slice(4, 0, -2), (slice(None), slice(None, None, -3)),
-                  (Ellipsis, slice(-1, -100, -4))]
+NEGATIVE_STEPS = [
+    slice(None, None, -1),
+    slice(4, 0, -2),
+    (slice(None), slice(None, None, -3)),
+    (Ellipsis, slice(-1, -100, -4)),
+]
 SCALAR_FORMS = [(), Ellipsis]
 EMPTY_FORMS = [slice(None), (slice(None), 1), [], (Ellipsis, [2, 0]), slice(0, 0)]
 BIG_SHAPE = (300, 1100)  # f32, 1.3 MB: two zstd frames
-BIG_FORMS = [slice(0, 150), slice(150, 300), slice(100, 250), (slice(None), slice(0, 550)),
-             (slice(None), slice(550, None)), (slice(None, None, 7), [1099, 3]), -1, (Ellipsis, 1)]
+BIG_FORMS = [
+    slice(0, 150),
+    slice(150, 300),
+    slice(100, 250),
+    (slice(None), slice(0, 550)),
+    (slice(None), slice(550, None)),
+    (slice(None, None, 7), [1099, 3]),
+    -1,
+    (Ellipsis, 1),
+]
 
 
 def sample(dtype, shape, seed):
@@ -123,16 +179,36 @@ def files(tmp_path_factory):
             w.write_torch(name, t, compress=3, checksum="crc32c")
     out["pt"] = (d / "m.pt", list(ts))
     torch.save(ts, out["pt"][0])
-    native = {k: v.numpy() for k, v in ts.items() if v.dtype in (
-        torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16, torch.int8,
-        torch.uint64, torch.uint32, torch.uint16, torch.uint8, torch.bool, torch.complex64)}
+    native = {
+        k: v.numpy()
+        for k, v in ts.items()
+        if v.dtype
+        in (
+            torch.float64,
+            torch.float32,
+            torch.float16,
+            torch.int64,
+            torch.int32,
+            torch.int16,
+            torch.int8,
+            torch.uint64,
+            torch.uint32,
+            torch.uint16,
+            torch.uint8,
+            torch.bool,
+            torch.complex64,
+        )
+    }
     out["npz"] = (d / "m.npz", list(native))
     np.savez(out["npz"][0], **native)
     out["npz_deflate"] = (d / "c.npz", list(native))
     np.savez_compressed(out["npz_deflate"][0], **native)
     gguf = pytest.importorskip("gguf")
-    plain = {k: v for k, v in native.items()
-             if v.dtype in (np.float64, np.float32, np.float16, np.int64, np.int32, np.int16, np.int8)}
+    plain = {
+        k: v
+        for k, v in native.items()
+        if v.dtype in (np.float64, np.float32, np.float16, np.int64, np.int32, np.int16, np.int8)
+    }
     w = gguf.GGUFWriter(str(d / "m.gguf"), arch="test")
     for name, a in plain.items():
         w.add_tensor(name, a)
@@ -145,8 +221,12 @@ def files(tmp_path_factory):
     with h5py.File(d / "m.h5", "w") as f:
         for name, a in native.items():
             chunked = name in ("t_F32", "big", "t_I16")
-            f.create_dataset(name, data=a, chunks=(2,) + a.shape[1:] if chunked and a.ndim else None,
-                             compression="gzip" if chunked else None)
+            f.create_dataset(
+                name,
+                data=a,
+                chunks=(2,) + a.shape[1:] if chunked and a.ndim else None,
+                compression="gzip" if chunked else None,
+            )
     out["hdf5"] = (d / "m.h5", list(native))
     return out
 
@@ -160,8 +240,11 @@ def test_every_index_form_matches_the_oracle_and_safetensors(files, fmt, framewo
     path, names = files[fmt]
     backend = "pread" if fmt in ("zt_zstd_crc32c", "npz") else "mmap"  # both backends get used
     compared_with_st = 0
-    with st_open(str(files["st"][0]), "pt") as ref_pt, st_open(str(files["st"][0]), framework) as ref, \
-            safe_open(path, framework, backend=backend) as ours:
+    with (
+        st_open(str(files["st"][0]), "pt") as ref_pt,
+        st_open(str(files["st"][0]), framework) as ref,
+        safe_open(path, framework, backend=backend) as ours,
+    ):
         for name in names:
             full = ref_pt.get_tensor(name)
             s, ref_s = ours.get_slice(name), ref.get_slice(name)
@@ -176,14 +259,24 @@ def test_every_index_form_matches_the_oracle_and_safetensors(files, fmt, framewo
                     assert got.dtype == full.dtype, what
                 else:
                     assert got.dtype == whole.dtype, what
-                if framework == "pt" or any(index is f for f in ST_FORMS + SCALAR_FORMS) or \
-                        name == "big" and isinstance(index, slice) and index.start is not None:
+                if (
+                    framework == "pt"
+                    or any(index is f for f in ST_FORMS + SCALAR_FORMS)
+                    or name == "big"
+                    and isinstance(index, slice)
+                    and index.start is not None
+                ):
                     try:
                         expected = ref_s[index]
                     except (AttributeError, TypeError):
-                        assert framework == "np" and name in ("t_BF16", "t_F8_E4M3", "t_F8_E5M2",
-                                                              "t_F8_E4M3FNUZ", "t_F8_E5M2FNUZ",
-                                                              "t_F8_E8M0"), what
+                        assert framework == "np" and name in (
+                            "t_BF16",
+                            "t_F8_E4M3",
+                            "t_F8_E5M2",
+                            "t_F8_E4M3FNUZ",
+                            "t_F8_E5M2FNUZ",
+                            "t_F8_E8M0",
+                        ), what
                         continue  # numpy has no such dtype: safetensors cannot build the array
                     assert raw(got) == raw(expected) and got.dtype == expected.dtype, what
                     compared_with_st += 1
@@ -199,10 +292,10 @@ def test_the_forms_safetensors_refuses(files):
             s[index]
         for index in EXTRA_FORMS:
             ps[index]
-            with pytest.raises(Exception):
+            with pytest.raises(Exception):  # noqa: B017 (safetensors' types vary by form)
                 s[index]
         for index in NEGATIVE_STEPS:
-            with pytest.raises(Exception):
+            with pytest.raises(Exception):  # noqa: B017 (safetensors' types vary by form)
                 ps[index]
 
 
@@ -235,8 +328,12 @@ def test_metadata_is_none_without_metadata(tmp_path):
 
 
 def test_offset_keys_order_ties_of_empty_tensors_as_safetensors(tmp_path):
-    t = {"z": torch.zeros(0), "b": torch.ones(3), "a": torch.zeros(0, 2),
-         "m": torch.ones(1, dtype=torch.int8)}
+    t = {
+        "z": torch.zeros(0),
+        "b": torch.ones(3),
+        "a": torch.zeros(0, 2),
+        "m": torch.ones(1, dtype=torch.int8),
+    }
     path = tmp_path / "a.safetensors"
     st_save(t, str(path))
     with st_open(str(path), "pt") as ref, safe_open(path, "pt") as f:
@@ -246,7 +343,7 @@ def test_offset_keys_order_ties_of_empty_tensors_as_safetensors(tmp_path):
 def test_out_of_range_and_malformed_indexes(files):
     with safe_open(files["zt"][0], "np") as f:
         s = f.get_slice("t_F32")
-        for index in (5, -6, (0, 6), (0, 0, 7), (0, 0, -8), [5], (slice(None), [-7]), 2**70, -2**70):
+        for index in (5, -6, (0, 6), (0, 0, 7), (0, 0, -8), [5], (slice(None), [-7]), 2**70, -(2**70)):
             with pytest.raises(IndexError, match="out of bounds"):
                 s[index]
         with pytest.raises(IndexError, match="too many indices"):
@@ -266,7 +363,7 @@ def test_out_of_range_and_malformed_indexes(files):
         with pytest.raises(IndexError, match="axis 0 with size 0"):
             f.get_slice("empty")[0]
         # Huge slice bounds are clamped like any other.
-        assert s[-2**70:2**70:2**70].shape == (1, 6, 7)
+        assert s[-(2**70) : 2**70 : 2**70].shape == (1, 6, 7)
 
 
 def test_frameworks_devices_and_errors(files):
@@ -300,8 +397,14 @@ def test_closed_file_refuses_reads_but_slices_outlive_it(files):
     with safe_open(files["zt"][0], "np") as f:
         s = f.get_slice("t_I32")
         expected = f.get_tensor("t_I32")[1:3].copy()
-    for call in (f.keys, f.offset_keys, f.metadata, f.get_tensors, lambda: f.get_tensor("t_I32"),
-                 lambda: f.get_slice("t_I32")):
+    for call in (
+        f.keys,
+        f.offset_keys,
+        f.metadata,
+        f.get_tensors,
+        lambda: f.get_tensor("t_I32"),
+        lambda: f.get_slice("t_I32"),
+    ):
         with pytest.raises(ZTensorError, match="closed"):
             call()
     np.testing.assert_array_equal(s[1:3], expected)
@@ -339,8 +442,10 @@ def test_reader_get_slice(files):
 def test_f4_shape_and_dtype_as_safetensors(tmp_path):
     t = {"f4": torch.arange(24, dtype=torch.uint8).reshape(3, 8).view(torch.float4_e2m1fn_x2)}
     st_save(t, str(tmp_path / "a.safetensors"))
-    with st_open(str(tmp_path / "a.safetensors"), "pt") as ref, \
-            safe_open(tmp_path / "a.safetensors", "pt") as f:
+    with (
+        st_open(str(tmp_path / "a.safetensors"), "pt") as ref,
+        safe_open(tmp_path / "a.safetensors", "pt") as f,
+    ):
         s = f.get_slice("f4")
         assert (s.get_shape(), s.get_dtype()) == (ref.get_slice("f4").get_shape(), "F4") == ([3, 16], "F4")
         # Reads index the tensor as torch holds it: bytes of two values.
@@ -396,7 +501,7 @@ def test_a_zstd_slice_decodes_only_its_frames(tmp_path):
     meta = ztensor.Reader(path).metadata("t").components["data"]
     raw_bytes = bytearray(path.read_bytes())
     at = meta["offset"] + meta["length"] - 100
-    raw_bytes[at:at + 64] = bytes(64)
+    raw_bytes[at : at + 64] = bytes(64)
     path.write_bytes(bytes(raw_bytes))
     for backend in ("mmap", "pread"):
         with safe_open(path, "np", backend=backend) as f:

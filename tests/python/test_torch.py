@@ -29,12 +29,9 @@ torch = pytest.importorskip("torch")
 st = pytest.importorskip("safetensors.torch")
 from safetensors import safe_open  # noqa: E402
 
-import ztensor  # noqa: E402
 import ztensor._torch_device as ztdev  # noqa: E402
 import ztensor.numpy as ztnp  # noqa: E402
 import ztensor.torch as ztorch  # noqa: E402
-from ztensor import Reader, ZTensorError  # noqa: E402
-
 from conftest import (  # noqa: E402
     ALL_DTYPE_NAMES,
     DTYPE_INFO,
@@ -44,8 +41,8 @@ from conftest import (  # noqa: E402
     file_sha256,
     np_dtype,
 )
-
 from torch_common import TORCH_DTYPES, Tied  # noqa: E402
+from ztensor import Reader, ZTensorError  # noqa: E402
 
 nn = torch.nn
 
@@ -56,14 +53,24 @@ nn = torch.nn
 #: dtypes safetensors.torch can store (it has no complex128)
 ST_DTYPES = tuple(n for n in ALL_DTYPE_NAMES if n != "complex128")
 #: dtypes the reference 1.2.3 torch front end can save and load
-REF_TORCH_DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32",
-                    "int16", "int8", "uint8", "bool")
+REF_TORCH_DTYPES = (
+    "float64",
+    "float32",
+    "float16",
+    "bfloat16",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
+)
 
 SHAPES = [(), (0,), (0, 3), (7, 13)]
 SHAPE_IDS = ["0d", "empty", "0x3", "7x13"]
 
 
-def np_to_torch(a: np.ndarray) -> "torch.Tensor":
+def np_to_torch(a: np.ndarray) -> torch.Tensor:
     """A torch tensor with the same dtype, shape and bits as a numpy array."""
     a = np.asarray(a).copy(order="C")  # (np.ascontiguousarray would make 0-d arrays 1-d)
     name = a.dtype.name
@@ -74,7 +81,7 @@ def np_to_torch(a: np.ndarray) -> "torch.Tensor":
     return t
 
 
-def torch_to_np(t: "torch.Tensor") -> np.ndarray:
+def torch_to_np(t: torch.Tensor) -> np.ndarray:
     """The inverse of np_to_torch (ml_dtypes for bfloat16 / float8)."""
     t = t.detach().cpu().contiguous()
     for name, dt in TORCH_DTYPES.items():
@@ -89,7 +96,7 @@ SAMPLES_NP = all_dtypes()
 SAMPLES = {k: np_to_torch(v) for k, v in SAMPLES_NP.items()}
 
 
-def raw_bytes(t: "torch.Tensor") -> "torch.Tensor":
+def raw_bytes(t: torch.Tensor) -> torch.Tensor:
     """The tensor's C-order bytes as a 1-D uint8 CPU tensor."""
     t = t.detach()
     if t.device.type != "cpu":
@@ -107,7 +114,9 @@ def assert_same(actual, expected, what=""):
     assert isinstance(actual, torch.Tensor), f"{what}: {type(actual)}"
     assert actual.layout == expected.layout, f"{what}: layout {actual.layout} != {expected.layout}"
     assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} != {expected.dtype}"
-    assert tuple(actual.shape) == tuple(expected.shape), f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    assert tuple(actual.shape) == tuple(expected.shape), (
+        f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    )
     if actual.layout == torch.sparse_coo:
         e = expected.coalesce()
         assert torch.equal(actual._indices(), e._indices()), f"{what}: indices differ"
@@ -133,7 +142,7 @@ def assert_same_dicts(actual: dict, expected: dict, what="", order=True):
         assert_same(actual[k], expected[k], f"{what}[{k!r}]")
 
 
-def make(dtype: str, shape) -> "torch.Tensor":
+def make(dtype: str, shape) -> torch.Tensor:
     """A tensor of `dtype` and `shape` filled with the sample's bit patterns."""
     n = int(np.prod(shape, dtype=np.int64))
     if n == 0:
@@ -159,6 +168,7 @@ def listdir(path) -> list:
 # ---------------------------------------------------------------------------
 # every dtype, shape and kind of input
 # ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("copy", [False, True], ids=["zerocopy", "copy"])
 @pytest.mark.parametrize("dtype", ALL_DTYPE_NAMES)
@@ -208,8 +218,10 @@ def test_shapes_0d_and_empty(dtype, shape, tmp_path):
 def test_empty_tensor_with_zero_stride(dtype, tmp_path):
     """Empty tensors may carry any strides, e.g. torch.from_numpy of an empty
     numpy array (numpy gives those stride 0). safetensors saves them."""
-    tensors = {"strided": torch.empty_strided((0,), (0,), dtype=TORCH_DTYPES[dtype]),
-               "from_numpy": np_to_torch(np.zeros((5,), dtype=np_dtype(dtype))[np.arange(0)])}
+    tensors = {
+        "strided": torch.empty_strided((0,), (0,), dtype=TORCH_DTYPES[dtype]),
+        "from_numpy": np_to_torch(np.zeros((5,), dtype=np_dtype(dtype))[np.arange(0)]),
+    }
     if dtype in ST_DTYPES:
         ref = st_roundtrip(tensors, tmp_path)
         assert_same_dicts(ref, tensors, "safetensors", order=False)
@@ -229,8 +241,9 @@ NONCONTIG_VIEWS = {
 
 
 @pytest.mark.parametrize("kind", list(NONCONTIG_VIEWS))
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int64", "bool", "float8_e5m2",
-                                   "uint16", "complex64", "complex128"])
+@pytest.mark.parametrize(
+    "dtype", ["float32", "bfloat16", "int64", "bool", "float8_e5m2", "uint16", "complex64", "complex128"]
+)
 def test_non_contiguous_inputs(dtype, kind, tmp_path):
     base = make(dtype, (8, 6))
     view = NONCONTIG_VIEWS[kind](base)
@@ -278,6 +291,7 @@ def test_requires_grad_parameters_save(tmp_path):
 # save_file / load_file against safetensors.torch
 # ---------------------------------------------------------------------------
 
+
 def mixed_tensors() -> dict:
     """Every safetensors dtype plus awkward shapes and names, in a non-sorted order."""
     d = {"zeta": torch.arange(7, dtype=torch.float32)}
@@ -309,19 +323,25 @@ def test_save_file_load_file_match_safetensors(copy, tmp_path):
     assert_same_dicts(ztorch.load_file(str(p), copy=copy), d)
 
 
-@pytest.mark.parametrize("names", [
-    ["zeta", "alpha", "10", "9", "é", "B", "a"],
-    ["b", "a"],
-    [f"layer.{i}.weight" for i in (10, 2, 1, 33, 0)],
-    ["b_empty", "z_empty", "m", "a_empty", "y_empty"],
-], ids=["mixed", "ba", "layers", "empties"])
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["zeta", "alpha", "10", "9", "é", "B", "a"],
+        ["b", "a"],
+        [f"layer.{i}.weight" for i in (10, 2, 1, 33, 0)],
+        ["b_empty", "z_empty", "m", "a_empty", "y_empty"],
+    ],
+    ids=["mixed", "ba", "layers", "empties"],
+)
 def test_load_order_is_save_order(names, tmp_path):
     # names ending in "_empty" get zero-element tensors (they store no bytes).
     # The format has no order field: order is recovered from data offsets, and
     # zero-length blobs written back to back share one offset, so among such a
     # run of empties the order is by name (here chosen to match save order).
-    d = {n: torch.zeros(0, i) if n.endswith("_empty") else torch.full((i + 1,), float(i))
-         for i, n in enumerate(names)}
+    d = {
+        n: torch.zeros(0, i) if n.endswith("_empty") else torch.full((i + 1,), float(i))
+        for i, n in enumerate(names)
+    }
     p = tmp_path / "o.zt"
     ztorch.save_file(d, p)
     assert list(ztorch.load_file(p)) == names
@@ -360,16 +380,27 @@ def test_metadata_str_dict_roundtrips_like_safetensors(tmp_path):
 
 def test_metadata_json_like_values_roundtrip(tmp_path):
     md = {
-        "int": 1, "neg": -7, "big": 2**40, "float": 2.5, "true": True, "false": False, "none": None,
-        "str": "s", "list": [1, "a", [2, 3.5], None], "nested": {"k": {"x": -3, "y": ["z"]}},
-        "empty_list": [], "empty_dict": {},
+        "int": 1,
+        "neg": -7,
+        "big": 2**40,
+        "float": 2.5,
+        "true": True,
+        "false": False,
+        "none": None,
+        "str": "s",
+        "list": [1, "a", [2, 3.5], None],
+        "nested": {"k": {"x": -3, "y": ["z"]}},
+        "empty_list": [],
+        "empty_dict": {},
     }
     d = {"x": torch.arange(4.0)}
     p = tmp_path / "m.zt"
     ztorch.save_file(d, p, metadata=md)
     got = Reader(p).metadata()
     assert got == md
-    assert json.dumps(got, sort_keys=True) == json.dumps(md, sort_keys=True)  # types too (1 vs 1.0, True vs 1)
+    assert json.dumps(got, sort_keys=True) == json.dumps(
+        md, sort_keys=True
+    )  # types too (1 vs 1.0, True vs 1)
     bp = tmp_path / "b.zt"
     bp.write_bytes(ztorch.save(d, metadata=md))
     assert Reader(bp).metadata() == md
@@ -479,6 +510,7 @@ def test_unsupported_dtype_is_refused_and_leaves_no_file(tmp_path):
 # shared storage
 # ---------------------------------------------------------------------------
 
+
 def _shared_cases():
     x = torch.arange(24.0).reshape(4, 6)
     p = nn.Parameter(torch.ones(3, 3))
@@ -534,6 +566,7 @@ def test_disjoint_views_of_one_storage_save_like_safetensors(tmp_path):
 # ---------------------------------------------------------------------------
 # models: save_model / load_model
 # ---------------------------------------------------------------------------
+
 
 class Untied(nn.Module):
     def __init__(self):
@@ -669,8 +702,10 @@ LOAD_CASES = {
     # file with an extra layer into the plain model
     "unexpected_other": (lambda tp: _file_from_model(TiedWithOther, 3, tp, "f"), Tied),
     # file keeps the head's name instead of the embedding's
-    "head_name_only": (lambda tp: _file_from_dict(
-        {k: v for k, v in _untied_state(4).items() if k != "emb.weight"}, tp, "f"), Tied),
+    "head_name_only": (
+        lambda tp: _file_from_dict({k: v for k, v in _untied_state(4).items() if k != "emb.weight"}, tp, "f"),
+        Tied,
+    ),
     # untied file (both names) into the tied model: the alias is unexpected
     "both_names": (lambda tp: _file_from_dict(_untied_state(4), tp, "f"), Tied),
     # tied file into an untied model: the head is missing
@@ -784,9 +819,11 @@ def test_save_model_plain_module(tmp_path):
 # sparse tensors
 # ---------------------------------------------------------------------------
 
+
 def _coo(indices, values, shape):
-    return torch.sparse_coo_tensor(torch.tensor(indices, dtype=torch.int64).reshape(len(shape), -1),
-                                   values, shape, check_invariants=True)
+    return torch.sparse_coo_tensor(
+        torch.tensor(indices, dtype=torch.int64).reshape(len(shape), -1), values, shape, check_invariants=True
+    )
 
 
 def sparse_cases() -> dict:
@@ -801,11 +838,13 @@ def sparse_cases() -> dict:
         "coo_c64": _coo([[0, 1], [1, 0]], torch.tensor([1 + 2j, -3j], dtype=torch.complex64), (2, 2)),
         "coo_bool": _coo([[0, 3]], torch.tensor([True, True]), (4,)),
         "coo_f64_nan": _coo([[0], [0]], torch.tensor([float("nan")], dtype=torch.float64), (1, 1)),
-        "coo_empty": torch.sparse_coo_tensor(torch.zeros(2, 0, dtype=torch.int64), torch.zeros(0), (3, 3),
-                                             check_invariants=True),
+        "coo_empty": torch.sparse_coo_tensor(
+            torch.zeros(2, 0, dtype=torch.int64), torch.zeros(0), (3, 3), check_invariants=True
+        ),
         "csr_f32": dense.to_sparse_csr(),
-        "csr_f64_empty_rows": torch.tensor([[0.0, 0, 0], [1, 0, 2], [0, 0, 0], [0, 3, 0]],
-                                           dtype=torch.float64).to_sparse_csr(),
+        "csr_f64_empty_rows": torch.tensor(
+            [[0.0, 0, 0], [1, 0, 2], [0, 0, 0], [0, 3, 0]], dtype=torch.float64
+        ).to_sparse_csr(),
         "csr_i32": torch.tensor([[0, 5], [7, 0]], dtype=torch.int32).to_sparse_csr(),
         "csr_empty": torch.zeros(3, 4).to_sparse_csr(),
         "csr_bf16": torch.eye(5, dtype=torch.bfloat16).to_sparse_csr(),
@@ -871,12 +910,16 @@ def _crafted(tmp_path, t, component, index, value):
     return p
 
 
-@pytest.mark.parametrize("component,index,value", [
-    ("coords", 0, 4),          # row 4 of a 4-row tensor
-    ("coords", 5, 1000),       # column out of range (second row of coords)
-    ("coords", 1, -1),         # negative as int64
-    ("coords", 2, 2**63),      # most negative int64
-], ids=["row", "col", "neg", "min"])
+@pytest.mark.parametrize(
+    "component,index,value",
+    [
+        ("coords", 0, 4),  # row 4 of a 4-row tensor
+        ("coords", 5, 1000),  # column out of range (second row of coords)
+        ("coords", 1, -1),  # negative as int64
+        ("coords", 2, 2**63),  # most negative int64
+    ],
+    ids=["row", "col", "neg", "min"],
+)
 def test_crafted_coo_out_of_range_raises(component, index, value, tmp_path):
     t = _coo([[0, 1, 3], [2, 0, 4]], torch.tensor([1.0, 2.0, 3.0]), (4, 5))
     p = _crafted(tmp_path, t, component, index, value)
@@ -890,13 +933,17 @@ def test_crafted_coo_out_of_range_raises(component, index, value, tmp_path):
         ztorch.load(p.read_bytes())
 
 
-@pytest.mark.parametrize("component,index,value", [
-    ("indices", 1, 3),        # column 3 of a 3-column matrix
-    ("indices", 0, -1),
-    ("indptr", 1, 3),         # row pointers not monotone
-    ("indptr", 3, 2),         # last pointer != nnz
-    ("indptr", 0, 1),         # first pointer != 0
-], ids=["col", "neg", "nonmonotone", "last", "first"])
+@pytest.mark.parametrize(
+    "component,index,value",
+    [
+        ("indices", 1, 3),  # column 3 of a 3-column matrix
+        ("indices", 0, -1),
+        ("indptr", 1, 3),  # row pointers not monotone
+        ("indptr", 3, 2),  # last pointer != nnz
+        ("indptr", 0, 1),  # first pointer != 0
+    ],
+    ids=["col", "neg", "nonmonotone", "last", "first"],
+)
 def test_crafted_csr_out_of_range_raises(component, index, value, tmp_path):
     t = torch.tensor([[1.0, 0, 2], [0, 0, 3], [4, 0, 0]]).to_sparse_csr()
     assert t.crow_indices().tolist() == [0, 2, 3, 4]
@@ -910,6 +957,7 @@ def test_crafted_csr_out_of_range_raises(component, index, value, tmp_path):
 # ---------------------------------------------------------------------------
 # copy-on-write and copy=True
 # ---------------------------------------------------------------------------
+
 
 def cow_tensors():
     g = torch.Generator().manual_seed(11)
@@ -950,7 +998,7 @@ def test_copy_on_write_mutation_never_touches_the_file(compression, tmp_path):
 
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
-        first = ztorch.load_file(p)            # copy=False is the default
+        first = ztorch.load_file(p)  # copy=False is the default
         other = ztorch.load_file(p, copy=False)
         _mutate(first)
     assert [f"{x.category.__name__}: {x.message}" for x in w] == []
@@ -1051,6 +1099,7 @@ def test_tensors_outlive_reader_and_file(tmp_path):
 # devices (no GPU needed)
 # ---------------------------------------------------------------------------
 
+
 def device_tensors():
     d = {k: SAMPLES[k] for k in ALL_DTYPE_NAMES}
     d["scalar"] = torch.tensor(1.5, dtype=torch.float16)
@@ -1080,8 +1129,11 @@ def test_meta_device(tmp_path, monkeypatch):
     assert all(t.is_meta for t in got.values())
 
 
-@pytest.mark.parametrize("device", ["cpu", torch.device("cpu"), "cpu:0", torch.device("cpu", 0)],
-                         ids=["str", "device", "str0", "device0"])
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", torch.device("cpu"), "cpu:0", torch.device("cpu", 0)],
+    ids=["str", "device", "str0", "device0"],
+)
 def test_cpu_devices(device, tmp_path, monkeypatch):
     monkeypatch.setattr(ztdev, "_stage_cuda", _no_stage)
     d = device_tensors()
@@ -1114,13 +1166,17 @@ def test_parse_device():
             pd(bad)
 
 
-@pytest.mark.parametrize("device,expected", [
-    (0, torch.device("cuda", 0)),
-    (1, torch.device("cuda", 1)),
-    ("cuda:0", torch.device("cuda", 0)),
-    ("cuda", torch.device("cuda")),
-    (torch.device("cuda", 2), torch.device("cuda", 2)),
-], ids=["int0", "int1", "str", "bare", "device"])
+@pytest.mark.parametrize(
+    "device,expected",
+    [
+        (0, torch.device("cuda", 0)),
+        (1, torch.device("cuda", 1)),
+        ("cuda:0", torch.device("cuda", 0)),
+        ("cuda", torch.device("cuda")),
+        (torch.device("cuda", 2), torch.device("cuda", 2)),
+    ],
+    ids=["int0", "int1", "str", "bare", "device"],
+)
 def test_cuda_devices_dispatch_to_staging(device, expected, tmp_path, monkeypatch):
     """Without a GPU: a CUDA device reaches the staging path with the host tensors."""
     calls = []
@@ -1183,6 +1239,7 @@ def test_load_model_passes_device_through(tmp_path, monkeypatch):
 # the numpy front end and the torch front end read each other's files
 # ---------------------------------------------------------------------------
 
+
 def test_numpy_written_files_load_in_torch(tmp_path):
     p = tmp_path / "n.zt"
     ztnp.save_file(dict(SAMPLES_NP), p)
@@ -1204,12 +1261,14 @@ def test_torch_written_files_read_in_numpy(tmp_path):
 
 
 def test_import_ztensor_torch_without_torch_is_a_clear_import_error():
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import ztensor\n"
-            "try:\n"
-            "    import ztensor.torch\n"
-            "except ImportError as e:\n"
-            "    print('IMPORTERROR', e)\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import ztensor\n"
+        "try:\n"
+        "    import ztensor.torch\n"
+        "except ImportError as e:\n"
+        "    print('IMPORTERROR', e)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("IMPORTERROR"), out.stdout + out.stderr
     assert "torch" in out.stdout.lower()
@@ -1218,6 +1277,7 @@ def test_import_ztensor_torch_without_torch_is_a_clear_import_error():
 # ---------------------------------------------------------------------------
 # interoperability with the reference ztensor==1.2.3 torch front end
 # ---------------------------------------------------------------------------
+
 
 def ref_inputs(with_empty: bool, with_0d: bool) -> dict:
     d = {"zeta": np.arange(7, dtype=np.float32)}
@@ -1237,7 +1297,7 @@ def ref_inputs(with_empty: bool, with_0d: bool) -> dict:
     return d
 
 
-_REF_TO_TORCH = r'''
+_REF_TO_TORCH = r"""
 def to_torch(a):
     a = np.asarray(a).copy(order="C")
     if a.dtype.name == "bfloat16":
@@ -1248,14 +1308,16 @@ def to_np(t):
     if t.dtype == torch.bfloat16:
         return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
     return t.numpy()
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 def ref_written(run_ref_torch, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref_torch_written")
     inputs = ref_inputs(with_empty=True, with_0d=False)
-    code = _REF_TO_TORCH + f"""
+    code = (
+        _REF_TO_TORCH
+        + f"""
 OUTDIR = {str(out)!r}
 tensors = {{k: to_torch(v) for k, v in INPUTS.items()}}
 zt_torch.save_file(tensors, os.path.join(OUTDIR, "plain.zt"))
@@ -1271,11 +1333,12 @@ zt_torch.save_model(m, os.path.join(OUTDIR, "model.zt"))
 OUT = {{"model." + k: to_np(v) for k, v in m.state_dict().items()}}
 RESULT = {{k: [str(t.dtype), list(t.shape)] for k, t in tensors.items()}}
 """
+    )
     outs, result = run_ref_torch(code, inputs=inputs)
     return out, inputs, outs, result
 
 
-TIED_SRC = '''
+TIED_SRC = """
 class Tied(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -1283,7 +1346,7 @@ class Tied(torch.nn.Module):
         self.norm = torch.nn.LayerNorm(16)
         self.head = torch.nn.Linear(16, 100, bias=False)
         self.head.weight = self.emb.weight
-'''
+"""
 
 
 @pytest.mark.parametrize("fname", ["plain.zt", "zstd.zt", "zstd9.zt", "bytes.zt"])
@@ -1319,7 +1382,9 @@ def ours_read_by_ref(run_ref_torch, tmp_path_factory):
     ztorch.save_file(tensors, out / "meta.zt", metadata={"a": "b", "n": 1})
     (out / "bytes.bin").write_bytes(ztorch.save(tensors))
     ztorch.save_model(build(Tied, 0), out / "model.zt")
-    code = _REF_TO_TORCH + f"""
+    code = (
+        _REF_TO_TORCH
+        + f"""
 OUTDIR = {str(out)!r}
 RESULT = {{}}
 for fname in ("plain.zt", "zstd.zt", "meta.zt"):
@@ -1342,12 +1407,14 @@ RESULT["model_tied"] = m.head.weight.data_ptr() == m.emb.weight.data_ptr()
 for k, v in m.state_dict().items():
     OUT["model/" + k] = to_np(v)
 """
+    )
     outs, result = run_ref_torch(code)
     return tensors, outs, result
 
 
-@pytest.mark.parametrize("tag", ["plain.zt-False", "plain.zt-True", "zstd.zt-False", "zstd.zt-True",
-                                 "meta.zt-False", "bytes"])
+@pytest.mark.parametrize(
+    "tag", ["plain.zt-False", "plain.zt-True", "zstd.zt-False", "zstd.zt-True", "meta.zt-False", "bytes"]
+)
 def test_our_torch_files_read_by_reference(ours_read_by_ref, tag):
     tensors, outs, result = ours_read_by_ref
     seen = result[tag]

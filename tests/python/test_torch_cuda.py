@@ -78,19 +78,19 @@ def random_bits(shape, dtype, gen):
 def checkpoint() -> dict:
     g = torch.Generator().manual_seed(2024)
     d = {
-        "f32": random_bits((4096, 8192), torch.float32, g),          # 128 MiB
-        "bf16": random_bits((8192, 4096), torch.bfloat16, g),        # 64 MiB
-        "f16": random_bits((4096, 4096), torch.float16, g),          # 32 MiB
+        "f32": random_bits((4096, 8192), torch.float32, g),  # 128 MiB
+        "bf16": random_bits((8192, 4096), torch.bfloat16, g),  # 64 MiB
+        "f16": random_bits((4096, 4096), torch.float16, g),  # 32 MiB
         "scalar_f32": torch.tensor(-0.0),
-        "i64": random_bits((2_000_003,), torch.int64, g),            # ~16 MiB, odd length
+        "i64": random_bits((2_000_003,), torch.int64, g),  # ~16 MiB, odd length
         "empty": torch.zeros(0),
-        "u8": random_bits((20_000_017,), torch.uint8, g),            # ~19 MiB
-        "f8": random_bits((4001, 4003), torch.float8_e4m3fn, g),     # ~16 MiB
+        "u8": random_bits((20_000_017,), torch.uint8, g),  # ~19 MiB
+        "f8": random_bits((4001, 4003), torch.float8_e4m3fn, g),  # ~16 MiB
         "f8_e5m2": random_bits((1025, 333), torch.float8_e5m2, g),
-        "c64": random_bits((1_000_001,), torch.complex64, g),        # ~8 MiB
+        "c64": random_bits((1_000_001,), torch.complex64, g),  # ~8 MiB
         "c128": random_bits((3, 5, 7), torch.complex128, g),
-        "bool": random_bits((5_000_011,), torch.bool, g),            # ~5 MiB
-        "f64": random_bits((999, 1001), torch.float64, g),           # ~8 MiB
+        "bool": random_bits((5_000_011,), torch.bool, g),  # ~5 MiB
+        "f64": random_bits((999, 1001), torch.float64, g),  # ~8 MiB
         "i32": random_bits((12345,), torch.int32, g),
         "i16": random_bits((77, 3), torch.int16, g),
         "i8": random_bits((13,), torch.int8, g),
@@ -99,8 +99,12 @@ def checkpoint() -> dict:
         "u64": random_bits((9,), torch.uint64, g),
         "empty_2d": torch.zeros(0, 3, dtype=torch.bfloat16),
         "scalar_i64": torch.tensor(-(2**62)),
-        "sparse_coo": torch.sparse_coo_tensor(torch.tensor([[0, 5, 9], [1, 2, 3]]), torch.tensor([1.0, -2.0, 3.5]),
-                                              (10, 4), check_invariants=True).coalesce(),
+        "sparse_coo": torch.sparse_coo_tensor(
+            torch.tensor([[0, 5, 9], [1, 2, 3]]),
+            torch.tensor([1.0, -2.0, 3.5]),
+            (10, 4),
+            check_invariants=True,
+        ).coalesce(),
         "sparse_csr": torch.tensor([[0.0, 1, 0], [2, 0, 3]], dtype=torch.float64).to_sparse_csr(),
         "last_small": torch.arange(5, dtype=torch.int16),
     }
@@ -125,8 +129,9 @@ def sha(p):
 
 
 @pytest.mark.parametrize("copy", [False, True], ids=["zerocopy", "copy"])
-@pytest.mark.parametrize("device", ["cuda:0", 0, torch.device("cuda", 0), "cuda"],
-                         ids=["str", "int", "device", "bare"])
+@pytest.mark.parametrize(
+    "device", ["cuda:0", 0, torch.device("cuda", 0), "cuda"], ids=["str", "int", "device", "bare"]
+)
 def test_load_to_cuda_matches_cpu(ckpt, device, copy):
     p, cpu = ckpt
     got = ztorch.load_file(p, device=device, copy=copy)
@@ -173,8 +178,9 @@ def test_small_staging_buffer_via_module_setting(ckpt, monkeypatch):
 def test_small_staging_buffer_direct(ckpt, staging):
     """to_device with small (and odd-sized) staging buffers, called directly."""
     p, cpu = ckpt
-    host = {k: v for k, v in ztorch.load_file(p).items()
-            if k not in ("f32", "bf16", "u8") or staging >= (1 << 20)}  # keep the tiny-buffer runs short
+    host = {
+        k: v for k, v in ztorch.load_file(p).items() if k not in ("f32", "bf16", "u8") or staging >= (1 << 20)
+    }  # keep the tiny-buffer runs short
     got = ztdev.to_device(host, CUDA0, staging_bytes=staging)
     assert_on_cuda0(got, host)
     for k, t in got.items():

@@ -1,5 +1,7 @@
 # Makes the HDF5 fixtures of tests/hdf5.rs (h5py 3.16, HDF5 2.0).
-import h5py, numpy as np
+import h5py
+import numpy as np
+
 with h5py.File("h5py_earliest.h5", "w", libver="earliest") as f:
     f["a"] = np.arange(12, dtype="<f4").reshape(3, 4)
     f.create_group("g").create_group("s")["be"] = np.array([1, -2, 3], dtype=">i8")
@@ -11,7 +13,8 @@ with h5py.File("h5py_earliest.h5", "w", libver="earliest") as f:
 with h5py.File("h5py_latest.h5", "w", libver="latest") as f:
     f["a"] = np.arange(12, dtype="<f4").reshape(3, 4)
     f.create_dataset("z", data=np.arange(100, dtype="<i4"), chunks=(30,), compression="gzip", shuffle=True)
-    d = f.create_dataset("fill", shape=(6,), dtype="<u2", chunks=(4,), fillvalue=9); d[0] = 1
+    d = f.create_dataset("fill", shape=(6,), dtype="<u2", chunks=(4,), fillvalue=9)
+    d[0] = 1
 # A chunked gzip dataset whose chunk lies past the end of a truncated copy.
 with h5py.File("h5py_chunked.h5", "w") as f:
     f.create_dataset("z", data=np.arange(6, dtype="<f8") + 0.5, chunks=(3,), compression="gzip")

@@ -12,8 +12,18 @@ from ._tensor import Tensor
 from ._writer import Writer
 from ._ztensor import ZTensorError, __version__
 
-__all__ = ["Reader", "Writer", "Tensor", "TensorMetadata", "ZTensorError", "open", "safe_open",
-           "remove_tensors", "replace_tensor", "__version__"]
+__all__ = [
+    "Reader",
+    "Writer",
+    "Tensor",
+    "TensorMetadata",
+    "ZTensorError",
+    "open",
+    "safe_open",
+    "remove_tensors",
+    "replace_tensor",
+    "__version__",
+]
 
 
 def open(path) -> Reader:  # noqa: A001 - the documented name (docs/python-api.md)

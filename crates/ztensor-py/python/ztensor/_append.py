@@ -55,7 +55,8 @@ def replace_tensor(path, name, data) -> None:
     if layout != "dense":
         raise ZTensorError(
             f"{path}: tensor {name!r} is {layout}; replace_tensor replaces dense tensors only "
-            "(use Writer(path, mode='a') with remove() and write())")
+            "(use Writer(path, mode='a') with remove() and write())"
+        )
     want = numpy_dtype(meta.dtype, meta.type)
     if is_torch_tensor(data):
         data = data.detach().to("cpu")
@@ -67,12 +68,16 @@ def replace_tensor(path, name, data) -> None:
     else:
         arr = data if isinstance(data, np.ndarray) else np.asarray(data, dtype=want)
         if arr.dtype != want:
-            raise TypeError(f"tensor {name!r} is {want.name}; the replacement is {arr.dtype.name} "
-                            "(convert it, or remove and add the tensor to change its dtype)")
+            raise TypeError(
+                f"tensor {name!r} is {want.name}; the replacement is {arr.dtype.name} "
+                "(convert it, or remove and add the tensor to change its dtype)"
+            )
         item = (name, *_prepare(arr))
     if list(item[3]) != list(shape):
-        raise ValueError(f"tensor {name!r} has shape {tuple(shape)}; the replacement has "
-                         f"{tuple(item[3])} (remove and add the tensor to change its shape)")
+        raise ValueError(
+            f"tensor {name!r} has shape {tuple(shape)}; the replacement has "
+            f"{tuple(item[3])} (remove and add the tensor to change its shape)"
+        )
     stored = meta.components["data"]
     level = compression_level(True) if stored["encoding"] == "zstd" else None  # the default zstd level
     digest = stored["digest"] or ""
@@ -80,5 +85,6 @@ def replace_tensor(path, name, data) -> None:
     _, storage, sdtype, shape_, slogical = item
     with Writer(path, mode="a") as w:
         w.remove(name)
-        w._add_object(name, shape_, "dense", [("data", storage, sdtype, slogical)], level, checksum,
-                      meta.attributes)
+        w._add_object(
+            name, shape_, "dense", [("data", storage, sdtype, slogical)], level, checksum, meta.attributes
+        )

@@ -50,13 +50,12 @@ def _ml_dtypes():
         import ml_dtypes
     except ImportError:
         raise ImportError(
-            "bfloat16 and float8 arrays need the 'ml_dtypes' package: "
-            "pip install 'ztensor[bfloat16]'"
+            "bfloat16 and float8 arrays need the 'ml_dtypes' package: pip install 'ztensor[bfloat16]'"
         ) from None
     return ml_dtypes
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def numpy_dtype(storage: str, logical: str | None) -> np.dtype:
     """The NumPy dtype that presents a tensor of this storage and logical type."""
     if logical in _COMPLEX and _COMPLEX[logical] == storage:

@@ -46,7 +46,7 @@ class Reader(ReaderCompat):
         _warn_skipped(self._r)
 
     @classmethod
-    def _from_bytes(cls, data: bytes, dequantize=None) -> "Reader":
+    def _from_bytes(cls, data: bytes, dequantize=None) -> Reader:
         self = cls.__new__(cls)
         self._r = _Reader.from_bytes(bytes(data), dequantize_dtype(dequantize))
         _warn_skipped(self._r)
@@ -179,7 +179,7 @@ class Reader(ReaderCompat):
         """Releases the file. Arrays already returned stay valid."""
         self._r.close()
 
-    def __enter__(self) -> "Reader":
+    def __enter__(self) -> Reader:
         return self
 
     def __exit__(self, *exc) -> bool:

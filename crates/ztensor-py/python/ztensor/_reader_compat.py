@@ -63,8 +63,9 @@ class ReaderCompat:
             targets = name
         else:
             if not isinstance(name, str):
-                raise TypeError(f"name must be a str or a dict of name -> destination, "
-                                f"not {type(name).__name__}")
+                raise TypeError(
+                    f"name must be a str or a dict of name -> destination, not {type(name).__name__}"
+                )
             if dst is None:
                 raise TypeError("read_into(name, dst): dst is required when name is a str")
             targets = {name: dst}
@@ -106,8 +107,14 @@ class ReaderCompat:
             components = {"data": self.read_tensor(name, copy=copy)}
         else:
             components = self.read_components(name, copy=copy)
-        return Tensor(components, shape=meta.shape, dtype=meta.dtype, format=meta.format,
-                      type=meta.type, attributes=meta.attributes)
+        return Tensor(
+            components,
+            shape=meta.shape,
+            dtype=meta.dtype,
+            format=meta.format,
+            type=meta.type,
+            attributes=meta.attributes,
+        )
 
     def _check_destination(self, name: str, dst) -> None:
         meta = self.metadata(name)
@@ -127,10 +134,14 @@ class ReaderCompat:
             src = torch_dtype(meta.dtype, meta.type)
             castable = torch.can_cast(src, dst.dtype)
         else:
-            raise TypeError(f"{where}: the destination must be a numpy.ndarray or a torch.Tensor, "
-                            f"not {type(dst).__name__}")
+            raise TypeError(
+                f"{where}: the destination must be a numpy.ndarray or a torch.Tensor, "
+                f"not {type(dst).__name__}"
+            )
         if list(dst.shape) != meta.shape:
             raise ValueError(f"{where}: the tensor has shape {meta.shape}, the destination {list(dst.shape)}")
         if not castable:
-            raise TypeError(f"{where}: cannot cast {src} to the destination's {dst.dtype} "
-                            "(only casts within a kind, e.g. float32 to float64, are allowed)")
+            raise TypeError(
+                f"{where}: cannot cast {src} to the destination's {dst.dtype} "
+                "(only casts within a kind, e.g. float32 to float64, are allowed)"
+            )

@@ -21,13 +21,25 @@ from ._ztensor import ZTensorError, _Slice
 
 # (storage dtype, logical type) -> safetensors' dtype string
 _SAFETENSORS_DTYPES = {
-    ("float64", None): "F64", ("float32", None): "F32", ("float16", None): "F16",
-    ("bfloat16", None): "BF16", ("int64", None): "I64", ("int32", None): "I32",
-    ("int16", None): "I16", ("int8", None): "I8", ("uint64", None): "U64",
-    ("uint32", None): "U32", ("uint16", None): "U16", ("uint8", None): "U8",
-    ("bool", None): "BOOL", ("uint8", "f8_e4m3fn"): "F8_E4M3", ("uint8", "f8_e5m2"): "F8_E5M2",
-    ("uint8", "f8_e4m3fnuz"): "F8_E4M3FNUZ", ("uint8", "f8_e5m2fnuz"): "F8_E5M2FNUZ",
-    ("uint8", "f8_e8m0fnu"): "F8_E8M0", ("uint8", "f4_e2m1fn_x2"): "F4",
+    ("float64", None): "F64",
+    ("float32", None): "F32",
+    ("float16", None): "F16",
+    ("bfloat16", None): "BF16",
+    ("int64", None): "I64",
+    ("int32", None): "I32",
+    ("int16", None): "I16",
+    ("int8", None): "I8",
+    ("uint64", None): "U64",
+    ("uint32", None): "U32",
+    ("uint16", None): "U16",
+    ("uint8", None): "U8",
+    ("bool", None): "BOOL",
+    ("uint8", "f8_e4m3fn"): "F8_E4M3",
+    ("uint8", "f8_e5m2"): "F8_E5M2",
+    ("uint8", "f8_e4m3fnuz"): "F8_E4M3FNUZ",
+    ("uint8", "f8_e5m2fnuz"): "F8_E5M2FNUZ",
+    ("uint8", "f8_e8m0fnu"): "F8_E8M0",
+    ("uint8", "f4_e2m1fn_x2"): "F4",
     ("float32", "complex64"): "C64",
 }
 _PACKED_F4 = "f4_e2m1fn_x2"
@@ -45,8 +57,10 @@ def _position(value, what: str) -> int:
     try:
         return operator.index(value)
     except TypeError:
-        raise IndexError(f"only integers, slices (`:`), ellipsis (`...`) and one list of integers are "
-                         f"valid indices, not {type(value).__name__}") from None
+        raise IndexError(
+            f"only integers, slices (`:`), ellipsis (`...`) and one list of integers are "
+            f"valid indices, not {type(value).__name__}"
+        ) from None
 
 
 def _bound(value):
@@ -153,8 +167,9 @@ class safe_open:  # noqa: N801 - safetensors' name
         fw = _FRAMEWORKS.get(framework) if isinstance(framework, str) else None
         if fw is None:
             if framework in _UNSUPPORTED:
-                raise ZTensorError(f"framework {framework} is not supported by ztensor.safe_open "
-                                   "(use 'pt' or 'np')")
+                raise ZTensorError(
+                    f"framework {framework} is not supported by ztensor.safe_open (use 'pt' or 'np')"
+                )
             raise ZTensorError(f"framework {framework} is invalid")
         if fw == "np":
             if device not in (None, "cpu"):
@@ -216,7 +231,7 @@ class safe_open:  # noqa: N801 - safetensors' name
         """Releases the file; slices already taken stay usable."""
         self._reader.close()
 
-    def __enter__(self) -> "safe_open":
+    def __enter__(self) -> safe_open:
         return self
 
     def __exit__(self, *exc) -> bool:

@@ -132,8 +132,10 @@ class Tensor:
             shape = np.shape(main) if not is_torch_tensor(main) else tuple(main.shape)
         self.shape = check_shape(shape, "Tensor")
         if format == "dense" and main is not None and _numel(main) != math.prod(self.shape):
-            raise ValueError(f"Tensor: 'data' holds {_numel(main)} elements, shape {self.shape} "
-                             f"needs {math.prod(self.shape)}")
+            raise ValueError(
+                f"Tensor: 'data' holds {_numel(main)} elements, shape {self.shape} "
+                f"needs {math.prod(self.shape)}"
+            )
         kind = _kind(main) if main is not None else None
         if dtype is not None:
             self.dtype = _dtype_name(dtype)
@@ -150,8 +152,7 @@ class Tensor:
 
     def _dense(self, what: str):
         if self.format != "dense":
-            raise ZTensorError(f"Tensor.{what}() needs a dense tensor, not {self.format}; "
-                               "use .components")
+            raise ZTensorError(f"Tensor.{what}() needs a dense tensor, not {self.format}; use .components")
         if "data" not in self.components:
             raise ZTensorError(f"Tensor.{what}(): the dense tensor has no 'data' component")
         return self.components["data"]
@@ -192,9 +193,11 @@ def tensor_parts(name: str, tensor):
         layout, shape = tensor.format, tensor.shape
         components, logical, attributes = tensor.components, tensor.type, tensor.attributes
     except AttributeError as e:
-        raise TypeError(f"tensor {name!r}: write() takes a ztensor.Tensor (or an object with .format, "
-                        f".shape, .type, .components and .attributes; {e}); "
-                        "use write_numpy() or write_torch() for arrays") from None
+        raise TypeError(
+            f"tensor {name!r}: write() takes a ztensor.Tensor (or an object with .format, "
+            f".shape, .type, .components and .attributes; {e}); "
+            "use write_numpy() or write_torch() for arrays"
+        ) from None
     if not isinstance(layout, str):
         raise TypeError(f"tensor {name!r}: format must be a str, not {_typename(layout)}")
     if not isinstance(components, dict) or not components:
@@ -211,11 +214,15 @@ def tensor_parts(name: str, tensor):
             # TensorMetadata's storage dtype, or the NumPy name of the array's dtype
             accepted = ("unknown", storage, str(getattr(value, "dtype", storage)))
             if declared is not None and declared not in accepted:
-                raise ValueError(f"tensor {name!r}: dtype {declared!r} does not match its {cname!r} "
-                                 f"component, which holds {storage}")
+                raise ValueError(
+                    f"tensor {name!r}: dtype {declared!r} does not match its {cname!r} "
+                    f"component, which holds {storage}"
+                )
             if logical is not None and own is not None and logical != own:
-                raise ValueError(f"tensor {name!r}: type {logical!r} does not match its {cname!r} "
-                                 f"component, which holds {own}")
+                raise ValueError(
+                    f"tensor {name!r}: type {logical!r} does not match its {cname!r} "
+                    f"component, which holds {own}"
+                )
             own = own if logical is None else logical
         parts.append((cname, buf, storage, own))
     return layout, shape, parts, attributes

@@ -14,7 +14,7 @@ import torch
 STAGING_BYTES = 64 << 20
 
 
-def parse_device(device) -> "torch.device":
+def parse_device(device) -> torch.device:
     """``"cpu"``, ``"cuda:1"``, an int (CUDA index) or a torch.device."""
     if isinstance(device, bool):
         raise TypeError("device must be a str, int or torch.device")
@@ -25,20 +25,20 @@ def parse_device(device) -> "torch.device":
     raise TypeError(f"device must be a str, int or torch.device, not {type(device).__name__}")
 
 
-def to_device(tensors: dict, device: "torch.device", staging_bytes: int | None = None) -> dict:
+def to_device(tensors: dict, device: torch.device, staging_bytes: int | None = None) -> dict:
     if device.type == "cuda":
         return _stage_cuda(tensors, device, staging_bytes or STAGING_BYTES)
     return {name: t.to(device) for name, t in tensors.items()}
 
 
-def _bytes(t: "torch.Tensor") -> "torch.Tensor":
+def _bytes(t: torch.Tensor) -> torch.Tensor:
     flat = t.reshape(-1)
     if flat.is_complex():
         flat = torch.view_as_real(flat).reshape(-1)
     return flat.view(torch.uint8)
 
 
-def require_cuda(device: "torch.device") -> None:
+def require_cuda(device: torch.device) -> None:
     """Raises a RuntimeError naming ``device`` when it cannot be used: no
     usable CUDA (torch's own reason attached) or an index past the last GPU.
     Without this check, ``torch.cuda.Stream`` fails with an obscure
@@ -49,11 +49,13 @@ def require_cuda(device: "torch.device") -> None:
         raise RuntimeError(f"cannot load onto device {str(device)!r}: CUDA is not available ({e})") from e
     count = torch.cuda.device_count()
     if device.index is not None and device.index >= count:
-        raise RuntimeError(f"cannot load onto device {str(device)!r}: this machine has {count} CUDA "
-                           f"device(s), cuda:0 to cuda:{count - 1}")
+        raise RuntimeError(
+            f"cannot load onto device {str(device)!r}: this machine has {count} CUDA "
+            f"device(s), cuda:0 to cuda:{count - 1}"
+        )
 
 
-def _stage_cuda(tensors: dict, device: "torch.device", staging_bytes: int) -> dict:
+def _stage_cuda(tensors: dict, device: torch.device, staging_bytes: int) -> dict:
     require_cuda(device)
     stream = torch.cuda.Stream(device)
     staging = [torch.empty(staging_bytes, dtype=torch.uint8, pin_memory=True) for _ in range(2)]
@@ -82,9 +84,9 @@ def _stage_cuda(tensors: dict, device: "torch.device", staging_bytes: int) -> di
                 if used == staging_bytes:
                     switch()
                 m = min(n - offset, staging_bytes - used)
-                buf = staging[slot][used:used + m]
-                buf.copy_(src[offset:offset + m])
-                dst_bytes[offset:offset + m].copy_(buf, non_blocking=True)
+                buf = staging[slot][used : used + m]
+                buf.copy_(src[offset : offset + m])
+                dst_bytes[offset : offset + m].copy_(buf, non_blocking=True)
                 used += m
                 offset += m
             out[name] = dst

@@ -41,7 +41,7 @@ class Writer:
             self._w.set_attributes(metadata)
 
     @classmethod
-    def append(cls, path) -> "Writer":
+    def append(cls, path) -> Writer:
         """Opens an existing ``.zt`` file to add tensors to it: ``Writer(path, mode="a")``."""
         return cls(path, mode="a")
 
@@ -54,7 +54,7 @@ class Writer:
         self._w.remove(name)
 
     @classmethod
-    def _in_memory(cls, metadata=None) -> "Writer":
+    def _in_memory(cls, metadata=None) -> Writer:
         return cls(None, metadata=metadata)
 
     def add(self, name: str, data, compress=None, checksum: str = "none") -> None:
@@ -112,8 +112,9 @@ class Writer:
         shape, logical type)``, in one native call."""
         self._w.add_many(items, level, checksum)
 
-    def _add_object(self, name: str, shape, layout: str, components: list, level, checksum: str,
-                    attributes=None) -> None:
+    def _add_object(
+        self, name: str, shape, layout: str, components: list, level, checksum: str, attributes=None
+    ) -> None:
         """Adds a tensor of any layout from its components, each given as
         ``(component name, storage array, dtype, logical type)``."""
         self._w.add_object(name, shape, layout, components, level, checksum, attributes)
@@ -129,7 +130,7 @@ class Writer:
         """Abandons the file: nothing is published (an append is undone)."""
         self._w.discard()
 
-    def __enter__(self) -> "Writer":
+    def __enter__(self) -> Writer:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:

@@ -5,8 +5,17 @@ from os import PathLike
 from typing import Any, final
 
 __all__ = [
-    "__version__", "ZTensorError", "Buffer", "ArrayRead", "TensorInfo", "_Reader", "_Slice", "_Writer",
-    "cli_main", "_remove_tensors", "_panic_for_tests",
+    "__version__",
+    "ZTensorError",
+    "Buffer",
+    "ArrayRead",
+    "TensorInfo",
+    "_Reader",
+    "_Slice",
+    "_Writer",
+    "cli_main",
+    "_remove_tensors",
+    "_panic_for_tests",
 ]
 
 __version__: str
@@ -136,9 +145,7 @@ def cli_main(argv: list[str]) -> int:
     """Runs the ``zt`` command line with ``argv`` (program name first); returns its exit status."""
     ...
 
-def _remove_tensors(
-    input: str | PathLike[str], output: str | PathLike[str], names: list[str]
-) -> int:
+def _remove_tensors(input: str | PathLike[str], output: str | PathLike[str], names: list[str]) -> int:
     """Writes ``output`` with the tensors of ``input`` except ``names``, copied as stored;
     returns its size."""
     ...

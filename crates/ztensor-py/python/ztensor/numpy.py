@@ -25,8 +25,9 @@ def save(tensors: dict, metadata=None, compression=False) -> bytes:
     return write_bytes(metadata, lambda w: _write(w, tensors, compression))
 
 
-def load_file(filename, copy: bool = False, *, dequantize=None, backend: str = "mmap",
-              strict: bool = False) -> dict:
+def load_file(
+    filename, copy: bool = False, *, dequantize=None, backend: str = "mmap", strict: bool = False
+) -> dict:
     """Loads every tensor of a file, in file order.
 
     ``copy=False`` (default): zero-copy, writable copy-on-write views of the

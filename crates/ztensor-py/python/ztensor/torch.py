@@ -18,8 +18,8 @@ import numpy as np
 
 from ._options import check_metadata, compression_level, eager_backend
 from ._reader import Reader
+from ._torch_device import parse_device, to_device
 from ._writer import Writer, write_bytes, write_file
-from ._torch_device import to_device, parse_device
 from ._ztensor import ZTensorError
 
 __all__ = ["save_file", "load_file", "save", "load", "save_model", "load_model"]
@@ -41,9 +41,14 @@ _TO_STORAGE = {
 }
 # One byte per element; float4_e2m1fn_x2 packs two FP4 values in each byte
 # (its shape counts bytes, as in torch; safetensors' F4 counts values).
-for _name, _logical in (("float8_e4m3fn", "f8_e4m3fn"), ("float8_e5m2", "f8_e5m2"),
-                        ("float8_e4m3fnuz", "f8_e4m3fnuz"), ("float8_e5m2fnuz", "f8_e5m2fnuz"),
-                        ("float8_e8m0fnu", "f8_e8m0fnu"), ("float4_e2m1fn_x2", "f4_e2m1fn_x2")):
+for _name, _logical in (
+    ("float8_e4m3fn", "f8_e4m3fn"),
+    ("float8_e5m2", "f8_e5m2"),
+    ("float8_e4m3fnuz", "f8_e4m3fnuz"),
+    ("float8_e5m2fnuz", "f8_e5m2fnuz"),
+    ("float8_e8m0fnu", "f8_e8m0fnu"),
+    ("float4_e2m1fn_x2", "f4_e2m1fn_x2"),
+):
     if hasattr(torch, _name):
         _TO_STORAGE[getattr(torch, _name)] = ("uint8", _logical)
 for _name in ("uint16", "uint32", "uint64"):
@@ -52,19 +57,20 @@ for _name in ("uint16", "uint32", "uint64"):
 _FROM_STORAGE = {v: k for k, v in _TO_STORAGE.items()}
 
 
-def torch_dtype(storage: str, logical: str | None) -> "torch.dtype":
+def torch_dtype(storage: str, logical: str | None) -> torch.dtype:
     """The torch dtype of a stored tensor."""
     dt = _FROM_STORAGE.get((storage, logical)) or _FROM_STORAGE.get((storage, None))
     if dt is None:
-        raise ZTensorError(f"PyTorch {torch.__version__} has no dtype for {storage}"
-                           + (f" ({logical})" if logical else ""))
+        raise ZTensorError(
+            f"PyTorch {torch.__version__} has no dtype for {storage}" + (f" ({logical})" if logical else "")
+        )
     return dt
 
 
 # ---------------------------------------------------------------- saving
 
 
-def _storage_bytes(t: "torch.Tensor"):
+def _storage_bytes(t: torch.Tensor):
     """A uint8 NumPy view of a CPU tensor's contiguous bytes (no copy when possible)."""
     if t.numel() == 0:
         return np.empty(0, np.uint8)
@@ -74,7 +80,7 @@ def _storage_bytes(t: "torch.Tensor"):
     return flat.view(torch.uint8).numpy()
 
 
-def _dense_item(name: str, t: "torch.Tensor"):
+def _dense_item(name: str, t: torch.Tensor):
     try:
         storage, logical = _TO_STORAGE[t.dtype]
     except KeyError:
@@ -83,7 +89,7 @@ def _dense_item(name: str, t: "torch.Tensor"):
     return (name, _storage_bytes(t), storage, list(t.shape), logical)
 
 
-def _sparse_parts(name: str, t: "torch.Tensor"):
+def _sparse_parts(name: str, t: torch.Tensor):
     """(layout, components) of a COO or CSR tensor, indices as uint64."""
     t = t.detach().to("cpu")
     if t.dense_dim() or (t.layout == torch.sparse_csr and t.dim() != 2):
@@ -93,23 +99,30 @@ def _sparse_parts(name: str, t: "torch.Tensor"):
         raise ZTensorError(f"tensor {name!r}: unsupported torch dtype {t.dtype}")
 
     def u64(x):
-        return x.contiguous().to(torch.int64).view(torch.uint64).numpy() if hasattr(torch, "uint64") \
+        return (
+            x.contiguous().to(torch.int64).view(torch.uint64).numpy()
+            if hasattr(torch, "uint64")
             else x.contiguous().to(torch.int64).numpy().view("uint64")
+        )
 
     if t.layout == torch.sparse_coo:
         t = t.coalesce()
         values = t.values().contiguous()
-        return "sparse_coo", [("values", _storage_bytes(values), storage, logical),
-                              ("coords", u64(t.indices().reshape(-1)), "uint64", None)]
+        return "sparse_coo", [
+            ("values", _storage_bytes(values), storage, logical),
+            ("coords", u64(t.indices().reshape(-1)), "uint64", None),
+        ]
     if t.layout == torch.sparse_csr:
         values = t.values().contiguous()
-        return "sparse_csr", [("values", _storage_bytes(values), storage, logical),
-                              ("indices", u64(t.col_indices()), "uint64", None),
-                              ("indptr", u64(t.crow_indices()), "uint64", None)]
+        return "sparse_csr", [
+            ("values", _storage_bytes(values), storage, logical),
+            ("indices", u64(t.col_indices()), "uint64", None),
+            ("indptr", u64(t.crow_indices()), "uint64", None),
+        ]
     raise ValueError(f"tensor {name!r}: layout {t.layout} is not supported")
 
 
-def _storage_key(t: "torch.Tensor"):
+def _storage_key(t: torch.Tensor):
     return (t.device, t.untyped_storage().data_ptr())
 
 
@@ -120,7 +133,7 @@ def _overlapping_groups(tensors: dict) -> list:
     for name, t in tensors.items():
         if t.layout == torch.strided and t.device.type != "meta" and t.numel() > 0:
             start = t.data_ptr()
-            span = sum((d - 1) * abs(st) for d, st in zip(t.shape, t.stride())) + 1
+            span = sum((d - 1) * abs(st) for d, st in zip(t.shape, t.stride(), strict=True)) + 1
             by_storage[_storage_key(t)].append((start, start + span * t.element_size(), name))
     groups = []
     for ranges in by_storage.values():
@@ -149,11 +162,12 @@ def _check_shared(tensors: dict) -> None:
     shared = _overlapping_groups(tensors)
     if shared:
         raise SharedTensorsError(
-            f"""
-            Some tensors share memory, this will lead to duplicate memory on disk and potential differences when loading them again: {shared}.
-            A potential way to correctly save your model is to use `save_model`.
-            More information at https://huggingface.co/docs/safetensors/torch_shared_tensors
-            """
+            # safetensors' message, byte for byte
+            "\n            Some tensors share memory, this will lead to duplicate memory on disk and"
+            f" potential differences when loading them again: {shared}.\n"
+            "            A potential way to correctly save your model is to use `save_model`.\n"
+            "            More information at https://huggingface.co/docs/safetensors/torch_shared_tensors\n"
+            "            "
         )
 
 
@@ -199,17 +213,19 @@ def save(tensors: dict, metadata=None, compression=False) -> bytes:
 # ---------------------------------------------------------------- loading
 
 
-def _as_tensor(buf, storage: str, logical: str | None, shape) -> "torch.Tensor":
+def _as_tensor(buf, storage: str, logical: str | None, shape) -> torch.Tensor:
     dtype = torch_dtype(storage, logical)
     if len(buf) == 0:
         return torch.empty(0, dtype=dtype).reshape(shape)
     return torch.frombuffer(buf, dtype=torch.uint8).view(dtype).reshape(shape)
 
 
-def _sparse_tensor(reader: Reader, name: str, meta, copy: bool) -> "torch.Tensor":
+def _sparse_tensor(reader: Reader, name: str, meta, copy: bool) -> torch.Tensor:
     comps = meta.components
     values_c = comps["values"]
-    values = _as_tensor(reader._read_component(name, "values", copy), values_c["dtype"], values_c["type"], (-1,))
+    values = _as_tensor(
+        reader._read_component(name, "values", copy), values_c["dtype"], values_c["type"], (-1,)
+    )
 
     def index(cname):
         # Our writer stores u64 (read as int64: a value past 2**63 turns
@@ -217,8 +233,10 @@ def _sparse_tensor(reader: Reader, name: str, meta, copy: bool) -> "torch.Tensor
         # included, store whatever integer type the caller had.
         dtype = comps[cname]["dtype"]
         if dtype not in _INDEX_DTYPES:
-            raise ZTensorError(f"{reader._path}: tensor '{name}': {meta.format} component "
-                               f"'{cname}' holds {dtype}, not integers")
+            raise ZTensorError(
+                f"{reader._path}: tensor '{name}': {meta.format} component "
+                f"'{cname}' holds {dtype}, not integers"
+            )
         raw = reader._read_component(name, cname, copy)
         if dtype in ("uint64", "int64"):
             return _as_tensor(raw, "int64", None, (-1,))
@@ -229,10 +247,16 @@ def _sparse_tensor(reader: Reader, name: str, meta, copy: bool) -> "torch.Tensor
     try:
         if meta.format == "sparse_coo":
             coords = index("coords").reshape(len(meta.shape), -1)
-            return torch.sparse_coo_tensor(coords, values, meta.shape, check_invariants=True,
-                                           is_coalesced=_is_coalesced(coords, meta.shape))
-        return torch.sparse_csr_tensor(index("indptr"), index("indices"), values, meta.shape,
-                                       check_invariants=True)
+            return torch.sparse_coo_tensor(
+                coords,
+                values,
+                meta.shape,
+                check_invariants=True,
+                is_coalesced=_is_coalesced(coords, meta.shape),
+            )
+        return torch.sparse_csr_tensor(
+            index("indptr"), index("indices"), values, meta.shape, check_invariants=True
+        )
     except ZTensorError:
         raise
     except RuntimeError as e:
@@ -242,7 +266,7 @@ def _sparse_tensor(reader: Reader, name: str, meta, copy: bool) -> "torch.Tensor
 _INDEX_DTYPES = ("uint64", "int64", "uint32", "int32", "uint16", "int16", "uint8", "int8")
 
 
-def _is_coalesced(coords: "torch.Tensor", shape) -> bool:
+def _is_coalesced(coords: torch.Tensor, shape) -> bool:
     """True when the coordinates are strictly increasing in row-major order
     (what our writer stores), checked rather than trusted."""
     if coords.shape[1] < 2:
@@ -262,14 +286,17 @@ def _load(reader: Reader, device, copy: bool, names=None) -> dict:
     metas = {name: reader.metadata(name) for name in order}
     for name, meta in metas.items():
         if meta.format not in ("dense", "sparse_coo", "sparse_csr"):
-            raise ZTensorError(f"tensor {name!r} has layout {meta.format}, which has no torch equivalent;"
-                               " use Reader.read_components()")
+            raise ZTensorError(
+                f"tensor {name!r} has layout {meta.format}, which has no torch equivalent;"
+                " use Reader.read_components()"
+            )
     # Host copies are made only when asked for on CPU: a device load streams
     # straight from the mapping through pinned staging buffers.
     host_copy = bool(copy) and device.type == "cpu"
     dense = [n for n in order if metas[n].format == "dense"]
     arrays = {
-        a.name: _as_tensor(a.buffer, a.dtype, a.logical_type, a.shape) for a in reader._read_arrays(dense, host_copy)
+        a.name: _as_tensor(a.buffer, a.dtype, a.logical_type, a.shape)
+        for a in reader._read_arrays(dense, host_copy)
     }
     out = {
         name: arrays[name] if name in arrays else _sparse_tensor(reader, name, metas[name], host_copy)
@@ -290,8 +317,15 @@ def _dequantize_name(value):
     return value
 
 
-def load_file(filename, device="cpu", copy: bool = False, *, dequantize=None, backend: str = "mmap",
-              strict: bool = False) -> dict:
+def load_file(
+    filename,
+    device="cpu",
+    copy: bool = False,
+    *,
+    dequantize=None,
+    backend: str = "mmap",
+    strict: bool = False,
+) -> dict:
     """Loads every tensor of a file as torch tensors, in file order.
 
     ``copy=False`` (default): zero-copy, writable copy-on-write views of the
@@ -304,8 +338,9 @@ def load_file(filename, device="cpu", copy: bool = False, *, dequantize=None, ba
     ``strict=True``: a pickle naming a global the reader does not interpret
     raises ``ZTensorError`` instead of a ``UserWarning`` (see ``ztensor.Reader``).
     """
-    with Reader(filename, eager=eager_backend(backend), dequantize=_dequantize_name(dequantize),
-                strict=strict) as r:
+    with Reader(
+        filename, eager=eager_backend(backend), dequantize=_dequantize_name(dequantize), strict=strict
+    ) as r:
         return _load(r, device, copy)
 
 
@@ -324,9 +359,11 @@ def load(data: bytes, *, dequantize=None) -> dict:
 # ---------------------------------------------------------------- models
 
 
-def _covers_storage(t: "torch.Tensor") -> bool:
-    return t.data_ptr() == t.untyped_storage().data_ptr() and \
-        t.nelement() * t.element_size() == t.untyped_storage().nbytes()
+def _covers_storage(t: torch.Tensor) -> bool:
+    return (
+        t.data_ptr() == t.untyped_storage().data_ptr()
+        and t.nelement() * t.element_size() == t.untyped_storage().nbytes()
+    )
 
 
 def _names_to_remove(state_dict: dict, preferred=()) -> dict:
@@ -337,8 +374,9 @@ def _names_to_remove(state_dict: dict, preferred=()) -> dict:
         complete = sorted(n for n in group if _covers_storage(state_dict[n]))
         if not complete:
             raise RuntimeError(
-                f"Error while trying to find names to remove to save state dict, but found no suitable name to keep"
-                f" for saving amongst: {sorted(group)}. None is covering the entire storage. Refusing to save/load"
+                "Error while trying to find names to remove to save state dict, but found no suitable name"
+                f" to keep for saving amongst: {sorted(group)}. None is covering the entire storage."
+                " Refusing to save/load"
                 " the model since you could be storing much more memory than needed. Please refer to"
                 " https://huggingface.co/docs/safetensors/torch_shared_tensors for more information."
                 " Or open an issue."
@@ -348,7 +386,7 @@ def _names_to_remove(state_dict: dict, preferred=()) -> dict:
     return result
 
 
-def save_model(model: "torch.nn.Module", filename, metadata=None, force_contiguous: bool = True) -> None:
+def save_model(model: torch.nn.Module, filename, metadata=None, force_contiguous: bool = True) -> None:
     """Saves a model's state dict, storing tied/shared tensors once.
 
     The names dropped for sharing are recorded in the file metadata as
@@ -369,8 +407,15 @@ def save_model(model: "torch.nn.Module", filename, metadata=None, force_contiguo
         raise ValueError(f"{e}. Consider passing `force_contiguous=True` to save_model.") from e
 
 
-def load_model(model: "torch.nn.Module", filename, strict: bool = True, device="cpu", copy: bool = False,
-               *, backend: str = "mmap"):
+def load_model(
+    model: torch.nn.Module,
+    filename,
+    strict: bool = True,
+    device="cpu",
+    copy: bool = False,
+    *,
+    backend: str = "mmap",
+):
     """Loads a file into ``model``; returns ``(missing, unexpected)`` like safetensors.
 
     Tied weights stay tied (the shared parameter is filled once).
