@@ -1120,6 +1120,37 @@ def test_bytes_after_the_manifest_item_are_refused(run_ours, tmp_path):
             assert "follow" in r["msg"], r["msg"]
 
 
+def test_gguf_tensor_table_misread_after_a_damaged_name_length_is_refused(tmp_path):
+    """The last tensor info's name length made 33: its fields, and the data section's start,
+    were read 32 bytes off, so every other tensor read the wrong bytes (gguf-py refuses: the
+    misread type is no GGMLQuantizationType)."""
+    import gguf
+
+    q8 = gguf.GGMLQuantizationType.Q8_0
+    f = np.arange(8, dtype=np.float32).reshape(2, 4) - 3.5
+    w = gguf.GGUFWriter(str(tmp_path / "src.gguf"), "llama")
+    w.add_string("general.name", "sweep")
+    w.add_tensor("f", f)
+    w.add_tensor("h", np.array([0.5, -1, 2, 4], dtype=np.float16))
+    w.add_tensor("i", np.array([5, -6, 7], dtype=np.int32))
+    q = gguf.quants.quantize(np.linspace(-1, 1, 64, dtype=np.float32).reshape(2, 32), q8)
+    w.add_tensor("q", q, raw_dtype=q8)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    data = (tmp_path / "src.gguf").read_bytes()
+    at = data.index(struct.pack("<Q", 1) + b"q")
+    bad = data[:at] + bytes([33]) + data[at + 1 :]
+    (tmp_path / "lib.gguf").write_bytes(bad)
+    with pytest.raises(ValueError, match="GGMLQuantizationType"):
+        gguf.GGUFReader(tmp_path / "lib.gguf")
+    res = _read_all(tmp_path, {"good.gguf": data, "bad.gguf": bad})
+    assert res["good.gguf"]["tensors"]["f"] == [_summary(f)] * 2
+    r = res["bad.gguf"]
+    assert not r["ok"] and r["clean"] and "bad.gguf" in r["msg"] and "damaged" in r["msg"], r
+
+
 def test_empty_tensor_whose_other_dimensions_no_array_can_take_is_refused(run_ours, tmp_path):
     """Shape [0, 2**40, 2**40] holds no element, but NumPy cannot make an array of it ("array is
     too big"): a ZTensorError naming the tensor, not NumPy's ValueError (an ONNX dims field damaged

@@ -291,6 +291,12 @@ fn fill_value_and_name_heap_damage_is_refused() {
             "old-style",
         ),
         (
+            "new-style fill value message read as an old-style one",
+            Box::new(move |d| d[fill] = 0x04),
+            "u",
+            "malformed",
+        ),
+        (
             "fill value of the wrong size",
             Box::new(move |d| d[fill + 12] = 5),
             "u",

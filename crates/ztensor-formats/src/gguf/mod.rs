@@ -40,6 +40,11 @@ pub mod dequant;
 const MAX_DIMS: u32 = 8;
 /// Deepest nesting of metadata arrays accepted.
 const MAX_DEPTH: usize = 16;
+/// Largest ggml type id taken for a possible (newer) type; ggml has about
+/// 40, so a larger one is a misread table (both llama.cpp and gguf-py refuse
+/// every unknown type).
+const MAX_TYPE_ID: u32 = 1023;
+
 /// Default data-section alignment.
 const DEFAULT_ALIGNMENT: u64 = 32;
 
@@ -339,6 +344,15 @@ pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, FormatError> {
             dims.push(cur.u64("tensor dimension")?);
         }
         let type_id = cur.u32("tensor type")?;
+        // An unknown type makes only its tensor unreadable (a newer quant),
+        // but a value no ggml type list will reach means the table is
+        // misread (a damaged name length or dimension count): every later
+        // field and the data section's start would be read from elsewhere.
+        if type_id > MAX_TYPE_ID {
+            return Err(FormatError::corrupt(format!(
+                "tensor '{name}' has ggml type {type_id}: the tensor table is damaged"
+            )));
+        }
         let offset = cur.u64("tensor offset")?;
         if !names.insert(name.clone()) {
             return Err(format!("duplicate tensor name '{name}'").into());

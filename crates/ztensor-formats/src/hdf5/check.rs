@@ -495,8 +495,10 @@ fn fill_problem(
             }
         }
         (None, Some(old)) => {
-            let len = read_uint(old, 0, 4).unwrap_or(0) as usize;
-            let value = old.get(4..4 + len).unwrap_or(&[]);
+            // A size, then that many bytes (padded to 8 in the header).
+            let value = read_uint(old, 0, 4)
+                .and_then(|n| old.get(4..4usize.checked_add(usize::try_from(n).ok()?)?))
+                .ok_or("its old-style fill value message is malformed (damaged)")?;
             if value.iter().any(|&b| b != 0) {
                 return Err("its fill value is only given by the old-style fill value \
                             message, which is not supported"
