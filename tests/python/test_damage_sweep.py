@@ -36,7 +36,8 @@ tried (run with ``-s``); the test fails on any wrong value or unclean exception,
 intact file (kept in pytest's temporary directory) and the variants.
 
 Names follow our readers' conventions, applied to the library's result: our ONNX reader lists an
-initializer whose name is empty (a damaged name field) as ``<graph 'G' initializer i>``, and a
+initializer whose name is empty (a damaged name field) as ``<graph 'G' initializer i>`` and a
+Constant node without an output as ``<graph 'G' Constant node 'N'>``, and a
 torch checkpoint's tensors are named by the dotted path of dict keys and list or tuple indices
 that leads to them (a damaged opcode can turn the top-level dict into a tuple, which torch.load
 returns as such). A legacy torch file differs from run to run (its storage keys are object
@@ -411,7 +412,8 @@ def lib_onnx(path):
     for node in m.graph.node:
         for a in node.attribute:
             if node.op_type == "Constant" and a.name == "value":
-                out[node.output[0]] = numpy_helper.to_array(a.t)
+                name = node.output[0] if node.output and node.output[0] else None
+                out[name or "<graph '%s' Constant node '%s'>" % (g, node.name)] = numpy_helper.to_array(a.t)
     return out
 
 def lib_h5(path):

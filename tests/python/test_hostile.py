@@ -1121,9 +1121,9 @@ def test_bytes_after_the_manifest_item_are_refused(run_ours, tmp_path):
 
 
 def test_gguf_tensor_table_misread_after_a_damaged_name_length_is_refused(tmp_path):
-    """The last tensor info's name length made 33: its fields, and the data section's start,
-    were read 32 bytes off, so every other tensor read the wrong bytes (gguf-py refuses: the
-    misread type is no GGMLQuantizationType)."""
+    """The last tensor info's name length made 33, or its dimension count 3: its fields, and the
+    data section's start, were read off by 32 bytes, so every other tensor read the wrong bytes
+    (gguf-py refuses: the misread type is no GGMLQuantizationType, or the data lies outside)."""
     import gguf
 
     q8 = gguf.GGMLQuantizationType.Q8_0
@@ -1141,14 +1141,19 @@ def test_gguf_tensor_table_misread_after_a_damaged_name_length_is_refused(tmp_pa
     w.close()
     data = (tmp_path / "src.gguf").read_bytes()
     at = data.index(struct.pack("<Q", 1) + b"q")
-    bad = data[:at] + bytes([33]) + data[at + 1 :]
-    (tmp_path / "lib.gguf").write_bytes(bad)
-    with pytest.raises(ValueError, match="GGMLQuantizationType"):
-        gguf.GGUFReader(tmp_path / "lib.gguf")
-    res = _read_all(tmp_path, {"good.gguf": data, "bad.gguf": bad})
+    bad = {  # q's name length made 33 (its type reads 49248); its dimension count made 3
+        "name.gguf": data[:at] + bytes([33]) + data[at + 1 :],
+        "dims.gguf": data[: at + 9] + bytes([3]) + data[at + 10 :],
+    }
+    for name, damaged in bad.items():
+        (tmp_path / f"lib_{name}").write_bytes(damaged)
+        with pytest.raises((ValueError, OSError)):
+            gguf.GGUFReader(tmp_path / f"lib_{name}")
+    res = _read_all(tmp_path, {"good.gguf": data, **bad})
     assert res["good.gguf"]["tensors"]["f"] == [_summary(f)] * 2
-    r = res["bad.gguf"]
-    assert not r["ok"] and r["clean"] and "bad.gguf" in r["msg"] and "damaged" in r["msg"], r
+    for name in bad:
+        r = res[name]
+        assert not r["ok"] and r["clean"] and name in r["msg"] and "damaged" in r["msg"], r
 
 
 def test_empty_tensor_whose_other_dimensions_no_array_can_take_is_refused(run_ours, tmp_path):

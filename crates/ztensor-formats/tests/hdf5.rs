@@ -235,7 +235,7 @@ fn structural_damage_libhdf5_refuses_is_refused() {
             "member name out of order",
             Box::new(move |d| d[heap_a] = b'}'),
             &["z", "s", "}"],
-            "name order",
+            "libhdf5 cannot look",
         ),
     ];
     for (what, patch, broken, needle) in cases {
@@ -282,6 +282,12 @@ fn fill_value_and_name_heap_damage_is_refused() {
         .filter(|&i| &data[i..i + 4] == b"HEAP")
         .collect();
     let g_heap = *heaps.last().unwrap(); // the root's comes first
+                                         // g's symbol-table node: its only entry names "be" at heap offset 8
+    let snods: Vec<usize> = (0..data.len() - 4)
+        .filter(|&i| &data[i..i + 4] == b"SNOD")
+        .collect();
+    let g_snod_name = *snods.last().unwrap() + 8;
+    assert_eq!(data[g_snod_name..g_snod_name + 8], 8u64.to_le_bytes());
     type Patch = Box<dyn Fn(&mut Vec<u8>)>;
     let cases: Vec<(&str, Patch, &str, &str)> = vec![
         (
@@ -303,6 +309,12 @@ fn fill_value_and_name_heap_damage_is_refused() {
             "fill value has 5 bytes",
         ),
         (
+            "member name read one byte on (outside its B-tree keys)",
+            Box::new(move |d| d[g_snod_name] += 1),
+            "g.e",
+            "outside its B-tree keys",
+        ),
+        (
             "name heap over its own header",
             Box::new(move |d| put_u64(d, g_heap + 24, g_heap as u64)),
             "g.be",
@@ -321,6 +333,7 @@ fn fill_value_and_name_heap_damage_is_refused() {
         let r = ztensor_formats::from_bytes(&bad).unwrap();
         let other = if broken == "u" { "g.be" } else { "u" };
         assert!(r.names().any(|n| n == other), "{what}");
+        assert!(r.names().any(|n| n != other), "{what}"); // the damaged one is listed
         for name in r.names().filter(|&n| n != other) {
             let err = r.read(name).expect_err(what).to_string();
             assert!(err.contains(needle), "{what}: {name}: {err}");

@@ -14,7 +14,9 @@
 //! name (`"q4_k"`), with `{"ggml_type", "original_shape"}` in the tensor's
 //! attributes. A tensor with an unknown type id, a size that is not a whole
 //! number of blocks, or bytes outside the file is unreadable on its own; the
-//! rest of the file stays readable.
+//! rest of the file stays readable. (gguf-py and llama.cpp refuse the whole
+//! file then; so do we when the table looks misread: a type id past any ggml
+//! type, or padding before the data section that is not zero.)
 //!
 //! Opt-in ([`parse`] with `OpenOptions::dequantize`): each quantized
 //! tensor whose type has a kernel in [`dequant`] becomes instead a dense
@@ -378,7 +380,24 @@ pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, FormatError> {
             let name = t.name.clone();
             tensor(t, data_start, file_len, dequantize).unwrap_or_else(|e| Entry::broken(name, e))
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // A tensor that fails on its own (an unknown type, data past the end)
+    // leaves the others readable, which is safe only if the table was read
+    // right: every writer pads the infos with zero bytes, and a table misread
+    // by a damaged length or count puts the data section's start elsewhere,
+    // its "padding" in the middle of tensor data.
+    if entries.iter().any(|e| e.info.is_err()) {
+        let padding = usize::try_from(data_start.min(file_len))
+            .ok()
+            .and_then(|end| bytes.get(cur.pos..end))
+            .unwrap_or_default();
+        if padding.iter().any(|&b| b != 0) {
+            return Err(FormatError::corrupt(
+                "a tensor is unreadable and the padding before the data section is not zero: \
+                 the tensor table is damaged",
+            ));
+        }
+    }
 
     Ok(Catalog {
         format: "gguf",

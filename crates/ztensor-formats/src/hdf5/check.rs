@@ -281,18 +281,28 @@ impl<'a> Walk<'a> {
             .map_err(|e| format!("the local heap at address {heap_addr} is damaged: {e}"))?;
         let mut entries = Vec::new();
         self.group_node(btree, None, 0, &mut entries)?;
-        let mut out: Vec<(String, u64)> = Vec::with_capacity(entries.len());
-        let mut previous: Option<&[u8]> = None;
-        for (name_offset, header) in entries {
-            let name = usize::try_from(name_offset)
+        let name_at = |offset: u64| {
+            usize::try_from(offset)
                 .ok()
                 .and_then(|o| heap_data.get(o..))
                 .map(|rest| &rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())])
                 .ok_or_else(|| {
-                    format!(
-                        "a member name at heap offset {name_offset} lies outside the group's heap"
-                    )
-                })?;
+                    format!("a member name at heap offset {offset} lies outside the group's heap")
+                })
+        };
+        let mut out: Vec<(String, u64)> = Vec::with_capacity(entries.len());
+        let mut previous: Option<&[u8]> = None;
+        for (name_offset, header, (left, right)) in entries {
+            let name = name_at(name_offset)?;
+            // libhdf5 looks a name up in the child whose keys bound it
+            // (left < name <= right); outside them it does not exist.
+            if name_at(left)? >= name || name > name_at(right)? {
+                return Err(format!(
+                    "the group's member {:?} lies outside its B-tree keys (a damaged name): \
+                     libhdf5 cannot look it up",
+                    String::from_utf8_lossy(name)
+                ));
+            }
             if previous.is_some_and(|p| p >= name) {
                 return Err(format!(
                     "the group's members are not in name order at {:?} (a damaged name): \
@@ -306,14 +316,15 @@ impl<'a> Walk<'a> {
         Ok(out)
     }
 
-    /// Collects (name offset, object header) of every entry below a group
-    /// B-tree node, in order.
+    /// Collects (name offset, object header, the heap offsets of the names
+    /// bounding its symbol-table node) of every entry below a group B-tree
+    /// node, in order.
     fn group_node(
         &mut self,
         addr: u64,
         level: Option<u8>,
         depth: usize,
-        out: &mut Vec<(u64, u64)>,
+        out: &mut Vec<(u64, u64, (u64, u64))>,
     ) -> Result<(), String> {
         if !self.node() || depth > MAX_DEPTH {
             return Ok(());
@@ -328,11 +339,12 @@ impl<'a> Walk<'a> {
                 "group B-tree node at address {addr} has the wrong level"
             ));
         }
-        for &child in &node.children {
+        for (i, &child) in node.children.iter().enumerate() {
             if node.level > 0 {
                 self.group_node(child, Some(node.level - 1), depth + 1, out)?;
                 continue;
             }
+            let bounds = (node.keys[i], node.keys[i + 1]); // decode gives one key more
             if !self.node() {
                 return Ok(());
             }
@@ -343,7 +355,7 @@ impl<'a> Walk<'a> {
                 snod.entries
                     .iter()
                     .filter(|e| e.obj_header_addr != UNDEF_ADDR) // soft links
-                    .map(|e| (e.name_offset, e.obj_header_addr)),
+                    .map(|e| (e.name_offset, e.obj_header_addr, bounds)),
             );
         }
         Ok(())
