@@ -242,13 +242,7 @@ impl Writer<AppendFile> {
     /// ```
     pub fn append(path: impl AsRef<Path>) -> Result<Writer<AppendFile>> {
         let path = path.as_ref();
-        let io = |e| Error::io(path, e);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io)?;
-        lock_for_append(&file, path)?;
+        let file = open_locked(path)?;
         let (size, old) = read_old_version(&file, path)?;
         let (attributes, kept, root_extra) = old;
         let sink = AppendFile {
@@ -315,6 +309,18 @@ impl<W: Write> Writer<W> {
 }
 
 type OldVersion = (Option<Value>, BTreeMap<String, Value>, Vec<(String, Value)>);
+
+/// Opens an existing file for reading and writing and takes the one-appender
+/// lock: what an append and a repair both start with.
+fn open_locked(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    lock_for_append(&file, path)?;
+    Ok(file)
+}
 
 /// Takes the append lock of `file`, or says who holds it.
 fn lock_for_append(file: &File, path: &Path) -> Result<()> {
@@ -439,12 +445,7 @@ pub enum Repair {
 pub fn repair(path: impl AsRef<Path>) -> Result<Repair> {
     let path = path.as_ref();
     let io = |e| Error::io(path, e);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(io)?;
-    lock_for_append(&file, path)?;
+    let file = open_locked(path)?;
     let size = file.metadata().map_err(io)?.len();
     // A size change can become durable before the bytes written at the new
     // end (a power cut): skip trailing zeros, which no trailer or footer
