@@ -11,7 +11,8 @@
 //! - the element offsets of a chunk B-tree key are multiples of the chunk
 //!   size ("bad coordinate offset"; rust-hdf5 rounds them down), and the
 //!   chunks are in increasing offset order, which libhdf5's lookups rely on;
-//! - no dimension of a dataspace exceeds its maximum;
+//! - no dimension of a dataspace exceeds its maximum, and contiguous storage
+//!   holds exactly the bytes its extent needs;
 //! - a fill value has the size of an element, and is not given only by the
 //!   old-style fill value message, which rust-hdf5 ignores (it fills with
 //!   zeros where libhdf5 fills with that value);
@@ -201,7 +202,8 @@ impl<'a> Walk<'a> {
         let find = |t: u8| messages.iter().find(|m| m.0 == t).map(|m| m.2.as_slice());
         if let Some(layout) = find(LAYOUT) {
             let fill = fill_problem(find(DATATYPE), find(FILL), find(FILL_OLD), &ctx);
-            if let Err(e) = fill.and_then(|()| self.dataset(find(DATASPACE), layout)) {
+            let checked = fill.and_then(|()| self.dataset(find(DATASPACE), find(DATATYPE), layout));
+            if let Err(e) = checked {
                 self.problems.insert(path.to_string(), e);
             }
             return;
@@ -362,7 +364,12 @@ impl<'a> Walk<'a> {
     }
 
     /// The checks of one dataset: its extent and its chunk index.
-    fn dataset(&mut self, dataspace: Option<&[u8]>, layout: &[u8]) -> Result<(), String> {
+    fn dataset(
+        &mut self,
+        dataspace: Option<&[u8]>,
+        datatype: Option<&[u8]>,
+        layout: &[u8],
+    ) -> Result<(), String> {
         let ctx = self.geo.ctx;
         let dims = match dataspace.map(|d| DataspaceMessage::decode(d, &ctx)) {
             Some(Ok((space, _))) => {
@@ -379,15 +386,28 @@ impl<'a> Walk<'a> {
             }
             _ => return Ok(()), // left to the library
         };
-        let Ok((
-            DataLayoutMessage::ChunkedV3 {
-                chunk_dims,
-                b_tree_address,
-            },
-            _,
-        )) = DataLayoutMessage::decode(layout, &ctx)
-        else {
-            return Ok(());
+        let (chunk_dims, b_tree_address) = match DataLayoutMessage::decode(layout, &ctx) {
+            Ok((
+                DataLayoutMessage::ChunkedV3 {
+                    chunk_dims,
+                    b_tree_address,
+                },
+                _,
+            )) => (chunk_dims, b_tree_address),
+            // As libhdf5: contiguous storage holds exactly the extent's bytes.
+            Ok((DataLayoutMessage::Contiguous { address, size }, _)) if address != UNDEF_ADDR => {
+                let elem = datatype
+                    .and_then(|d| DatatypeMessage::decode(d, &ctx).ok())
+                    .map(|(t, _)| u64::from(t.element_size()));
+                let needed = elem.and_then(|e| dims.iter().try_fold(e, |a, &d| a.checked_mul(d)));
+                return match needed {
+                    Some(n) if n != size => Err(format!(
+                        "its storage holds {size} bytes where its shape {dims:?} needs {n} (damaged)"
+                    )),
+                    _ => Ok(()),
+                };
+            }
+            _ => return Ok(()),
         };
         if b_tree_address == UNDEF_ADDR || chunk_dims.len() != dims.len() + 1 {
             return Ok(()); // nothing written yet / left to the library
