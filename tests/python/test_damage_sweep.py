@@ -398,7 +398,11 @@ def lib_gguf(path):
     out = {}
     for t in gguf.GGUFReader(path).tensors:
         d = np.array(t.data)
-        out[t.name] = d if t.tensor_type in plain else d.reshape(-1)  # quantized: its bytes
+        if t.tensor_type == Q.BF16:  # gguf-py gives its bytes; we give bfloat16 values
+            import ml_dtypes
+            shape = tuple(int(n) for n in reversed(t.shape))
+            d = d.reshape(-1).view(np.uint8).view(ml_dtypes.bfloat16).reshape(shape)
+        out[t.name] = d if t.tensor_type in plain | {Q.BF16} else d.reshape(-1)  # quantized: bytes
     return out
 
 def lib_onnx(path):
