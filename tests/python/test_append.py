@@ -371,4 +371,6 @@ def test_sigkill_at_random_points_of_appending_never_loses_or_corrupts_data(tmp_
         with ztensor.Reader(path) as r:
             r.verify()
     print(f"kill test: {kills} kills: {seen}")
-    assert kills == 40 and seen["torn_repaired"] > 0 and seen["old"] + seen["new"] > 0, seen
+    # Where the kills land depends on the machine's load (under load every kill can land mid-append),
+    # so only the outcome of each kill is asserted above, never how many landed where.
+    assert kills == 40 and sum(seen.values()) == kills, seen
