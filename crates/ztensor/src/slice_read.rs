@@ -123,8 +123,8 @@ impl FrameIndex {
         })
     }
 
-    /// Which frames overlap the runs of `plan`.
-    fn needed(&self, plan: &Plan) -> Vec<bool> {
+    /// The frames that overlap the runs of `plan`, in file order.
+    fn needed(&self, plan: &Plan) -> Vec<&Frame> {
         let frames = &self.frames;
         let mut need = vec![false; frames.len()];
         let mut covered = 0..0;
@@ -141,7 +141,12 @@ impl FrameIndex {
             }
             covered = frames[first].decoded.start..frames[k - 1].decoded.end;
         }
-        need
+        frames
+            .iter()
+            .zip(need)
+            .filter(|(_, n)| *n)
+            .map(|(f, _)| f)
+            .collect()
     }
 }
 
@@ -432,14 +437,7 @@ impl Reader {
         plan: &Plan,
         out: &mut [u8],
     ) -> Result<(), FormatError> {
-        let need = index.needed(plan);
-        let chosen: Vec<&Frame> = index
-            .frames
-            .iter()
-            .zip(&need)
-            .filter(|(_, n)| **n)
-            .map(|(f, _)| f)
-            .collect();
+        let chosen = index.needed(plan);
         // Each frame feeds one contiguous piece of the result, in frame order.
         let starts: Vec<u64> = chosen
             .iter()
@@ -518,14 +516,7 @@ impl Reader {
         stored: &Stored,
         plan: &Plan,
     ) -> Result<Decoded, FormatError> {
-        let need = index.needed(plan);
-        let chosen: Vec<&Frame> = index
-            .frames
-            .iter()
-            .zip(&need)
-            .filter(|(_, n)| **n)
-            .map(|(f, _)| f)
-            .collect();
+        let chosen = index.needed(plan);
         let total: u64 = chosen.iter().map(|f| f.decoded.end - f.decoded.start).sum();
         let mut buf = AlignedBuf::for_overwrite(total as usize)?;
         let mut frames = Vec::with_capacity(chosen.len());
