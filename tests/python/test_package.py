@@ -56,7 +56,7 @@ def test_only_reader_and_writer_touch_the_native_objects():
     pkg = pathlib.Path(ztensor.__file__).parent
     offenders = [
         f"{path.name}:{n}: {line.strip()}"
-        for path in sorted(pkg.glob("*.py"))
+        for path in sorted(pkg.rglob("*.py"))
         if path.name not in ("_reader.py", "_writer.py")
         for n, line in enumerate(path.read_text().splitlines(), 1)
         if re.search(r"\._[rw]\b", line)

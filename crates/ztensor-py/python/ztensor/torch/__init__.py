@@ -16,11 +16,11 @@ from collections import defaultdict
 
 import numpy as np
 
-from ._options import check_metadata, compression_level, eager_backend
-from ._reader import Reader
-from ._torch_device import parse_device, to_device
-from ._writer import Writer, write_bytes, write_file
-from ._ztensor import ZTensorError
+from .._options import check_metadata, compression_level, eager_backend
+from .._reader import Reader
+from .._torch_device import parse_device, to_device
+from .._writer import Writer, write_bytes, write_file
+from .._ztensor import ZTensorError
 
 __all__ = ["save_file", "load_file", "save", "load", "save_model", "load_model"]
 
