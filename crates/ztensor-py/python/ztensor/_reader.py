@@ -192,7 +192,7 @@ class Reader(ReaderCompat):
         return f"<ztensor.Reader {self._r.path!r} [{self._r.format}, {len(self)} tensor(s)]>"
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))  # subpackages (ztensor.torch) count too
 
 
 def _warn_skipped(r: _Reader) -> None:
@@ -203,7 +203,7 @@ def _warn_skipped(r: _Reader) -> None:
         return
     shown = ", ".join(skipped[:12]) + (f" and {len(skipped) - 12} more" if len(skipped) > 12 else "")
     level, frame = 1, sys._getframe(0)
-    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _PACKAGE_DIR:
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
         level, frame = level + 1, frame.f_back
     warnings.warn(
         f"{r.path}: skipped the objects of pickled globals zTensor does not interpret (never imported "
