@@ -47,6 +47,7 @@ mod panic;
 #[cfg(feature = "pickle")]
 pub mod pickle;
 pub mod safetensors;
+pub mod sharded;
 mod table;
 pub mod transforms;
 #[cfg(any(feature = "npz", feature = "pickle"))]

@@ -1,0 +1,7 @@
+//! Sharded checkpoints: tensors split over several files named by an index
+//! file (`model.safetensors.index.json`, `pytorch_model.bin.index.json`,
+//! `model.zt.index.json`), read as one set of names.
+
+pub mod index;
+
+pub use index::{is_index_name, locate, IndexFile, INDEX_SUFFIX, TOTAL_SIZE};
