@@ -127,7 +127,8 @@ pub fn is_index_name(path: &Path) -> bool {
 
 /// The index a path designates: the path itself when it is a file, else the
 /// one `*.index.json` file of the directory. A directory with none is an
-/// I/O "not found" error; one with several is an error listing them.
+/// I/O "is a directory" error (as opening it as a file is); one with
+/// several is an error listing them.
 pub fn locate(path: &Path) -> Result<PathBuf> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
@@ -147,8 +148,8 @@ pub fn locate(path: &Path) -> Result<PathBuf> {
     match found.len() {
         1 => Ok(found.pop().expect("one element")),
         0 => Err(io(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("no sharded checkpoint index (*{INDEX_SUFFIX}) in this directory"),
+            std::io::ErrorKind::IsADirectory,
+            format!("is a directory without a sharded checkpoint index (*{INDEX_SUFFIX})"),
         ))),
         _ => {
             let names: Vec<String> = found
@@ -239,7 +240,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = locate(dir.path()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Io);
-        assert!(e.to_string().contains("no sharded checkpoint index"), "{e}");
+        assert!(e.to_string().contains("without a sharded checkpoint index"), "{e}");
         let a = dir.path().join("model.safetensors.index.json");
         std::fs::write(&a, "{}").unwrap();
         std::fs::write(dir.path().join("model.safetensors"), "").unwrap();

@@ -8,8 +8,9 @@ import warnings
 
 from ._dtypes import as_array
 from ._metadata import TensorMetadata
-from ._options import dequantize_dtype, fspath
+from ._options import dequantize_dtype
 from ._reader_compat import ReaderCompat
+from ._sources import open_native
 from ._ztensor import ArrayRead, Buffer, ZTensorError, _Reader, _Slice
 
 
@@ -42,7 +43,7 @@ class Reader(ReaderCompat):
     """
 
     def __init__(self, path, *, eager: bool = False, dequantize=None, strict: bool = False):
-        self._r = _Reader(fspath(path), eager, dequantize_dtype(dequantize), bool(strict))
+        self._r = open_native(path, eager=eager, dequantize=dequantize_dtype(dequantize), strict=bool(strict))
         _warn_skipped(self._r)
 
     @classmethod

@@ -1,0 +1,67 @@
+"""Which native reader opens a path: the one place that decides.
+
+``open_native(path, ...)`` returns the object ``Reader`` keeps as ``self._r``
+(and through it ``safe_open``, ``ztensor.torch`` and ``ztensor.numpy``):
+
+- a tensor file of any format: the native ``_Reader``;
+- a sharded checkpoint's index (``model.safetensors.index.json``,
+  ``pytorch_model.bin.index.json``, ``model.zt.index.json``) or a directory
+  holding exactly one such index: the native ``_ShardedReader``, which
+  presents the tensors of every shard as one set of names.
+
+Every object returned has the methods below (the "source protocol"); the
+front ends call nothing else on ``self._r``. A new kind of source (a remote
+URL, a DCP folder) adds a branch here returning an object with them.
+
+Attributes and lifetime:
+    ``path`` (str, for messages), ``format`` (str: ``"zt"``, ``"safetensors"``,
+    ..., ``"sharded"``), ``version`` (str), ``closed`` (bool), ``close()``
+    (idempotent; arrays and slices already handed out stay valid).
+Names (sharded: from the index, no shard is opened):
+    ``names()`` -> list of str, sorted; ``__len__()``; ``contains(name)`` -> bool;
+    ``names_in_file_order()`` -> list of str, the order to read everything in.
+Metadata:
+    ``attributes()`` -> dict, the file-level metadata (empty when none);
+    ``info(name)`` -> an object with ``name, shape, dtype, logical_type,
+    layout, components, attributes`` (``_ztensor.TensorInfo``); KeyError for
+    an unknown name; ``skipped_globals()`` -> list of str (pickles: globals
+    whose objects were skipped, for one UserWarning; else empty).
+Reading:
+    ``read_arrays(names, copy)`` -> list of objects with ``name, buffer,
+    dtype, logical_type, shape`` (``_ztensor.ArrayRead``), the dense tensors
+    named (``None``: all, in ``names_in_file_order()``), ``buffer`` exposing
+    the bytes by the buffer protocol (``copy=True``: memory it owns);
+    ``read_component(name, component, copy)`` -> a buffer of one component's
+    bytes (any layout); ``slice(name)`` -> an object with ``name, shape,
+    dtype, type`` and ``read(index, numpy)`` -> ``(buffer, shape)`` for
+    ``safe_open(...).get_slice`` (``_ztensor._Slice``);
+    ``verify()`` -> list of str, the problems found (empty: sound).
+Errors: ``ZTensorError`` for bad content (naming the file and the tensor),
+``OSError`` subclasses (``FileNotFoundError``...) for the file system,
+``KeyError`` for an unknown tensor name.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ._options import fspath
+from ._ztensor import _Reader
+
+
+def open_native(path, *, eager: bool = False, dequantize=None, strict: bool = False):
+    """The native reader of ``path`` (see the module docstring).
+
+    ``eager``, ``dequantize`` (``None``, ``"float32"`` or ``"float16"``, already
+    normalised) and ``strict`` as in ``Reader``; a sharded reader applies them
+    to every shard.
+    """
+    path = fspath(path)
+    if path.endswith(".index.json"):
+        raise NotImplementedError("sharded checkpoints: the native _ShardedReader lands next (issue 13)")
+    return _Reader(path, eager, dequantize, strict)
+
+
+def _is_sharded(path: str) -> bool:
+    """An index file (``*.index.json``) or a directory (which must hold one)."""
+    return path.endswith(".index.json") or os.path.isdir(path)
