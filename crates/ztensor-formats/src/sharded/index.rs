@@ -240,7 +240,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = locate(dir.path()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Io);
-        assert!(e.to_string().contains("without a sharded checkpoint index"), "{e}");
+        assert!(
+            e.to_string().contains("without a sharded checkpoint index"),
+            "{e}"
+        );
         let a = dir.path().join("model.safetensors.index.json");
         std::fs::write(&a, "{}").unwrap();
         std::fs::write(dir.path().join("model.safetensors"), "").unwrap();

@@ -3,5 +3,7 @@
 //! `model.zt.index.json`), read as one set of names.
 
 pub mod index;
+mod reader;
 
 pub use index::{is_index_name, locate, IndexFile, INDEX_SUFFIX, TOTAL_SIZE};
+pub use reader::ShardedReader;
