@@ -3,7 +3,9 @@
 //! `model.zt.index.json`), read as one set of names.
 
 pub mod index;
+pub mod plan;
 mod reader;
+pub mod save;
 
 pub use index::{is_index_name, locate, IndexFile, INDEX_SUFFIX, TOTAL_SIZE};
 pub use reader::ShardedReader;
