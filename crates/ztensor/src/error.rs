@@ -208,7 +208,15 @@ impl Error {
         }
     }
 
+    /// An I/O error; one that carries a [`FormatError`] (a [`crate::RangeSource`]
+    /// that found the remote file changed or damaged) becomes that problem.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        if let Some(problem) = source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<FormatError>())
+        {
+            return Error::format(path, problem.clone());
+        }
         Error::Io {
             path: path.into(),
             source,

@@ -130,7 +130,7 @@ impl Reader {
         ))
     }
 
-    fn assemble(path: PathBuf, source: Source, catalog: Catalog) -> Reader {
+    pub(crate) fn assemble(path: PathBuf, source: Source, catalog: Catalog) -> Reader {
         let mut entries = catalog.entries;
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         for i in 1..entries.len() {
@@ -284,6 +284,9 @@ impl Reader {
         copy: bool,
         span: Option<&SpanMap>,
     ) -> Vec<Result<TensorBytes>> {
+        if let Source::Ranged(src) = &self.source {
+            return self.read_many_ranged(&**src, names);
+        }
         // Zero-copy reads of raw, digest-free data are cheap per tensor (batch
         // them); copies, digests and decoding are not (spread them out).
         let heavy = copy
@@ -467,6 +470,12 @@ impl Reader {
     }
 
     fn read_dense(&self, name: &str, copy: bool, span: Option<&SpanMap>) -> Result<TensorBytes> {
+        let (idx, info) = self.dense(name)?;
+        self.fetch(idx, info, "data", &info.components["data"], copy, span)
+    }
+
+    /// The index and description of a dense tensor; an error for other layouts.
+    pub(crate) fn dense(&self, name: &str) -> Result<(usize, &TensorInfo)> {
         let idx = self.lookup(name)?;
         let info = self.info(name)?;
         if info.layout != Layout::Dense {
@@ -479,7 +488,7 @@ impl Reader {
                 ),
             ));
         }
-        self.fetch(idx, info, "data", &info.components["data"], copy, span)
+        Ok((idx, info))
     }
 
     pub(crate) fn fetch(
@@ -526,6 +535,25 @@ impl Reader {
                     .map_err(|e| Error::io(&self.path, e))?;
                 TensorBytes::Owned(buf)
             }
+        };
+        self.finish(idx, info, cname, c, stored)
+    }
+
+    /// Checks the digest of a component's `stored` bytes and decodes them.
+    pub(crate) fn finish(
+        &self,
+        idx: usize,
+        info: &TensorInfo,
+        cname: &str,
+        c: &Component,
+        stored: TensorBytes,
+    ) -> Result<TensorBytes> {
+        let err = |m: FormatError| {
+            Error::tensor(
+                &self.path,
+                &info.name,
+                m.prefixed(format_args!("component '{cname}': ")),
+            )
         };
         self.check_digest(idx, info, cname, c, &stored)?;
         let zstd_expected = match &c.encoding {

@@ -113,6 +113,26 @@ impl SpanMap {
     }
 }
 
+/// Bytes read by ranges from somewhere other than a local file: an object
+/// in a store or a file behind an HTTP server (the `ztensor-remote` crate).
+///
+/// An error that carries a [`crate::FormatError`] (`io::Error::other(problem)`)
+/// reaches the caller as that problem (e.g. the object changed between reads);
+/// one of kind `NotFound` as a missing file.
+pub trait RangeSource: Send + Sync {
+    /// Fills `dst` with the bytes at `offset`, exactly, or fails.
+    fn read_into(&self, offset: u64, dst: &mut [u8]) -> std::io::Result<()>;
+
+    /// Fills every `(offset, dst)` pair, which the caller lists in increasing
+    /// offset order without overlaps. Sources merge close ranges and fetch
+    /// them concurrently; this default reads them one by one.
+    fn read_many(&self, requests: &mut [(u64, &mut [u8])]) -> std::io::Result<()> {
+        requests
+            .iter_mut()
+            .try_for_each(|(offset, dst)| self.read_into(*offset, dst))
+    }
+}
+
 /// The reader's view of its input.
 pub(crate) enum Source {
     /// A file; `map` is present in [`crate::ReadMode::Mmap`].
@@ -122,6 +142,8 @@ pub(crate) enum Source {
     },
     /// Bytes already in memory.
     Memory(Arc<AlignedBuf>),
+    /// Bytes fetched by ranges when read (a remote object).
+    Ranged(Arc<dyn RangeSource>),
 }
 
 impl Source {
@@ -131,6 +153,7 @@ impl Source {
             Source::File { map: Some(m), .. } => Some(m.clone() as Arc<dyn Backing>),
             Source::File { map: None, .. } => None,
             Source::Memory(b) => Some(b.clone() as Arc<dyn Backing>),
+            Source::Ranged(_) => None,
         }
     }
 
@@ -175,6 +198,7 @@ impl Source {
                 crate::parallel::copy(dst, &m.as_slice()[start..start + dst.len()]);
                 Ok(())
             }
+            Source::Ranged(r) => r.read_into(offset, dst),
         }
     }
 }
