@@ -1,0 +1,276 @@
+"""ztensor.torch.dcp: .zt as a storage backend for torch.distributed.checkpoint.
+
+Multi-rank cases run dcp_worker.py as one subprocess per rank (gloo on CPU,
+rendezvous through a file); single-process cases use ``no_dist=True``. The
+oracle is torch itself: the global tensors the workers build, and DCP's own
+FileSystemWriter/FileSystemReader on the same state dict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+dcp = pytest.importorskip("torch.distributed.checkpoint")
+
+from torch.distributed.checkpoint.api import CheckpointException  # noqa: E402
+
+import ztensor  # noqa: E402
+from ztensor.torch import load_file  # noqa: E402
+from ztensor.torch.dcp import ZTensorStorageReader, ZTensorStorageWriter, consolidate  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from dcp_worker import global_tensors, non_tensor_state  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def fails(match: str):
+    """DCP reports a rank's error as a CheckpointException quoting it."""
+    return pytest.raises((ztensor.ZTensorError, CheckpointException), match=match)
+
+
+def run_ranks(tmp: Path, world: int, *tasks: dict) -> None:
+    """Runs ``tasks`` in order on ``world`` ranks of ``dcp_worker.py``; fails
+    with the ranks' stderr."""
+    init = f"file://{tmp}/rendezvous-{uuid.uuid4().hex}"
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    spec = {"tasks": list(tasks), "world_size": world, "init": init}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(HERE / "dcp_worker.py"), json.dumps({**spec, "rank": r})],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for r in range(world)
+    ]
+    try:
+        errors = [p.communicate(timeout=300)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    failed = [(r, e) for r, (p, e) in enumerate(zip(procs, errors, strict=True)) if p.returncode]
+    assert not failed, "\n".join(f"rank {r}:\n{e[-3000:]}" for r, e in failed)
+
+
+def full_targets() -> dict:
+    """A state dict of plain full-size tensors to load into in one process."""
+    sd = {name: torch.zeros_like(t) for name, t in global_tensors().items()}
+    sd["extra"] = {"step": 0, "lr": 0.0, "names": [], "rng": torch.zeros_like(non_tensor_state()["rng"])}
+    return sd
+
+
+def assert_full(sd: dict) -> None:
+    for name, expected in global_tensors().items():
+        assert sd[name].dtype == expected.dtype and torch.equal(sd[name], expected), name
+    assert sd["extra"]["step"] == 42 and sd["extra"]["names"] == ["adam", 3, None]
+    assert torch.equal(sd["extra"]["rng"], non_tensor_state()["rng"])
+
+
+def copy_of(src: str, tmp_path: Path) -> str:
+    dst = str(tmp_path / "copy")
+    shutil.copytree(src, dst)
+    return dst
+
+
+# ------------------------------------------------------------ multi-rank
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """One checkpoint saved on 2 ranks with Shard(0): ours, FileSystemWriter's
+    and ours through async_save (zstd), from the same state dict."""
+    tmp = tmp_path_factory.mktemp("dcp2")
+    dirs = {"zt": str(tmp / "zt"), "fs": str(tmp / "fs"), "async": str(tmp / "async")}
+    run_ranks(tmp, 2, {"task": "save", "layout": "shard0", **dirs})
+    return tmp, dirs
+
+
+@pytest.fixture(scope="module")
+def saved4(saved):
+    """On 4 ranks: the 2-rank checkpoints loaded as Shard(1) (resharding up,
+    placements changed; ours, FileSystemWriter's and async_save's to the same
+    global tensors), then saved from a 2x2 mesh (Shard(0), Shard(1)), two
+    files per rank."""
+    tmp, dirs = saved
+    ck = str(tmp / "zt4")
+    run_ranks(
+        tmp,
+        4,
+        {"task": "load", "layout": "shard1", **dirs},
+        {"task": "save", "layout": "2d", "zt": ck, "threads": 2},
+    )
+    return tmp, ck
+
+
+def test_2_ranks_shard0_to_4_ranks_shard1_then_2d_save(saved4):
+    _, ck = saved4
+    assert sorted(f for f in os.listdir(ck) if f.endswith(".zt")) == [
+        f"__{r}_{n}.zt" for r in range(4) for n in (0, 1)
+    ]
+
+
+def test_4_ranks_2d_to_2_ranks_replicate_and_fsdp2(saved4):
+    """Resharding down to Replicate() on 2 ranks; then FSDP2 (fully_shard on
+    CPU with gloo): model and Adam state saved and loaded into a differently
+    initialised model, which then computes the same."""
+    tmp, ck = saved4
+    run_ranks(
+        tmp,
+        2,
+        {"task": "load", "layout": "replicate", "zt": ck},
+        {"task": "fsdp", "zt": str(tmp / "fsdp")},
+    )
+
+
+def test_4_ranks_2d_to_world_of_1(saved4):
+    tmp, ck = saved4
+    run_ranks(tmp, 1, {"task": "load", "layout": "shard0", "zt": ck})
+
+
+# ------------------------------------------------------------ one process
+
+
+def test_load_in_one_process_matches_filesystem_reader(saved):
+    _, dirs = saved
+    ours, theirs = full_targets(), full_targets()
+    dcp.load(ours, storage_reader=ZTensorStorageReader(dirs["zt"], thread_count=2), no_dist=True)
+    dcp.load(theirs, storage_reader=dcp.FileSystemReader(dirs["fs"]), no_dist=True)
+    assert_full(ours)
+    for name in global_tensors():
+        assert torch.equal(ours[name], theirs[name])
+    assert ours["extra"] == {**theirs["extra"], "rng": ours["extra"]["rng"]}
+
+
+def test_no_dist_save_and_load(tmp_path):
+    sd = {**global_tensors(), "extra": non_tensor_state()}
+    dcp.save(sd, storage_writer=ZTensorStorageWriter(tmp_path / "ck", checksum="sha256"), no_dist=True)
+    loaded = full_targets()
+    dcp.load(loaded, storage_reader=ZTensorStorageReader(tmp_path / "ck"), no_dist=True)
+    assert_full(loaded)
+
+
+def test_every_data_file_is_a_valid_zt(saved):
+    _, dirs = saved
+    for key in ("zt", "async"):
+        files = sorted(f for f in os.listdir(dirs[key]) if f.endswith(".zt"))
+        assert files == ["__0_0.zt", "__1_0.zt"]
+        chunks = {}
+        for f in files:
+            with ztensor.Reader(os.path.join(dirs[key], f)) as r:
+                r.verify()
+                assert r.metadata()["dcp"]["format"] == "ztensor-dcp"
+                for name in r.keys():
+                    meta = r.metadata(name)
+                    assert meta.components["data"]["digest"].startswith("crc32c")
+                    if key == "async":
+                        assert meta.components["data"]["encoding"] == "zstd"
+                    attrs = meta.attributes
+                    if attrs.get("dcp_bytes"):
+                        continue
+                    chunks.setdefault(attrs["dcp_fqn"], []).append(
+                        (attrs["dcp_offsets"], r.read_tensor(name))
+                    )
+        # The chunks of each sharded tensor are its row blocks, bit for bit.
+        for name, expected in global_tensors().items():
+            assert name in chunks
+            for offsets, arr in chunks[name]:
+                block = expected[offsets[0] : offsets[0] + arr.shape[0]]
+                got = torch.from_numpy(np.ascontiguousarray(arr).view(np.uint8).copy()).view(expected.dtype)
+                assert torch.equal(got.reshape(block.shape), block), name
+
+
+def test_description_is_json_and_checked(saved, tmp_path):
+    _, dirs = saved
+    ck = copy_of(dirs["zt"], tmp_path)
+    path = os.path.join(ck, "ztensor-dcp.json")
+    doc = json.load(open(path))
+    assert doc["format"] == "ztensor-dcp" and doc["tensors"]["model.w_f32"]["size"] == [16, 12]
+    doc["tensors"]["model.w_f32"]["size"] = [17, 12]
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    with fails("damaged"):
+        dcp.load(full_targets(), storage_reader=ZTensorStorageReader(ck), no_dist=True)
+
+
+def test_missing_description_is_refused(saved, tmp_path):
+    _, dirs = saved
+    ck = copy_of(dirs["zt"], tmp_path)
+    os.remove(os.path.join(ck, "ztensor-dcp.json"))
+    with fails("no ztensor-dcp.json.*not a complete"):
+        dcp.load(full_targets(), storage_reader=ZTensorStorageReader(ck), no_dist=True)
+
+
+def test_interrupted_overwrite_is_refused(saved, tmp_path):
+    """A save that dies after its first file leaves a folder that does not
+    load (the old description was dropped before any data was written)."""
+    _, dirs = saved
+    ck = copy_of(dirs["zt"], tmp_path)
+
+    class Dying(ZTensorStorageWriter):
+        def _write_file(self, *args):
+            super()._write_file(*args)
+            raise RuntimeError("killed after one file")
+
+    with fails("killed after one file"):
+        dcp.save({**global_tensors()}, storage_writer=Dying(ck, thread_count=1), no_dist=True)
+    with fails("not a complete"):
+        dcp.load(full_targets(), storage_reader=ZTensorStorageReader(ck), no_dist=True)
+
+
+def test_flipped_bit_is_caught_naming_file_and_tensor(saved, tmp_path):
+    _, dirs = saved
+    ck = copy_of(dirs["zt"], tmp_path)
+    path = os.path.join(ck, "__1_0.zt")
+    with ztensor.Reader(path) as r:
+        offset = r.metadata("model.w_f32").components["data"]["offset"]
+    with open(path, "r+b") as f:
+        f.seek(offset + 5)
+        byte = f.read(1)[0]
+        f.seek(offset + 5)
+        f.write(bytes([byte ^ 0x10]))
+    with fails(r"__1_0\.zt.*model\.w_f32|model\.w_f32.*__1_0\.zt"):
+        dcp.load(full_targets(), storage_reader=ZTensorStorageReader(ck), no_dist=True)
+
+
+def test_consolidate_equals_the_global_tensors(saved, tmp_path):
+    _, dirs = saved
+    for key in ("zt", "async"):
+        out = tmp_path / f"{key}.zt"
+        size = consolidate(dirs[key], out)
+        assert size == os.path.getsize(out)
+        with ztensor.Reader(out) as r:
+            r.verify()
+        loaded = load_file(out)
+        expected = global_tensors()
+        assert list(loaded) == [*expected, "extra.rng"]
+        for name, t in expected.items():
+            assert loaded[name].dtype == t.dtype and torch.equal(loaded[name], t), name
+
+
+def test_writer_is_picklable_and_checks_arguments(tmp_path):
+    import pickle
+
+    w = pickle.loads(pickle.dumps(ZTensorStorageWriter(tmp_path, compression=5, thread_count=2)))
+    assert (w.level, w.thread_count, w.checksum) == (5, 2, "crc32c")
+    with pytest.raises(ValueError, match="checksum"):
+        ZTensorStorageWriter(tmp_path, checksum="md5")
+    assert ZTensorStorageReader.validate_checkpoint_id(tmp_path) is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.save({"x": torch.ones(2)}, storage_writer=ZTensorStorageWriter(tmp_path), no_dist=True)
+    assert ZTensorStorageReader.validate_checkpoint_id(tmp_path) is True
