@@ -177,6 +177,33 @@ impl ShardedSave {
     }
 }
 
+/// The index of a sharded save: `weight_map` (tensor name -> final shard
+/// name), `total_size` (bytes of every tensor) and the user's file metadata
+/// given as a JSON object's text, whose keys go beside `total_size` (a key
+/// `total_size` of its own is refused: readers take that one as the size).
+pub fn index_with_metadata(
+    total_size: u64,
+    weight_map: std::collections::BTreeMap<String, String>,
+    metadata_json: Option<&str>,
+) -> Result<IndexFile> {
+    let mut index = IndexFile::new(total_size, weight_map);
+    if let Some(text) = metadata_json {
+        let extra: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+            .map_err(|e| {
+                Error::InvalidArgument(format!("the metadata is not a JSON object: {e}"))
+            })?;
+        if extra.contains_key(super::TOTAL_SIZE) {
+            return Err(Error::InvalidArgument(format!(
+                "the metadata key '{}' is reserved in a sharded checkpoint's index \
+                 (the byte size of all tensors)",
+                super::TOTAL_SIZE
+            )));
+        }
+        index.metadata.extend(extra);
+    }
+    Ok(index)
+}
+
 /// Writes `index` to `path` atomically.
 fn write_index(path: &Path, index: &IndexFile) -> Result<()> {
     let io = |e| Error::Io {
@@ -300,6 +327,30 @@ mod tests {
                 "other-00001-of-00002.zt"
             ]
         );
+    }
+
+    #[test]
+    fn user_metadata_goes_beside_total_size() {
+        let map = BTreeMap::from([("a".to_string(), "m-00001-of-00002.zt".to_string())]);
+        let index = index_with_metadata(8, map.clone(), Some(r#"{"k": "v", "n": [1]}"#)).unwrap();
+        assert_eq!(index.total_size(), Some(8));
+        assert_eq!(index.metadata["k"], "v");
+        assert_eq!(index.metadata["n"], serde_json::json!([1]));
+        assert_eq!(
+            index_with_metadata(8, map.clone(), None)
+                .unwrap()
+                .metadata
+                .len(),
+            1
+        );
+        for (text, why) in [
+            (r#"{"total_size": 1}"#, "'total_size' is reserved"),
+            ("[1]", "not a JSON object"),
+        ] {
+            let e = index_with_metadata(8, map.clone(), Some(text)).unwrap_err();
+            assert_eq!(e.kind(), ztensor::ErrorKind::InvalidArgument);
+            assert!(e.to_string().contains(why), "{e}");
+        }
     }
 
     #[test]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ._options import compression_level, eager_backend
+from ._options import check_metadata, compression_level, eager_backend
 from ._reader import Reader
+from ._sharded_save import save_sharded
 from ._writer import Writer, write_bytes, write_file
 
 __all__ = ["save_file", "load_file", "save", "load"]
@@ -15,9 +16,26 @@ def _write(writer: Writer, tensors, compression) -> None:
     writer._add_many(tensors, compress=compression_level(compression))
 
 
-def save_file(tensors: dict, filename, metadata=None, compression=False) -> None:
-    """Saves arrays to a ``.zt`` file (replacing an existing file atomically)."""
-    write_file(filename, metadata, lambda w: _write(w, tensors, compression))
+def save_file(tensors: dict, filename, metadata=None, compression=False, *, max_shard_size=None) -> None:
+    """Saves arrays to a ``.zt`` file (replacing an existing file atomically).
+
+    ``max_shard_size`` (bytes, or ``"5GB"``, ``"512MiB"``...): split into
+    shards of at most that many tensor bytes plus ``<filename>.index.json``
+    when they do not fit in one (see ``ztensor.torch.save_file``).
+    """
+    if max_shard_size is None:
+        write_file(filename, metadata, lambda w: _write(w, tensors, compression))
+        return
+    if not isinstance(tensors, dict):
+        raise TypeError(f"tensors must be a dict of name -> numpy.ndarray, not {type(tensors).__name__}")
+    save_sharded(
+        filename,
+        list(tensors),
+        [getattr(a, "nbytes", 0) for a in tensors.values()],
+        lambda w, names: _write(w, {n: tensors[n] for n in names}, compression),
+        check_metadata(metadata),
+        max_shard_size,
+    )
 
 
 def save(tensors: dict, metadata=None, compression=False) -> bytes:
@@ -26,7 +44,13 @@ def save(tensors: dict, metadata=None, compression=False) -> bytes:
 
 
 def load_file(
-    filename, copy: bool = False, *, dequantize=None, backend: str = "mmap", strict: bool = False
+    filename,
+    copy: bool = False,
+    *,
+    dequantize=None,
+    backend: str = "mmap",
+    strict: bool = False,
+    storage_options=None,
 ) -> dict:
     """Loads every tensor of a file, in file order.
 
@@ -40,8 +64,16 @@ def load_file(
     safetensors 0.8.
     ``strict=True``: a pickle naming a global the reader does not interpret
     raises ``ZTensorError`` instead of a ``UserWarning`` (see ``Reader``).
+    ``filename`` may be a URL of a ``.zt`` or ``.safetensors`` file, read
+    remotely and configured by ``storage_options`` (see ``Reader``).
     """
-    with Reader(filename, eager=eager_backend(backend), dequantize=dequantize, strict=strict) as r:
+    with Reader(
+        filename,
+        eager=eager_backend(backend),
+        dequantize=dequantize,
+        strict=strict,
+        storage_options=storage_options,
+    ) as r:
         return r.load_numpy(copy=copy)
 
 

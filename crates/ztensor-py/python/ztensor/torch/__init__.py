@@ -18,6 +18,7 @@ import numpy as np
 
 from .._options import check_metadata, compression_level, eager_backend
 from .._reader import Reader
+from .._sharded_save import save_sharded
 from .._torch_device import parse_device, to_device
 from .._writer import Writer, write_bytes, write_file
 from .._ztensor import ZTensorError
@@ -171,7 +172,8 @@ def _check_shared(tensors: dict) -> None:
         )
 
 
-def _write(w: Writer, tensors: dict, compression) -> None:
+def _check_tensors(tensors: dict) -> None:
+    """A dict of str -> torch.Tensor, none sharing memory (safetensors' errors)."""
     if not isinstance(tensors, dict):
         raise ValueError(f"Expected a dict of [str, torch.Tensor] but received {type(tensors)}")
     for name, t in tensors.items():
@@ -180,6 +182,21 @@ def _write(w: Writer, tensors: dict, compression) -> None:
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"Key `{name}` is invalid, expected torch.Tensor but received {type(t)}")
     _check_shared(tensors)
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    """The bytes a tensor's data takes: its elements, or a sparse tensor's
+    values and (64-bit) indices."""
+    if t.layout == torch.strided:
+        return t.numel() * t.element_size()
+    nnz = t._nnz()
+    if t.layout == torch.sparse_csr:
+        return nnz * (t.element_size() + 8) + (t.shape[0] + 1) * 8
+    return nnz * (t.element_size() + 8 * t.sparse_dim())
+
+
+def _write(w: Writer, tensors: dict, compression) -> None:
+    _check_tensors(tensors)
     level = compression_level(compression)
     dense = []
     for name, t in tensors.items():
@@ -195,14 +212,34 @@ def _write(w: Writer, tensors: dict, compression) -> None:
         w._add_dense(dense, level, "none")
 
 
-def save_file(tensors: dict, filename, metadata=None, compression=False) -> None:
+def save_file(tensors: dict, filename, metadata=None, compression=False, *, max_shard_size=None) -> None:
     """Saves tensors to a ``.zt`` file, replacing an existing file atomically.
 
     ``metadata``: a dict (str -> str as in safetensors, or JSON-like values),
     returned by ``Reader(filename).metadata()``. ``compression``: False, True
     (zstd level 3) or a level 1-22.
+
+    ``max_shard_size`` (an int in bytes, or ``"5GB"`` = 5*10^9, ``"5GiB"`` =
+    5*2^30, KB/MB/TB, KiB/MiB/TiB): when the tensors' bytes exceed it, they
+    are split greedily in key order into ``<stem>-00001-of-0000N<ext>`` files
+    beside ``filename`` plus the index ``<filename>.index.json`` (Hugging
+    Face's layout; ``metadata`` goes in the index beside ``total_size``). A
+    tensor larger than the limit gets a shard of its own. When everything
+    fits, ``filename`` is written as without the option.
     """
-    write_file(filename, check_metadata(metadata), lambda w: _write(w, tensors, compression))
+    metadata = check_metadata(metadata)
+    if max_shard_size is None:
+        write_file(filename, metadata, lambda w: _write(w, tensors, compression))
+        return
+    _check_tensors(tensors)
+    save_sharded(
+        filename,
+        list(tensors),
+        [_nbytes(t) for t in tensors.values()],
+        lambda w, names: _write(w, {n: tensors[n] for n in names}, compression),
+        metadata,
+        max_shard_size,
+    )
 
 
 def save(tensors: dict, metadata=None, compression=False) -> bytes:
@@ -386,11 +423,15 @@ def _names_to_remove(state_dict: dict, preferred=()) -> dict:
     return result
 
 
-def save_model(model: torch.nn.Module, filename, metadata=None, force_contiguous: bool = True) -> None:
+def save_model(
+    model: torch.nn.Module, filename, metadata=None, force_contiguous: bool = True, *, max_shard_size=None
+) -> None:
     """Saves a model's state dict, storing tied/shared tensors once.
 
     The names dropped for sharing are recorded in the file metadata as
-    ``{dropped_name: kept_name}``, which ``load_model`` and readers can see.
+    ``{dropped_name: kept_name}``, which ``load_model`` and readers can see
+    (in the index's metadata when ``max_shard_size`` splits the checkpoint,
+    as ``save_file`` does).
     """
     state_dict = model.state_dict()
     to_remove = _names_to_remove(state_dict)
@@ -402,7 +443,7 @@ def save_model(model: torch.nn.Module, filename, metadata=None, force_contiguous
     if force_contiguous:
         state_dict = {k: v.contiguous() for k, v in state_dict.items()}
     try:
-        save_file(state_dict, filename, metadata=metadata or None)
+        save_file(state_dict, filename, metadata=metadata or None, max_shard_size=max_shard_size)
     except ValueError as e:
         raise ValueError(f"{e}. Consider passing `force_contiguous=True` to save_model.") from e
 
