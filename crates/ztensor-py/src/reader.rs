@@ -12,9 +12,29 @@ use crate::buffer::Buffer;
 use crate::cbor;
 use crate::errors::{shield, to_py};
 use crate::results::{ArrayRead, TensorInfo};
+use crate::slice::PyTensorSlice;
+
+/// One tensor read, with what the Python side needs to wrap it as an array.
+pub(crate) fn array_read(
+    py: Python<'_>,
+    name: String,
+    bytes: ztensor::TensorBytes,
+    info: &ztensor::TensorInfo,
+) -> PyResult<ArrayRead> {
+    Ok(ArrayRead {
+        buffer: Py::new(py, Buffer::new(bytes))?,
+        dtype: info.dtype().map_or("unknown", |d| d.name()),
+        logical_type: info.logical_type().map(str::to_string),
+        shape: info.shape.clone(),
+        name,
+    })
+}
 
 /// Open options from the Python arguments (already normalised to a dtype name).
-fn open_options(dequantize: Option<&str>, strict: bool) -> PyResult<ztensor_formats::OpenOptions> {
+pub(crate) fn open_options(
+    dequantize: Option<&str>,
+    strict: bool,
+) -> PyResult<ztensor_formats::OpenOptions> {
     let dtype = match dequantize {
         None => None,
         Some("float32") => Some(DType::F32),
@@ -194,13 +214,7 @@ impl PyReader {
             for (name, r) in names.into_iter().zip(results) {
                 let bytes = r.map_err(to_py)?;
                 let info = reader.info(&name).map_err(to_py)?;
-                arrays.push(ArrayRead {
-                    buffer: Py::new(py, Buffer::new(bytes))?,
-                    dtype: info.dtype().map_or("unknown", |d| d.name()),
-                    logical_type: info.logical_type().map(str::to_string),
-                    shape: info.shape.clone(),
-                    name,
-                });
+                arrays.push(array_read(py, name, bytes, info)?);
             }
             Ok(arrays)
         })
@@ -221,6 +235,11 @@ impl PyReader {
                 .map_err(to_py)?;
             Ok(Buffer::new(bytes))
         })
+    }
+
+    /// The dense tensor `name`, for reading part by part.
+    fn slice(&self, name: &str) -> PyResult<PyTensorSlice> {
+        shield(|| PyTensorSlice::of(self.get()?, name))
     }
 
     /// Checks every digest and compressed stream; returns the problems found.

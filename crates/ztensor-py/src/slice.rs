@@ -63,20 +63,7 @@ impl PyTensorSlice {
     /// if it cannot be read or is not dense).
     #[new]
     fn new(reader: &PyReader, name: &str) -> PyResult<Self> {
-        shield(|| {
-            let reader = reader.get()?;
-            let info = reader.info(name).map_err(to_py)?;
-            let dtype = info.dtype().map_or("unknown", |d| d.name());
-            let logical = info.logical_type().map(str::to_string);
-            let shape = info.shape.clone();
-            Ok(PyTensorSlice {
-                name: name.to_string(),
-                reader,
-                shape,
-                dtype,
-                logical,
-            })
-        })
+        shield(|| PyTensorSlice::of(reader.get()?, name))
     }
 
     /// Reads the part `index` selects; returns `(buffer, shape)`. `numpy`
@@ -106,6 +93,22 @@ impl PyTensorSlice {
 }
 
 impl PyTensorSlice {
+    /// The tensor `name` of `reader` (KeyError if there is none; ZTensorError
+    /// if it cannot be read or is not dense).
+    pub(crate) fn of(reader: Arc<Reader>, name: &str) -> PyResult<Self> {
+        let info = reader.info(name).map_err(to_py)?;
+        let dtype = info.dtype().map_or("unknown", |d| d.name());
+        let logical = info.logical_type().map(str::to_string);
+        let shape = info.shape.clone();
+        Ok(PyTensorSlice {
+            name: name.to_string(),
+            reader,
+            shape,
+            dtype,
+            logical,
+        })
+    }
+
     fn index_error(&self, e: SliceError) -> PyErr {
         let msg = format!(
             "{e} (tensor '{}' of shape {:?} in {})",

@@ -166,7 +166,7 @@ class Reader(ReaderCompat):
 
     def _slice(self, name: str) -> _Slice:
         """The native part-by-part reader of the dense tensor ``name``."""
-        return _Slice(self._r, name)
+        return self._r.slice(name)
 
     def verify(self) -> None:
         """Checks every digest and compressed stream in the file; raises
@@ -196,18 +196,23 @@ class Reader(ReaderCompat):
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))  # subpackages (ztensor.torch) count too
 
 
-def _warn_skipped(r: _Reader) -> None:
+def _warn_skipped(r) -> None:
     """One UserWarning per opened pickle naming the globals whose objects
     were skipped, attributed to the first caller outside this package."""
     skipped = r.skipped_globals()
-    if not skipped:
-        return
+    if skipped:
+        warn_skipped_globals(r.path, skipped)
+
+
+def warn_skipped_globals(path: str, skipped: list) -> None:
+    """The warning of ``_warn_skipped`` for the pickle at ``path`` (the
+    sharded reader calls it as each pickle shard opens)."""
     shown = ", ".join(skipped[:12]) + (f" and {len(skipped) - 12} more" if len(skipped) > 12 else "")
     level, frame = 1, sys._getframe(0)
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
         level, frame = level + 1, frame.f_back
     warnings.warn(
-        f"{r.path}: skipped the objects of pickled globals zTensor does not interpret (never imported "
+        f"{path}: skipped the objects of pickled globals zTensor does not interpret (never imported "
         f"or called): {shown}. Its tensors were loaded; pass strict=True to refuse such files "
         "(torch.load(weights_only=True) refuses them).",
         UserWarning,

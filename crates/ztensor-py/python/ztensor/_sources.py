@@ -57,8 +57,10 @@ def open_native(path, *, eager: bool = False, dequantize=None, strict: bool = Fa
     to every shard.
     """
     path = fspath(path)
-    if path.endswith(".index.json"):
-        raise NotImplementedError("sharded checkpoints: the native _ShardedReader lands next (issue 13)")
+    if _is_sharded(path):
+        from ._ztensor import _ShardedReader
+
+        return _ShardedReader(path, eager, dequantize, strict)
     return _Reader(path, eager, dequantize, strict)
 
 
