@@ -216,12 +216,12 @@ class DcpSource:
 
     def read_arrays(self, names, copy: bool) -> list:
         names = self.names_in_file_order() if names is None else names
-        return [_Array(self._global(n), self.stitch(n)) for n in names]
+        return [_Array(self._global(n), self.stitch(n, copy)) for n in names]
 
     def read_component(self, name: str, component: str, copy: bool):
         if component != "data":
             raise ZTensorError(f"{self.path}: tensor {name!r} has no component {component!r}")
-        return self.stitch(name).reshape(-1).view(np.uint8)
+        return self.stitch(name, copy).reshape(-1).view(np.uint8)
 
     def slice(self, name: str) -> StitchedSlice:
         """The part-by-part reader of ``name`` (what ``_Slice`` is for a file)."""
@@ -279,9 +279,14 @@ class DcpSource:
         buf, shape = s.read(box, True)
         return np.frombuffer(buf, g.raw).reshape(shape)
 
-    def stitch(self, name: str) -> np.ndarray:
-        """The whole global tensor ``name`` as raw elements (owned memory)."""
+    def stitch(self, name: str, copy: bool = True) -> np.ndarray:
+        """The whole global tensor ``name`` as raw elements: owned memory,
+        or with ``copy=False`` a view of the file when one chunk holds it all."""
         g = self._global(name)
+        if not copy and len(g.chunks) == 1 and g.chunks[0][1] == g.shape:
+            _, sizes, file, tname = g.chunks[0]
+            self._check_shape(g, file, tname, sizes)
+            return self._chunk(g, file, tname, [slice(0, s) for s in sizes])
         out = np.empty(g.shape, g.raw)
         for offsets, sizes, file, tname in g.chunks:
             if math.prod(sizes) == 0:

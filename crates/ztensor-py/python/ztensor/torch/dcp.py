@@ -325,10 +325,10 @@ def consolidate(dcp_dir, out, max_shard_size=None, *, compression=False, checksu
         w = Writer(out)
         try:
             with ThreadPoolExecutor(1) as pool:
-                ahead = pool.submit(src.stitch, names[0]) if names else None
+                ahead = pool.submit(src.stitch, names[0], False) if names else None
                 for i, name in enumerate(names):
                     data = ahead.result()
-                    ahead = pool.submit(src.stitch, names[i + 1]) if i + 1 < len(names) else None
+                    ahead = pool.submit(src.stitch, names[i + 1], False) if i + 1 < len(names) else None
                     g = src._global(name)
                     w._add_dense(
                         [(name, data.reshape(-1).view(np.uint8), g.dtype, g.shape, g.type)], level, checksum
