@@ -13,6 +13,7 @@ mod errors;
 mod reader;
 mod results;
 mod sharded;
+mod sharding;
 mod slice;
 mod writer;
 
@@ -27,6 +28,9 @@ fn _ztensor(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sharded::PyShardedReader>()?;
     m.add_class::<slice::PyTensorSlice>()?;
     m.add_class::<writer::PyWriter>()?;
+    m.add_class::<sharding::PyShardedSave>()?;
+    m.add_function(wrap_pyfunction!(sharding::parse_shard_size, m)?)?;
+    m.add_function(wrap_pyfunction!(sharding::plan_shards, m)?)?;
     m.add_function(wrap_pyfunction!(cli::cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(append::remove_tensors, m)?)?;
     m.add_function(wrap_pyfunction!(errors::panic_for_tests, m)?)?;

@@ -16,6 +16,9 @@ __all__ = [
     "_Writer",
     "cli_main",
     "_remove_tensors",
+    "_ShardedSave",
+    "_parse_shard_size",
+    "_plan_shards",
     "_panic_for_tests",
 ]
 
@@ -184,6 +187,30 @@ def _remove_tensors(input: str | PathLike[str], output: str | PathLike[str], nam
     """Writes ``output`` with the tensors of ``input`` except ``names``, copied as stored;
     returns its size."""
     ...
+
+def _parse_shard_size(size: int | str) -> int:
+    """``max_shard_size=`` in bytes: a positive int, or a string like ``"5GB"`` or ``"512MiB"``."""
+    ...
+
+def _plan_shards(sizes: list[int], max_shard_size: int) -> list[list[int]]:
+    """Each shard's tensor indices, greedy in order (Hugging Face's plan)."""
+    ...
+
+@final
+class _ShardedSave:
+    """A sharded save: where to write each shard, and the crash-safe commit."""
+
+    def __new__(cls, target: str | PathLike[str], shards: int) -> _ShardedSave: ...
+    @property
+    def names(self) -> list[str]: ...
+    @property
+    def paths(self) -> list[str]: ...
+    @property
+    def index_path(self) -> str: ...
+    def commit(
+        self, weight_map: dict[str, str] | None, total_size: int, metadata_json: str | None = None
+    ) -> None: ...
+    def abort(self) -> None: ...
 
 def _panic_for_tests(message: str) -> None:
     """Panics inside the native error guard (tests only)."""
