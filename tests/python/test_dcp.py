@@ -274,3 +274,18 @@ def test_writer_is_picklable_and_checks_arguments(tmp_path):
         warnings.simplefilter("ignore")
         dcp.save({"x": torch.ones(2)}, storage_writer=ZTensorStorageWriter(tmp_path), no_dist=True)
     assert ZTensorStorageReader.validate_checkpoint_id(tmp_path) is True
+
+
+def test_zt_consolidate_command(saved, tmp_path):
+    _, dirs = saved
+    out = tmp_path / "one.zt"
+    cmd = [sys.executable, "-m", "ztensor._cli", "consolidate"]
+    p = subprocess.run([*cmd, dirs["zt"], str(out), "--compress", "3"], capture_output=True, text=True)
+    assert p.returncode == 0 and "wrote" in p.stdout, p.stderr
+    with ztensor.Reader(out) as r:
+        assert r.metadata("model.w_f32").components["data"]["encoding"] == "zstd"
+    loaded = load_file(out)
+    for name, t in global_tensors().items():
+        assert torch.equal(loaded[name], t), name
+    p = subprocess.run([*cmd, str(tmp_path), str(tmp_path / "x.zt")], capture_output=True, text=True)
+    assert p.returncode == 1 and "no ztensor-dcp.json" in p.stderr and not (tmp_path / "x.zt").exists()

@@ -18,9 +18,11 @@ import math
 import os
 import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ._options import compression_level, fspath
 from ._ztensor import ZTensorError
 
 METADATA_FILE = "ztensor-dcp.json"
@@ -370,3 +372,39 @@ def _positions(index: list, shape: list):
             positions.append(np.array([i % n], dtype=np.int64))
             keep.append(False)
     return positions, keep
+
+
+def consolidate(dcp_dir, out, max_shard_size=None, *, compression=False, checksum: str = "crc32c") -> int:
+    """Writes the checkpoint ``dcp_dir`` as one ``.zt`` file ``out`` of full
+    tensors (names as in the state dict, flattened with ``.``); returns its size.
+
+    One tensor is stitched while the previous one is written, so memory holds
+    at most two global tensors. ``max_shard_size`` is not supported yet
+    (``ValueError`` if given).
+    """
+    if max_shard_size is not None:
+        raise ValueError("consolidate: max_shard_size (sharded output) is not supported yet")
+    from ._writer import Writer
+
+    level = compression_level(compression)
+    src = DcpSource(fspath(dcp_dir))
+    try:
+        names = src.names_in_file_order()
+        w = Writer(out)
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                ahead = pool.submit(src.stitch, names[0], False) if names else None
+                for i, name in enumerate(names):
+                    data = ahead.result()
+                    ahead = pool.submit(src.stitch, names[i + 1], False) if i + 1 < len(names) else None
+                    g = src._global(name)
+                    w._add_dense(
+                        [(name, data.reshape(-1).view(np.uint8), g.dtype, g.shape, g.type)], level, checksum
+                    )
+                    del data
+            return w.finish()
+        except BaseException:
+            w.discard()
+            raise
+    finally:
+        src.close()
