@@ -289,3 +289,56 @@ def test_zt_consolidate_command(saved, tmp_path):
         assert torch.equal(loaded[name], t), name
     p = subprocess.run([*cmd, str(tmp_path), str(tmp_path / "x.zt")], capture_output=True, text=True)
     assert p.returncode == 1 and "no ztensor-dcp.json" in p.stderr and not (tmp_path / "x.zt").exists()
+
+
+def test_load_file_open_and_safe_open_give_global_tensors(saved, saved4):
+    """A DCP folder read as plain full tensors, stitched from row blocks (2
+    ranks), from zstd chunks (async_save) and from 2-D blocks (2x2 mesh)."""
+    _, dirs = saved
+    expected = global_tensors()
+    for ck in (dirs["zt"], dirs["async"], saved4[1]):
+        loaded = load_file(ck)
+        assert list(loaded) == [*expected, "extra.rng"]
+        for name, t in expected.items():
+            assert loaded[name].dtype == t.dtype and torch.equal(loaded[name], t), (ck, name)
+        assert torch.equal(loaded["extra.rng"], non_tensor_state()["rng"])
+        with ztensor.open(ck) as r:
+            assert r.format == "dcp" and "model.i64" in r and len(r) == 6
+            assert r.metadata("model.i32").shape == [6, 4, 10] and r.metadata("model.i32").dtype == "int32"
+            assert np.array_equal(r["model.i64"], expected["model.i64"].numpy())
+            r.verify()
+        with ztensor.safe_open(ck, "pt") as f:
+            w = f.get_slice("model.w_f32")
+            assert w.get_shape() == [16, 12] and w.get_dtype() == "F32"
+            full = expected["model.w_f32"]
+            for index in (
+                (slice(3, 11), slice(None, None, 2)),
+                ([1, 9, 15], 5),
+                (Ellipsis, -1),
+                (slice(None, None, -3), slice(2, 11)),
+                (7,),
+            ):
+                want = torch.from_numpy(full.numpy()[index].copy())  # NumPy: negative steps too
+                assert torch.equal(w[index], want), index
+            i32 = expected["model.i32"]
+            assert torch.equal(f.get_slice("model.i32")[2:5, 1, 3:9], i32[2:5, 1, 3:9])
+            assert torch.equal(f.get_tensor("model.w_bf16"), expected["model.w_bf16"])
+            with pytest.raises(IndexError):
+                w[16]
+
+
+def test_flipped_bit_fails_full_tensor_load(saved, tmp_path):
+    _, dirs = saved
+    ck = copy_of(dirs["zt"], tmp_path)
+    path = os.path.join(ck, "__0_0.zt")
+    with ztensor.Reader(path) as r:
+        offset = r.metadata("model.i64").components["data"]["offset"]
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ 1]))
+    with pytest.raises(ztensor.ZTensorError, match=r"__0_0\.zt.*model\.i64"):
+        load_file(ck)
+    with pytest.raises(ztensor.ZTensorError, match=r"__0_0\.zt"):
+        ztensor.open(ck).verify()

@@ -7,7 +7,10 @@
 - a sharded checkpoint's index (``model.safetensors.index.json``,
   ``pytorch_model.bin.index.json``, ``model.zt.index.json``) or a directory
   holding exactly one such index: the native ``_ShardedReader``, which
-  presents the tensors of every shard as one set of names.
+  presents the tensors of every shard as one set of names;
+- a folder saved by ``ztensor.torch.dcp`` (it holds ``ztensor-dcp.json``):
+  ``_dcp_source.DcpSource``, the checkpoint's global tensors stitched from
+  their chunks when read (checked before the sharded branch takes folders).
 
 Every object returned has the methods below (the "source protocol"); the
 front ends call nothing else on ``self._r``. A new kind of source (a remote
@@ -45,6 +48,7 @@ from __future__ import annotations
 
 import os
 
+from ._dcp_source import DcpSource, is_dcp_dir
 from ._options import fspath
 from ._ztensor import _Reader
 
@@ -57,6 +61,8 @@ def open_native(path, *, eager: bool = False, dequantize=None, strict: bool = Fa
     to every shard.
     """
     path = fspath(path)
+    if is_dcp_dir(path):
+        return DcpSource(path, eager)
     if _is_sharded(path):
         from ._ztensor import _ShardedReader
 
