@@ -52,13 +52,22 @@ def _consolidate(argv: list[str]) -> int:
     ap.add_argument("output", help="the .zt file to write (replaced atomically)")
     ap.add_argument("--compress", type=int, default=0, metavar="LEVEL", help="zstd level (0: raw, default)")
     ap.add_argument("--checksum", default="crc32c", choices=("none", "crc32c", "sha256"))
+    ap.add_argument(
+        "--max-shard-size", default=None, metavar="SIZE", help="shard the output (5GB, 500MiB...)"
+    )
     opts = ap.parse_args(argv)
     try:
-        size = consolidate(opts.dcp_dir, opts.output, compression=opts.compress, checksum=opts.checksum)
+        consolidate(
+            opts.dcp_dir,
+            opts.output,
+            max_shard_size=opts.max_shard_size,
+            compression=opts.compress,
+            checksum=opts.checksum,
+        )
     except (OSError, ZTensorError, ValueError) as e:
         print(f"zt consolidate: error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {opts.output} ({size} bytes)")
+    print(f"wrote {opts.output}")
     return 0
 
 

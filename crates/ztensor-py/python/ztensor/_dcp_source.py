@@ -374,37 +374,46 @@ def _positions(index: list, shape: list):
     return positions, keep
 
 
-def consolidate(dcp_dir, out, max_shard_size=None, *, compression=False, checksum: str = "crc32c") -> int:
+def consolidate(dcp_dir, out, max_shard_size=None, *, compression=False, checksum: str = "crc32c") -> None:
     """Writes the checkpoint ``dcp_dir`` as one ``.zt`` file ``out`` of full
-    tensors (names as in the state dict, flattened with ``.``); returns its size.
+    tensors (names as in the state dict, flattened with ``.``), or with
+    ``max_shard_size`` (bytes, or ``"5GB"``...) as shards beside ``out`` and
+    ``<out>.index.json``, as ``ztensor.torch.save_file`` shards.
 
-    One tensor is stitched while the previous one is written, so memory holds
-    at most two global tensors. ``max_shard_size`` is not supported yet
-    (``ValueError`` if given).
+    Each writer stitches one tensor while it writes the previous one, so
+    memory holds at most two global tensors per shard written in parallel.
     """
-    if max_shard_size is not None:
-        raise ValueError("consolidate: max_shard_size (sharded output) is not supported yet")
-    from ._writer import Writer
+    from ._sharded_save import save_sharded
+    from ._writer import write_file
 
     level = compression_level(compression)
     src = DcpSource(fspath(dcp_dir))
     try:
         names = src.names_in_file_order()
-        w = Writer(out)
-        try:
-            with ThreadPoolExecutor(1) as pool:
-                ahead = pool.submit(src.stitch, names[0], False) if names else None
-                for i, name in enumerate(names):
-                    data = ahead.result()
-                    ahead = pool.submit(src.stitch, names[i + 1], False) if i + 1 < len(names) else None
-                    g = src._global(name)
-                    w._add_dense(
-                        [(name, data.reshape(-1).view(np.uint8), g.dtype, g.shape, g.type)], level, checksum
-                    )
-                    del data
-            return w.finish()
-        except BaseException:
-            w.discard()
-            raise
+
+        def fill(w, group) -> None:
+            _write_stitched(src, w, group, level, checksum)
+
+        if max_shard_size is None:
+            write_file(out, None, lambda w: fill(w, names))
+        else:
+            sizes = [src._global(n).raw.itemsize * math.prod(src._global(n).shape) for n in names]
+            save_sharded(out, names, sizes, fill, None, max_shard_size)
     finally:
         src.close()
+
+
+def _write_stitched(src: DcpSource, w, names: list, level, checksum: str) -> None:
+    """Adds the global tensors ``names`` to a writer, stitching the next one
+    on another thread while the native writer (GIL released) writes one."""
+    if not names:
+        return
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(src.stitch, names[0], False)
+        for i, name in enumerate(names):
+            data = ahead.result()
+            if i + 1 < len(names):
+                ahead = pool.submit(src.stitch, names[i + 1], False)
+            g = src._global(name)
+            w._add_dense([(name, data.reshape(-1).view(np.uint8), g.dtype, g.shape, g.type)], level, checksum)
+            del data
