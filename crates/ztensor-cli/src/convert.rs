@@ -56,11 +56,12 @@ pub(crate) fn run(args: &ConvertArgs, interrupt: &Interrupt) -> Result<i32, Fail
     // Eager reads: each tensor is read into a buffer that is freed once it is
     // written, so memory stays bounded by the largest tensor (a mapping would
     // grow the resident set by the whole input).
-    let reader = ztensor_formats::open_with_options(
+    let reader = crate::input::open(
         &args.input,
         ReadMode::Eager,
         &DequantizeArg::options(args.dequantize),
-    )?;
+    )?
+    .reader;
     let input = util::show(&args.input);
     let all: Vec<&str> = reader.names_in_file_order().collect();
     if !args.quiet {

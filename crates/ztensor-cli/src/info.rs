@@ -66,14 +66,15 @@ struct ComponentJson {
 }
 
 pub(crate) fn run(args: &InfoArgs) -> Result<i32, Failure> {
-    let reader = ztensor_formats::open_with_options(
+    let input = crate::input::open(
         &args.file,
         ztensor::ReadMode::Mmap,
         &DequantizeArg::options(args.dequantize),
     )?;
-    let file_size = std::fs::metadata(&args.file)
-        .map(|m| m.len())
-        .map_err(|e| Failure::Error(format!("{}: {e}", util::show(&args.file))))?;
+    let reader = input.reader;
+    let file_size = input.size.ok_or_else(|| {
+        Failure::Error(format!("{}: cannot tell its size", util::show(&args.file)))
+    })?;
     let rows: Vec<(&str, Result<&TensorInfo, String>)> = reader
         .names_in_file_order()
         .map(|n| (n, reader.info(n).map_err(|e| broken_message(&e))))

@@ -32,6 +32,7 @@ mod convert;
 mod diff;
 mod filter;
 mod info;
+mod input;
 mod progress;
 mod repair;
 mod safetensors_out;

@@ -22,8 +22,9 @@ pub(crate) fn run(args: &VerifyArgs, interrupt: &Interrupt) -> Result<i32, Failu
     let shown = util::show(&args.file);
     // Eager: every component is read with pread into a buffer freed right
     // after its check, so memory stays bounded by the largest tensors.
-    let reader = match ztensor_formats::open_with(&args.file, ReadMode::Eager) {
-        Ok(r) => r,
+    let options = ztensor_formats::OpenOptions::default();
+    let reader = match crate::input::open(&args.file, ReadMode::Eager, &options) {
+        Ok(r) => r.reader,
         // The file is there but is not a sound tensor file: that is a finding.
         Err(e @ ztensor::Error::Format { .. }) => {
             let mut out = std::io::stdout().lock();

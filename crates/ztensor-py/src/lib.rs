@@ -11,6 +11,7 @@ mod cbor;
 mod cli;
 mod errors;
 mod reader;
+mod remote;
 mod results;
 mod sharded;
 mod sharding;
@@ -31,6 +32,8 @@ fn _ztensor(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sharding::PyShardedSave>()?;
     m.add_function(wrap_pyfunction!(sharding::parse_shard_size, m)?)?;
     m.add_function(wrap_pyfunction!(sharding::plan_shards, m)?)?;
+    m.add_function(wrap_pyfunction!(remote::open_remote, m)?)?;
+    m.add_function(wrap_pyfunction!(remote::is_url, m)?)?;
     m.add_function(wrap_pyfunction!(cli::cli_main, m)?)?;
     m.add_function(wrap_pyfunction!(append::remove_tensors, m)?)?;
     m.add_function(wrap_pyfunction!(errors::panic_for_tests, m)?)?;

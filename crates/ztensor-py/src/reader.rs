@@ -56,6 +56,13 @@ pub struct PyReader {
 }
 
 impl PyReader {
+    /// A `_Reader` of an already open reader (a remote one).
+    pub(crate) fn wrap(reader: Reader) -> Self {
+        PyReader {
+            inner: RwLock::new(Some(Arc::new(reader))),
+        }
+    }
+
     pub(crate) fn get(&self) -> PyResult<Arc<Reader>> {
         self.inner
             .read()

@@ -30,7 +30,7 @@ mod runtime;
 mod source;
 mod store;
 
-pub use open::open;
+pub use open::{open, open_sized};
 pub use options::RemoteOptions;
 
 /// URL schemes [`open`] reads.

@@ -19,7 +19,7 @@ use crate::{runtime, store};
 
 /// Bytes asked for first: the end of a `.zt` (its manifest is usually
 /// smaller) or the start of a `.safetensors` (its header, likewise).
-const FIRST: u64 = 1 << 20;
+const FIRST: u64 = 256 << 10;
 /// Largest safetensors header accepted (the `safetensors` crate's limit).
 const MAX_HEADER: u64 = 100_000_000;
 
@@ -30,6 +30,11 @@ const MAX_HEADER: u64 = 100_000_000;
 /// [`Error::Io`] of kind `NotFound`; a server that ignores `Range` gets the
 /// whole object downloaded into memory once.
 pub fn open(url: &str, options: &RemoteOptions) -> Result<Reader> {
+    open_sized(url, options).map(|(reader, _)| reader)
+}
+
+/// [`open`], also giving the object's size in bytes.
+pub fn open_sized(url: &str, options: &RemoteOptions) -> Result<(Reader, u64)> {
     let (store, path) = store::build(url, &options.storage)?;
     let rt = runtime::get().map_err(|e| io_error(url, e))?;
     let opened = rt.block_on(
@@ -40,14 +45,18 @@ pub fn open(url: &str, options: &RemoteOptions) -> Result<Reader> {
         }
         .run(),
     );
-    let (catalog, source): (Catalog, Arc<dyn RangeSource>) = match opened? {
+    let (catalog, source, size): (Catalog, Arc<dyn RangeSource>, u64) = match opened? {
         Opened::Ranged(catalog, identity) => {
+            let size = identity.size;
             let source = RemoteSource::new(url, options, store.clone(), path, identity);
-            (catalog, Arc::new(source))
+            (catalog, Arc::new(source), size)
         }
-        Opened::Whole(catalog, buf) => (catalog, Arc::new(MemorySource(buf))),
+        Opened::Whole(catalog, buf) => {
+            let size = buf.len() as u64;
+            (catalog, Arc::new(MemorySource(buf)), size)
+        }
     };
-    Ok(Reader::from_range_source(url, source, catalog))
+    Ok((Reader::from_range_source(url, source, catalog), size))
 }
 
 /// An I/O error of the object at `url` (a [`FormatError`] inside stays one).

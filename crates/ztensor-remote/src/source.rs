@@ -73,9 +73,12 @@ pub(crate) fn to_io(e: object_store::Error) -> io::Error {
     }
 }
 
-/// True when the server answered a ranged GET with the whole object.
+/// True when the server answered a ranged GET with the whole object (S3
+/// and other clients say "non-partial response", the HTTP client "Range
+/// request not supported").
 pub(crate) fn not_partial(e: &object_store::Error) -> bool {
-    e.to_string().contains("non-partial response")
+    let m = e.to_string();
+    m.contains("non-partial response") || m.contains("Range request not supported")
 }
 
 /// Reads ranges of one object.

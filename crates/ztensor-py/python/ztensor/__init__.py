@@ -26,6 +26,6 @@ __all__ = [
 ]
 
 
-def open(path) -> Reader:  # noqa: A001 - the documented name (docs/python-api.md)
-    """Opens a tensor file; the same as ``Reader(path)``."""
-    return Reader(path)
+def open(path, *, storage_options=None) -> Reader:  # noqa: A001 - the documented name (docs/python-api.md)
+    """Opens a tensor file (or a URL of one); the same as ``Reader(path, storage_options=...)``."""
+    return Reader(path, storage_options=storage_options)

@@ -40,10 +40,24 @@ class Reader(ReaderCompat):
     own classes) are skipped with one ``UserWarning`` naming them;
     ``strict=True`` raises ``ZTensorError`` instead, as
     ``torch.load(weights_only=True)`` does. Other formats ignore ``strict``.
+
+    ``path`` may be a URL (``s3://``, ``gs://``, ``az://``, ``abfs://``,
+    ``http://``, ``https://``) of a ``.zt`` or ``.safetensors`` file: opening
+    fetches its manifest or header only, each read fetches the tensors' bytes
+    (concurrent ranged requests, digests checked). ``storage_options`` (a dict)
+    configures the store and the fetches; see docs/python-api.md.
     """
 
-    def __init__(self, path, *, eager: bool = False, dequantize=None, strict: bool = False):
-        self._r = open_native(path, eager=eager, dequantize=dequantize_dtype(dequantize), strict=bool(strict))
+    def __init__(
+        self, path, *, eager: bool = False, dequantize=None, strict: bool = False, storage_options=None
+    ):
+        self._r = open_native(
+            path,
+            eager=eager,
+            dequantize=dequantize_dtype(dequantize),
+            strict=bool(strict),
+            storage_options=storage_options,
+        )
         _warn_skipped(self._r)
 
     @classmethod

@@ -163,7 +163,7 @@ class safe_open:  # noqa: N801 - safetensors' name
     after the file is closed.
     """
 
-    def __init__(self, filename, framework, device="cpu", *, backend: str = "mmap"):
+    def __init__(self, filename, framework, device="cpu", *, backend: str = "mmap", storage_options=None):
         fw = _FRAMEWORKS.get(framework) if isinstance(framework, str) else None
         if fw is None:
             if framework in _UNSUPPORTED:
@@ -182,7 +182,7 @@ class safe_open:  # noqa: N801 - safetensors' name
         from ._reader import Reader
 
         self._framework = fw
-        self._reader = Reader(filename, eager=eager_backend(backend))
+        self._reader = Reader(filename, eager=eager_backend(backend), storage_options=storage_options)
 
     def _open(self):
         if self._reader._closed:

@@ -13,8 +13,9 @@
   their chunks when read (checked before the sharded branch takes folders).
 
 Every object returned has the methods below (the "source protocol"); the
-front ends call nothing else on ``self._r``. A new kind of source (a remote
-URL, a DCP folder) adds a branch here returning an object with them.
+front ends call nothing else on ``self._r``. A new kind of source (a DCP
+folder) adds a branch here returning an object with them. A remote URL is
+one: a native ``_Reader`` whose bytes are fetched by ranges (``_remote``).
 
 Attributes and lifetime:
     ``path`` (str, for messages), ``format`` (str: ``"zt"``, ``"safetensors"``,
@@ -50,16 +51,22 @@ import os
 
 from ._dcp_source import DcpSource, is_dcp_dir
 from ._options import fspath
+from ._remote import is_url, no_storage_options, open_remote
 from ._ztensor import _Reader
 
 
-def open_native(path, *, eager: bool = False, dequantize=None, strict: bool = False):
+def open_native(path, *, eager: bool = False, dequantize=None, strict: bool = False, storage_options=None):
     """The native reader of ``path`` (see the module docstring).
 
     ``eager``, ``dequantize`` (``None``, ``"float32"`` or ``"float16"``, already
     normalised) and ``strict`` as in ``Reader``; a sharded reader applies them
-    to every shard.
+    to every shard. A URL (``s3://``, ``http(s)://``...) of a ``.zt`` or
+    ``.safetensors`` file is read remotely, configured by ``storage_options``
+    (see ``_remote``); the other options do not apply to it.
     """
+    if is_url(path):
+        return open_remote(path, storage_options)
+    no_storage_options(path, storage_options)
     path = fspath(path)
     if is_dcp_dir(path):
         return DcpSource(path, eager)

@@ -19,6 +19,8 @@ __all__ = [
     "_ShardedSave",
     "_parse_shard_size",
     "_plan_shards",
+    "_open_remote",
+    "_is_url",
     "_panic_for_tests",
 ]
 
@@ -211,6 +213,14 @@ class _ShardedSave:
         self, weight_map: dict[str, str] | None, total_size: int, metadata_json: str | None = None
     ) -> None: ...
     def abort(self) -> None: ...
+
+def _open_remote(url: str, storage_options: dict[str, str] | None = None) -> _Reader:
+    """A reader of the ``.zt`` or ``.safetensors`` file at ``url``, read by byte ranges."""
+    ...
+
+def _is_url(path: str) -> bool:
+    """True when ``path`` is a URL the remote reader opens (s3, gs, az, abfs, http, https)."""
+    ...
 
 def _panic_for_tests(message: str) -> None:
     """Panics inside the native error guard (tests only)."""

@@ -362,6 +362,7 @@ def load_file(
     dequantize=None,
     backend: str = "mmap",
     strict: bool = False,
+    storage_options=None,
 ) -> dict:
     """Loads every tensor of a file as torch tensors, in file order.
 
@@ -374,9 +375,15 @@ def load_file(
     ``backend``: ``"mmap"`` (default) or ``"pread"``, as in ``ztensor.numpy.load_file``.
     ``strict=True``: a pickle naming a global the reader does not interpret
     raises ``ZTensorError`` instead of a ``UserWarning`` (see ``ztensor.Reader``).
+    ``filename`` may be a URL of a ``.zt`` or ``.safetensors`` file, read
+    remotely and configured by ``storage_options`` (see ``ztensor.Reader``).
     """
     with Reader(
-        filename, eager=eager_backend(backend), dequantize=_dequantize_name(dequantize), strict=strict
+        filename,
+        eager=eager_backend(backend),
+        dequantize=_dequantize_name(dequantize),
+        strict=strict,
+        storage_options=storage_options,
     ) as r:
         return _load(r, device, copy)
 
