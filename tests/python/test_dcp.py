@@ -164,6 +164,29 @@ def test_no_dist_save_and_load(tmp_path):
     assert_full(loaded)
 
 
+def test_no_dist_odd_shapes_and_dtypes_and_checkpoint_id(tmp_path):
+    """0-d, empty, complex, float8 and bool tensors; the folder named by
+    checkpoint_id= (DCP's reset) wins over the writer's path."""
+    sd = {
+        "scalar": torch.tensor(2.5, dtype=torch.float64),
+        "empty": torch.zeros(0, 3),
+        "c64": torch.randn(3, 2, dtype=torch.complex64),
+        "f8": torch.randn(4, 4).to(torch.float8_e4m3fn),
+        "mask": torch.rand(5) > 0.5,
+    }
+    ck = tmp_path / "named"
+    dcp.save(sd, checkpoint_id=ck, storage_writer=ZTensorStorageWriter(tmp_path / "unused"))
+    assert (ck / "ztensor-dcp.json").exists() and not (tmp_path / "unused").exists()
+    loaded = {k: torch.zeros_like(v) for k, v in sd.items()}
+    dcp.load(loaded, checkpoint_id=ck, storage_reader=ZTensorStorageReader(tmp_path / "unused"))
+    full = load_file(ck)
+    for k, v in sd.items():
+        assert loaded[k].shape == v.shape and full[k].dtype == v.dtype, k
+        bits = v.reshape(-1).view(torch.uint8)  # bit for bit (float8 has no ==)
+        assert torch.equal(loaded[k].reshape(-1).view(torch.uint8), bits), k
+        assert torch.equal(full[k].reshape(-1).view(torch.uint8), bits), k
+
+
 def test_every_data_file_is_a_valid_zt(saved):
     _, dirs = saved
     for key in ("zt", "async"):
