@@ -144,3 +144,139 @@ fn share(e: &std::io::Error) -> std::io::Error {
         None => std::io::Error::new(e.kind(), e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use crate::{
+        Checksum, ErrorKind, FormatError, Index, RangeSource, Reader, WriteOptions, Writer,
+    };
+
+    /// A file image read by ranges, counting the calls and the bytes read;
+    /// `damage` is XORed into the byte at its offset on every read.
+    struct Ranges {
+        image: Vec<u8>,
+        batches: AtomicUsize,
+        bytes: AtomicUsize,
+        damage: Mutex<Option<u64>>,
+        changed: Mutex<bool>,
+    }
+
+    impl RangeSource for Ranges {
+        fn read_into(&self, offset: u64, dst: &mut [u8]) -> std::io::Result<()> {
+            if *self.changed.lock().unwrap() {
+                return Err(std::io::Error::other(FormatError::corrupt(
+                    "changed on the server",
+                )));
+            }
+            let at = offset as usize;
+            dst.copy_from_slice(&self.image[at..at + dst.len()]);
+            if let Some(d) = *self.damage.lock().unwrap() {
+                if (offset..offset + dst.len() as u64).contains(&d) {
+                    dst[(d - offset) as usize] ^= 0xFF;
+                }
+            }
+            self.bytes.fetch_add(dst.len(), Ordering::Relaxed);
+            Ok(())
+        }
+
+        fn read_many(&self, requests: &mut [(u64, &mut [u8])]) -> std::io::Result<()> {
+            self.batches.fetch_add(1, Ordering::Relaxed);
+            assert!(requests
+                .windows(2)
+                .all(|w| w[0].0 + w[0].1.len() as u64 <= w[1].0));
+            requests
+                .iter_mut()
+                .try_for_each(|(o, d)| self.read_into(*o, d))
+        }
+    }
+
+    fn image() -> Vec<u8> {
+        let mut w = Writer::in_memory();
+        let a: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+        let b: Vec<i64> = (0..500).collect();
+        w.add("a", &[10, 100], &a).unwrap();
+        let zstd = WriteOptions::zstd(3).with_checksum(Checksum::Crc32c);
+        w.add_with("b", &[500], &b, &zstd).unwrap();
+        w.add_with(
+            "c",
+            &[4],
+            &[1u8, 2, 3, 4],
+            &WriteOptions::default().with_checksum(Checksum::Sha256),
+        )
+        .unwrap();
+        w.finish_into_vec().unwrap()
+    }
+
+    fn open(image: Vec<u8>) -> (Reader, Arc<Ranges>) {
+        let catalog = Reader::parse_zt(&image).unwrap();
+        let src = Arc::new(Ranges {
+            image,
+            batches: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            damage: Mutex::new(None),
+            changed: Mutex::new(false),
+        });
+        (
+            Reader::from_range_source("mem://x.zt", src.clone(), catalog),
+            src,
+        )
+    }
+
+    #[test]
+    fn reads_match_a_local_reader_in_one_batch() {
+        let bytes = image();
+        let local = Reader::from_bytes(&bytes).unwrap();
+        let (r, src) = open(bytes);
+        let names = ["c", "a", "b", "a"];
+        let got = r.read_many(&names, false);
+        assert_eq!(src.batches.load(Ordering::Relaxed), 1, "one batched fetch");
+        for (n, g) in names.iter().zip(got) {
+            assert_eq!(
+                g.unwrap().as_slice(),
+                local.read(n).unwrap().as_slice(),
+                "{n}"
+            );
+        }
+        let stored: usize = ["a", "b", "c"]
+            .iter()
+            .map(|n| r.info(n).unwrap().components["data"].length as usize)
+            .sum();
+        assert_eq!(
+            src.bytes.load(Ordering::Relaxed),
+            stored,
+            "'a' asked twice, read once"
+        );
+        assert_eq!(r.to_vec::<i64>("b").unwrap(), (0..500).collect::<Vec<_>>());
+        let part = r.read_slice("a", &[Index::At(3)]).unwrap();
+        assert_eq!(part.bytes.as_slice(), &local.read("a").unwrap()[1200..1600]);
+        assert!(r.verify().is_empty());
+        assert!(
+            r.view::<f32>("a").is_err(),
+            "no zero-copy views of a remote file"
+        );
+    }
+
+    #[test]
+    fn damage_and_change_are_format_errors() {
+        let (r, src) = open(image());
+        let offset = r.info("b").unwrap().components["data"].offset;
+        *src.damage.lock().unwrap() = Some(offset + 1);
+        let e = r.read_many(&["b"], false).pop().unwrap().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ChecksumMismatch, "{e}");
+        *src.damage.lock().unwrap() = None;
+        *src.changed.lock().unwrap() = true;
+        for e in [
+            r.read("a").unwrap_err(),
+            r.read_many(&["a", "c"], true).pop().unwrap().unwrap_err(),
+        ] {
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+            assert!(
+                e.to_string().contains("mem://x.zt") && e.to_string().contains("changed"),
+                "{e}"
+            );
+        }
+    }
+}
