@@ -129,7 +129,7 @@ Exit status: 0 when the file is complete (repaired or already so), 1 otherwise."
 /// `zt info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The file to describe.
+    /// The file to describe, or a sharded checkpoint (its *.index.json or its directory).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// Print JSON instead of a table.
@@ -215,7 +215,8 @@ pub struct ConvertArgs {
 /// `zt verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The file to check (any readable format).
+    /// The file to check (any readable format), or a sharded checkpoint (its *.index.json or
+    /// its directory).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// Print only the problems (no progress bar, no summary).
@@ -254,10 +255,10 @@ pub struct RepairArgs {
 /// `zt diff`.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The first file (any readable format).
+    /// The first file (any readable format, or a sharded checkpoint's *.index.json or directory).
     #[arg(value_name = "A")]
     pub a: PathBuf,
-    /// The second file (any readable format).
+    /// The second file (any readable format, or a sharded checkpoint's *.index.json or directory).
     #[arg(value_name = "B")]
     pub b: PathBuf,
     /// Dequantize GGUF block-quantized tensors (Q4_0..Q8_0, K-quants, IQ4, TQ, MXFP4, NVFP4)

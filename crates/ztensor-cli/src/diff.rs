@@ -5,6 +5,7 @@ use std::io::Write;
 use ztensor::{storage_elements_per_item, ReadMode, Reader, TensorInfo};
 
 use crate::args::{DequantizeArg, DiffArgs};
+use crate::sharded::Tensors;
 use crate::util::{self, outln, Failure};
 use crate::{exit, Interrupt};
 
@@ -12,7 +13,7 @@ pub(crate) fn run(args: &DiffArgs, interrupt: &Interrupt) -> Result<i32, Failure
     // Trouble reading either file is status 2, as for diff(1).
     let options = DequantizeArg::options(args.dequantize);
     let open = |p| {
-        ztensor_formats::open_with_options(p, ReadMode::Eager, &options).map_err(|e| {
+        Tensors::open(p, ReadMode::Eager, &options).map_err(|e| {
             eprintln!("zt: error: {e}");
             Failure::Quiet(exit::USAGE)
         })
@@ -21,7 +22,10 @@ pub(crate) fn run(args: &DiffArgs, interrupt: &Interrupt) -> Result<i32, Failure
     let b = open(&args.b)?;
     let mut lines = Vec::new();
     let mut identical = 0usize;
-    let (mut ia, mut ib) = (a.names().peekable(), b.names().peekable());
+    let (mut ia, mut ib) = (
+        a.names().into_iter().peekable(),
+        b.names().into_iter().peekable(),
+    );
     loop {
         interrupt.check()?;
         let (na, nb) = (ia.peek().copied(), ib.peek().copied());
@@ -77,8 +81,12 @@ pub(crate) fn run(args: &DiffArgs, interrupt: &Interrupt) -> Result<i32, Failure
     })
 }
 
-/// A description of how tensor `name` differs between the files, or `None`.
-fn compare(a: &Reader, b: &Reader, name: &str) -> Option<String> {
+/// A description of how tensor `name` differs between the inputs, or `None`.
+fn compare(a: &Tensors, b: &Tensors, name: &str) -> Option<String> {
+    let (a, b) = match (a.reader_for(name), b.reader_for(name)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => return Some(format!("unreadable: {name} ({e})")),
+    };
     let (ta, tb) = match (a.info(name), b.info(name)) {
         (Ok(x), Ok(y)) => (x, y),
         (Err(e), _) | (_, Err(e)) => return Some(format!("unreadable: {name} ({e})")),
@@ -107,7 +115,7 @@ fn compare(a: &Reader, b: &Reader, name: &str) -> Option<String> {
     }
     for cname in ca {
         let read = |r: &Reader| r.read_component(name, cname, false);
-        let (xa, xb) = match (read(a), read(b)) {
+        let (xa, xb) = match (read(&a), read(&b)) {
             (Ok(x), Ok(y)) => (x, y),
             (Err(e), _) | (_, Err(e)) => return Some(format!("unreadable: {name} ({e})")),
         };

@@ -66,6 +66,9 @@ struct ComponentJson {
 }
 
 pub(crate) fn run(args: &InfoArgs) -> Result<i32, Failure> {
+    if crate::sharded::is_sharded(&args.file) {
+        return crate::sharded::info(args);
+    }
     let input = crate::input::open(
         &args.file,
         ztensor::ReadMode::Mmap,
@@ -75,44 +78,16 @@ pub(crate) fn run(args: &InfoArgs) -> Result<i32, Failure> {
     let file_size = input.size.ok_or_else(|| {
         Failure::Error(format!("{}: cannot tell its size", util::show(&args.file)))
     })?;
-    let rows: Vec<(&str, Result<&TensorInfo, String>)> = reader
-        .names_in_file_order()
-        .map(|n| (n, reader.info(n).map_err(|e| broken_message(&e))))
-        .collect();
+    let rows = rows(&reader);
     let broken = rows.iter().filter(|(_, r)| r.is_err()).count();
-    let total: u64 = rows
-        .iter()
-        .filter_map(|(_, r)| r.as_ref().ok())
-        .map(|t| util::decoded_bytes(t))
-        .sum();
-    let stored: u64 = rows
-        .iter()
-        .filter_map(|(_, r)| r.as_ref().ok())
-        .map(|t| util::stored_bytes(t))
-        .sum();
-    let usage = ztensor::space_usage(&reader)?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        let doc = FileJson {
-            file: util::show(&args.file),
-            format: reader.format(),
-            version: reader.version().to_string(),
-            file_size,
-            tensor_count: rows.len(),
-            total_bytes: total,
-            stored_bytes: stored,
-            dead_bytes: usage.map(|u| u.dead_bytes),
-            previous_end: usage.and_then(|u| u.previous_end),
-            metadata: reader.attributes().map_or(
-                serde_json::Value::Object(Default::default()),
-                util::cbor_to_json,
-            ),
-            skipped_globals: reader.skipped_globals(),
-            tensors: rows.iter().map(|(n, r)| tensor_json(n, r)).collect(),
-        };
+        let (doc, _) = file_json(&args.file, &reader, file_size)?;
         serde_json::to_writer_pretty(&mut out, &doc).map_err(|e| util::stdout_error(e.into()))?;
         outln!(out);
     } else {
+        let (total, stored) = totals(&rows);
+        let usage = ztensor::space_usage(&reader)?;
         let sizes = (file_size, total, stored);
         print_text(&mut out, &reader, &args.file, sizes, usage, &rows)?;
     }
@@ -127,6 +102,56 @@ pub(crate) fn run(args: &InfoArgs) -> Result<i32, Failure> {
         return Ok(exit::PROBLEMS);
     }
     Ok(exit::OK)
+}
+
+/// Each tensor in file order, with its description or why it is unreadable.
+fn rows(reader: &Reader) -> Vec<(&str, Result<&TensorInfo, String>)> {
+    reader
+        .names_in_file_order()
+        .map(|n| (n, reader.info(n).map_err(|e| broken_message(&e))))
+        .collect()
+}
+
+/// Decoded and stored bytes of the readable rows.
+fn totals(rows: &[(&str, Result<&TensorInfo, String>)]) -> (u64, u64) {
+    let readable = || rows.iter().filter_map(|(_, r)| r.as_ref().ok());
+    (
+        readable().map(|t| util::decoded_bytes(t)).sum(),
+        readable().map(|t| util::stored_bytes(t)).sum(),
+    )
+}
+
+/// The `zt info --json` document of the file at `path` (`file_size` bytes),
+/// and how many of its tensors are unreadable. Sharded checkpoints list one
+/// per shard.
+pub(crate) fn file_json(
+    path: &std::path::Path,
+    reader: &Reader,
+    file_size: u64,
+) -> Result<(serde_json::Value, usize), Failure> {
+    let rows = rows(reader);
+    let (total, stored) = totals(&rows);
+    let usage = ztensor::space_usage(reader)?;
+    let doc = FileJson {
+        file: util::show(path),
+        format: reader.format(),
+        version: reader.version().to_string(),
+        file_size,
+        tensor_count: rows.len(),
+        total_bytes: total,
+        stored_bytes: stored,
+        dead_bytes: usage.map(|u| u.dead_bytes),
+        previous_end: usage.and_then(|u| u.previous_end),
+        metadata: reader.attributes().map_or(
+            serde_json::Value::Object(Default::default()),
+            util::cbor_to_json,
+        ),
+        skipped_globals: reader.skipped_globals(),
+        tensors: rows.iter().map(|(n, r)| tensor_json(n, r)).collect(),
+    };
+    let broken = rows.iter().filter(|(_, r)| r.is_err()).count();
+    let doc = serde_json::to_value(&doc).map_err(|e| Failure::Error(e.to_string()))?;
+    Ok((doc, broken))
 }
 
 /// What `zt info` and `zt verify` say about a pickle's globals whose objects

@@ -36,6 +36,7 @@ mod input;
 mod progress;
 mod repair;
 mod safetensors_out;
+mod sharded;
 mod util;
 mod verify;
 

@@ -19,6 +19,9 @@ struct Counts {
 }
 
 pub(crate) fn run(args: &VerifyArgs, interrupt: &Interrupt) -> Result<i32, Failure> {
+    if crate::sharded::is_sharded(&args.file) {
+        return crate::sharded::verify(args, interrupt);
+    }
     let shown = util::show(&args.file);
     // Eager: every component is read with pread into a buffer freed right
     // after its check, so memory stays bounded by the largest tensors.

@@ -66,12 +66,19 @@ impl IndexFile {
 
     /// Parses the bytes of the index file at `path` (named in errors).
     pub fn parse(bytes: &[u8], path: &Path) -> Result<IndexFile> {
-        serde_json::from_slice(bytes).map_err(|e| {
+        let bad = |e: String| {
             Error::format(
                 path,
                 FormatError::corrupt(format!("not a valid sharded checkpoint index: {e}")),
             )
-        })
+        };
+        // An object only: serde would also take a struct as a JSON array.
+        // (Parsed straight from the bytes, not through a `Value`, whose map
+        // would drop a name listed twice before `unique_names` sees it.)
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(bad("expected a JSON object, not an array".to_string()));
+        }
+        serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))
     }
 
     /// Reads and parses the index file at `path`.
@@ -222,6 +229,7 @@ mod tests {
             (br#"{"metadata": {}}"#, "missing field `weight_map`"),
             (br#"{"weight_map": {"a": 1}}"#, "invalid type"),
             (br#"{"weight_map": []}"#, "invalid type"),
+            (br#"[{}, {"a": "x"}]"#, "expected a JSON object"),
             (
                 br#"{"weight_map": {"a": "x", "a": "y"}}"#,
                 "tensor 'a' is listed twice in weight_map (first in 'x')",
