@@ -233,7 +233,7 @@ class DcpSource:
         problems = []
         for file in self._files:
             try:
-                problems += self._reader(file)._r.verify()
+                self._reader(file).verify()
             except (OSError, ZTensorError) as e:
                 problems.append(str(e))
         return problems
