@@ -1,6 +1,6 @@
 """Which native reader opens a path: the one place that decides.
 
-``open_native(path, ...)`` returns the object ``Reader`` keeps as ``self._r``
+``open_native(path, ...)`` returns the native object a ``Reader`` wraps
 (and through it ``safe_open``, ``ztensor.torch`` and ``ztensor.numpy``):
 
 - a tensor file of any format: the native ``_Reader``;
@@ -13,7 +13,7 @@
   their chunks when read (checked before the sharded branch takes folders).
 
 Every object returned has the methods below (the "source protocol"); the
-front ends call nothing else on ``self._r``. A new kind of source (a DCP
+front ends call nothing else on it. A new kind of source (a DCP
 folder) adds a branch here returning an object with them. A remote URL is
 one: a native ``_Reader`` whose bytes are fetched by ranges (``_remote``).
 
