@@ -52,7 +52,7 @@ import os
 from ._dcp_source import DcpSource, is_dcp_dir
 from ._options import fspath
 from ._remote import is_url, no_storage_options, open_remote
-from ._ztensor import _Reader
+from ._ztensor import _Reader, _ShardedReader
 
 
 def open_native(path, *, eager: bool = False, dequantize=None, strict: bool = False, storage_options=None):
@@ -71,8 +71,6 @@ def open_native(path, *, eager: bool = False, dequantize=None, strict: bool = Fa
     if is_dcp_dir(path):
         return DcpSource(path, eager)
     if _is_sharded(path):
-        from ._ztensor import _ShardedReader
-
         return _ShardedReader(path, eager, dequantize, strict)
     return _Reader(path, eager, dequantize, strict)
 
