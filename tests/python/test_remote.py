@@ -100,6 +100,8 @@ class Served:
         self.faults: list[str] = []  # consumed one per GET: "503", "cut", "short"
         self.ignore_range = False
         self.honor_if_match = True
+        self.send_etag = True
+        self.send_date = True
         self.corrupt: tuple[str, int] | None = None  # (path, file offset) flipped in flight
         self.bytes_sent = 0
         self.statuses: list[int] = []
@@ -171,12 +173,11 @@ def handler_for(served: Served):
                 chunk[served.corrupt[1] - start] ^= 0xFF
             if fault == "short":  # a clean response of half the bytes its Content-Range names
                 chunk = chunk[: len(chunk) // 2]
-            headers = [
-                ("Content-Length", str(len(chunk))),
-                ("ETag", etag),
-                ("Last-Modified", formatdate(1_700_000_000 + version, usegmt=True)),
-                ("Accept-Ranges", "bytes"),
-            ]
+            headers = [("Content-Length", str(len(chunk))), ("Accept-Ranges", "bytes")]
+            if served.send_etag:
+                headers.append(("ETag", etag))
+            if served.send_date:
+                headers.append(("Last-Modified", formatdate(1_700_000_000 + version, usegmt=True)))
             if partial:
                 headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
             self._status(206 if partial else 200, headers)
@@ -364,6 +365,20 @@ def test_file_replaced_between_requests_is_detected(tmp_path, http, kind, honor_
         changed = dict(arrays())
         changed["layer.0.weight"] = changed["layer.0.weight"] + 1
         http.put(f"/{name}", make_file(fresh_dir(tmp_path, "v2"), kind, changed)[1])
+        with pytest.raises(ZTensorError, match="changed on the server"):
+            r["layer.0.weight"]
+
+
+@pytest.mark.parametrize("send_date", [True, False])
+def test_servers_without_etags(tmp_path, http, send_date):
+    """Without an ETag the date tells versions apart; without either, the size."""
+    name, data = make_file(tmp_path, "zt")
+    http.put(f"/{name}", data)
+    http.send_etag, http.send_date = False, send_date
+    with Reader(f"{http.base}/{name}") as r:
+        assert_same_numpy(r.load_numpy(), arrays())
+        bigger = make_file(fresh_dir(tmp_path, "v2"), "zt", arrays(n=7))[1]
+        http.put(f"/{name}", bigger)
         with pytest.raises(ZTensorError, match="changed on the server"):
             r["layer.0.weight"]
 

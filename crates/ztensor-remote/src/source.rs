@@ -182,7 +182,11 @@ pub(crate) async fn get(
     if let Some(id) = identity {
         match &id.e_tag {
             Some(tag) => options.if_match = Some(tag.clone()),
-            None => options.if_unmodified_since = Some(id.last_modified),
+            // A server that sent no date leaves it at 0: nothing to condition on.
+            None if id.last_modified.timestamp() != 0 => {
+                options.if_unmodified_since = Some(id.last_modified)
+            }
+            None => {}
         }
     }
     store.get_opts(path, options).await
