@@ -443,3 +443,103 @@ def test_sigkill_during_sharded_save_leaves_a_complete_checkpoint(tmp_path):
     visible = {n for n in os.listdir(tmp_path) if not n.startswith(".")}
     assert visible == names | {"model.zt.index.json"}
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".staged")]
+
+
+# ---------------------------------------------------------------- zt convert --max-shard-size
+
+
+def _zt(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ztensor._cli", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_converts_a_huggingface_checkpoint_to_zt_shards(tmp_path):
+    from safetensors.torch import load_file as st_load
+
+    sd = _state_dict()
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    save_torch_state_dict(dict(sd), hf, max_shard_size=5000, metadata={"k": "v"})
+    out = tmp_path / "out"
+    out.mkdir()
+    r = _zt("convert", hf / "model.safetensors.index.json", out / "model.zt", "--max-shard-size", "9KB")
+    assert r.returncode == 0, r.stderr
+    index = _index(out / "model.zt.index.json")
+    assert index["metadata"] == {"total_size": sum(t.nbytes for t in sd.values()), "k": "v"}
+    # The grouping save_file gives the tensors in the order the shards hold them.
+    order = [n for f in sorted(set(_index(hf / "model.safetensors.index.json")["weight_map"].values()))
+             for n in ztensor.Reader(hf / f)._names_in_file_order()]  # fmt: skip
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    ztt.save_file({n: sd[n] for n in order}, ours / "model.zt", metadata={"k": "v"}, max_shard_size="9KB")
+    assert index == _index(ours / "model.zt.index.json")
+    expected = {}
+    for f in set(_index(hf / "model.safetensors.index.json")["weight_map"].values()):
+        expected.update(st_load(hf / f))
+    _check_shards(out / "model.zt.index.json", expected)
+    # The folder works as input too, and one shard's worth writes one file.
+    r = _zt("convert", hf, tmp_path / "one.zt", "--max-shard-size", "1GB")
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "one.zt.index.json").exists()
+    back = ztt.load_file(tmp_path / "one.zt")
+    assert sorted(back) == sorted(expected)
+    assert all(
+        torch.equal(back[n].view(torch.uint8), expected[n].view(torch.uint8)) for n in back if back[n].dim()
+    )
+    assert ztensor.Reader(tmp_path / "one.zt").metadata() == {"k": "v"}
+
+
+def test_cli_splits_a_single_file(tmp_path):
+    arrays = {f"t{i}": np.full((100, 10), i, np.float32) for i in range(7)}  # 4000 bytes each
+    ztnp.save_file(arrays, tmp_path / "big.zt", metadata={"m": 1})
+    r = _zt("convert", tmp_path / "big.zt", tmp_path / "split.zt", "--max-shard-size", "10000", "--compress")
+    assert r.returncode == 0, r.stderr
+    index = _index(tmp_path / "split.zt.index.json")
+    assert index["metadata"] == {"total_size": 28000, "m": 1}
+    files = sorted(set(index["weight_map"].values()))
+    assert files == [f"split-0000{i}-of-00004.zt" for i in range(1, 5)]
+    assert [sorted(n for n, f in index["weight_map"].items() if f == file) for file in files] == [
+        ["t0", "t1"],
+        ["t2", "t3"],
+        ["t4", "t5"],
+        ["t6"],
+    ]
+    back = ztnp.load_file(tmp_path / "split.zt.index.json")
+    for n, a in arrays.items():
+        assert_bits_equal(back[n], a, n)
+    with ztensor.Reader(tmp_path / files[0]) as s:
+        assert s.metadata("t0").components["data"]["encoding"] == "zstd"
+    # Converting again with a larger limit replaces the shards.
+    r = _zt("convert", tmp_path / "split.zt.index.json", tmp_path / "split.zt", "--max-shard-size", "20KB")
+    assert r.returncode == 0, r.stderr
+    assert sorted(n for n in _files(tmp_path) if n.startswith("split")) == [
+        "split-00001-of-00002.zt",
+        "split-00002-of-00002.zt",
+        "split.zt.index.json",
+    ]
+    assert ztnp.load_file(tmp_path).keys() == arrays.keys()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-shard-size", "5XB"], 'invalid shard size "5XB": unknown unit'),
+        (["--max-shard-size", "0"], "at least 1 byte"),
+        (["--max-shard-size=-1GB"], "not a number"),
+    ],
+)
+def test_cli_refuses_bad_shard_sizes(tmp_path, args, message):
+    ztnp.save_file({"a": np.ones(4)}, tmp_path / "a.zt")
+    r = _zt("convert", tmp_path / "a.zt", tmp_path / "b.zt", *args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert _files(tmp_path) == ["a.zt"]
+
+
+def test_cli_shards_are_zt_only(tmp_path):
+    ztnp.save_file({"a": np.ones(4)}, tmp_path / "a.zt")
+    r = _zt("convert", tmp_path / "a.zt", tmp_path / "b.safetensors", "--max-shard-size", "1KB")
+    assert r.returncode == 2 and "--max-shard-size applies to .zt output only" in r.stderr
+    ztnp.save_file({"a": np.ones(400), "b": np.ones(400)}, tmp_path / "s.zt", max_shard_size=4000)
+    r = _zt("convert", tmp_path / "s.zt.index.json", tmp_path / "b.safetensors")
+    assert r.returncode == 2 and "is a sharded checkpoint" in r.stderr

@@ -65,8 +65,19 @@ tensor), the output appears atomically once complete, and file metadata is
 carried over (safetensors __metadata__ <-> .zt file attributes; non-string
 values become JSON strings in safetensors).
 
+IN may be a sharded checkpoint: an index (model.safetensors.index.json,
+pytorch_model.bin.index.json, model.zt.index.json) or the directory holding
+it; its shards are read one tensor at a time. --max-shard-size splits the .zt
+output as Hugging Face does (greedy in file order, a tensor over the limit in
+a shard of its own): OUT's stem-00001-of-0000N.zt shards, then OUT.index.json
+(with the file metadata and total_size) written last; old shards of OUT that
+the new index does not name are removed. When everything fits, OUT is one
+file as without the option.
+
 Examples:
   zt convert model.safetensors model.zt
+  zt convert model.safetensors.index.json out/model.zt --max-shard-size 2GB
+  zt convert big.pt model.zt --max-shard-size 5GiB
   zt convert model.pt model.zt --compress=9 --checksum sha256
   zt convert model.zt small.zt --include 'model.layers.0.*' --exclude '*.bias'
   zt convert model.zt model.safetensors
@@ -207,6 +218,10 @@ pub struct ConvertArgs {
     /// to this float type instead of keeping their raw blocks.
     #[arg(long, value_enum, value_name = "TYPE")]
     pub dequantize: Option<DequantizeArg>,
+    /// Split the .zt output into shards of at most SIZE tensor bytes (5GB = 5*10^9,
+    /// 5GiB = 5*2^30; KB/MB/GB/TB, KiB/MiB/GiB/TiB) plus OUT.index.json.
+    #[arg(long, value_name = "SIZE", value_parser = parse_shard_size)]
+    pub max_shard_size: Option<u64>,
     /// No progress bar and no summary.
     #[arg(short, long)]
     pub quiet: bool,
@@ -282,6 +297,10 @@ fn parse_alignment(s: &str) -> Result<u64, String> {
         ));
     }
     Ok(n)
+}
+
+fn parse_shard_size(s: &str) -> Result<u64, String> {
+    ztensor_formats::sharded::plan::parse_size(s).map_err(|e| e.to_string())
 }
 
 fn parse_glob(s: &str) -> Result<globset::Glob, String> {
