@@ -230,6 +230,24 @@ def test_description_is_json_and_checked(saved, tmp_path):
         dcp.load(full_targets(), storage_reader=ZTensorStorageReader(ck), no_dist=True)
 
 
+def test_description_naming_a_file_outside_the_folder_is_refused(saved, tmp_path):
+    from ztensor._dcp_source import digest
+
+    _, dirs = saved
+    ck = copy_of(dirs["zt"], tmp_path)
+    path = os.path.join(ck, "ztensor-dcp.json")
+    doc = json.load(open(path))
+    del doc["crc32"]
+    doc["storage"][0]["file"] = "../__0_0.zt"
+    doc["crc32"] = digest(doc)
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    with fails("not a plain file name"):
+        dcp.load(full_targets(), storage_reader=ZTensorStorageReader(ck), no_dist=True)
+    with pytest.raises(ztensor.ZTensorError, match="not a plain file name"):
+        load_file(ck)
+
+
 def test_missing_description_is_refused(saved, tmp_path):
     _, dirs = saved
     ck = copy_of(dirs["zt"], tmp_path)

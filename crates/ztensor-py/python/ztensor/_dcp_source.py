@@ -53,6 +53,14 @@ def is_dcp_dir(path) -> bool:
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, METADATA_FILE))
 
 
+def plain_file_name(where: str, name) -> str:
+    """A data file named by a description: a plain name inside the folder
+    (a damaged or hostile description must not reach other files)."""
+    if not isinstance(name, str) or os.path.basename(name) != name or name in ("", ".", ".."):
+        raise ZTensorError(f"{where}: data file name {name!r} is not a plain file name in the folder")
+    return name
+
+
 def digest(body: dict) -> int:
     """The CRC-32 the description carries over its own canonical JSON."""
     return zlib.crc32(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
@@ -255,9 +263,7 @@ class DcpSource:
                 raise ZTensorError(f"{self.path}: the checkpoint is closed")
             r = self._readers.get(file)
             if r is None:
-                path = os.path.join(self.path, file)
-                if os.path.basename(file) != file:
-                    raise ZTensorError(f"{self.path}: data file name {file!r} is not a plain name")
+                path = os.path.join(self.path, plain_file_name(self.path, file))
                 r = Reader(path, eager=self._eager)
                 own = (r.metadata().get("dcp") or {}).get("save_id")
                 if own != self._save_id:

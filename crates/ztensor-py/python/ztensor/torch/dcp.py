@@ -43,7 +43,15 @@ from torch.distributed.checkpoint.planner import (
 from torch.distributed.checkpoint.storage import StorageReader, StorageWriter, WriteResult
 from torch.futures import Future
 
-from .._dcp_source import FORMAT, METADATA_FILE, VERSION, consolidate, digest, read_description
+from .._dcp_source import (
+    FORMAT,
+    METADATA_FILE,
+    VERSION,
+    consolidate,
+    digest,
+    plain_file_name,
+    read_description,
+)
 from .._options import compression_level, fspath
 from .._reader import Reader
 from .._writer import Writer
@@ -440,7 +448,7 @@ def _rebuild(doc: dict, where: str) -> Metadata:
         storage = {
             MetadataIndex(
                 s["fqn"], None if s["offset"] is None else torch.Size(s["offset"])
-            ): ZTensorStorageInfo(str(s["file"]), str(s["name"]))
+            ): ZTensorStorageInfo(plain_file_name(where, s["file"]), str(s["name"]))
             for s in doc["storage"]
         }
         planner_data = doc["planner_data"]
