@@ -173,6 +173,16 @@ def save_rows(directory: str, repeats: int) -> dict:
     rows[f"save {SHARDS} shards: ztensor save_file(max_shard_size=)"] = timeit(
         lambda: zt.save_file(tensors, os.path.join(out, "model.zt"), max_shard_size=limit), repeats, empty
     )
+    # The same, shards written one after another instead of on threads.
+    import ztensor._sharded_save as sharded_save
+
+    threads, sharded_save._MAX_THREADS = sharded_save._MAX_THREADS, 1
+    try:
+        rows[f"save {SHARDS} shards: ztensor, one shard at a time"] = timeit(
+            lambda: zt.save_file(tensors, os.path.join(out, "model.zt"), max_shard_size=limit), repeats, empty
+        )
+    finally:
+        sharded_save._MAX_THREADS = threads
     shards = len(set(json.load(open(os.path.join(out, "model.zt.index.json")))["weight_map"].values()))
     assert shards == SHARDS, shards
     # Saving again over the same shard names goes through staging names
@@ -192,6 +202,11 @@ SAVE_RATIOS = [
     (
         f"save {SHARDS} shards: ztensor over its previous save",
         f"save {SHARDS} shards: huggingface_hub save_torch_state_dict",
+        None,
+    ),
+    (
+        f"save {SHARDS} shards: ztensor save_file(max_shard_size=)",
+        f"save {SHARDS} shards: ztensor, one shard at a time",
         None,
     ),
 ]
