@@ -543,3 +543,45 @@ def test_cli_shards_are_zt_only(tmp_path):
     ztnp.save_file({"a": np.ones(400), "b": np.ones(400)}, tmp_path / "s.zt", max_shard_size=4000)
     r = _zt("convert", tmp_path / "s.zt.index.json", tmp_path / "b.safetensors")
     assert r.returncode == 2 and "is a sharded checkpoint" in r.stderr
+
+
+MEMORY_CHILD = r"""
+import sys
+from ztensor._ztensor import cli_main
+
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak-RSS mark
+base = peak()
+rc = cli_main(["zt", "convert", *sys.argv[1:], "--quiet"])
+print(rc, peak() - base)
+"""
+
+
+@pytest.mark.parametrize("limit", ["40MB", "1GB"])
+def test_cli_convert_of_a_sharded_checkpoint_is_bounded_by_the_largest_tensor(tmp_path, limit):
+    """Converting 128 MiB in 4 shards, to shards or one file, grows the
+    resident set by about one tensor (16 MiB), not by the checkpoint."""
+    largest = 16 << 20
+    sd = {f"t{i}": torch.full((largest // 4,), float(i)) for i in range(8)}
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    save_torch_state_dict(sd, hf, max_shard_size=40 << 20)
+    del sd
+    out = tmp_path / "out.zt"
+    r = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD, str(hf), str(out), "--max-shard-size", limit],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    rc, growth = map(int, r.stdout.split())
+    assert rc == 0, r.stderr
+    assert growth < 2 * largest + (16 << 20), f"peak RSS grew by {growth / 2**20:.0f} MiB"
+    back = ztt.load_file(out if limit == "1GB" else tmp_path / "out.zt.index.json")
+    assert sorted(back) == [f"t{i}" for i in range(8)]
+    assert all(float(back[f"t{i}"][-1]) == i for i in range(8))
