@@ -21,6 +21,11 @@ impl Buffer {
     pub fn new(bytes: TensorBytes) -> Buffer {
         Buffer { bytes }
     }
+
+    /// The number of bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
 }
 
 #[pymethods]

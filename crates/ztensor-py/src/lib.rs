@@ -16,6 +16,7 @@ mod results;
 mod sharded;
 mod sharding;
 mod slice;
+mod wrap;
 mod writer;
 
 #[pymodule]
@@ -32,6 +33,7 @@ fn _ztensor(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sharding::PyShardedSave>()?;
     m.add_function(wrap_pyfunction!(sharding::parse_shard_size, m)?)?;
     m.add_function(wrap_pyfunction!(sharding::plan_shards, m)?)?;
+    m.add_function(wrap_pyfunction!(wrap::wrap_arrays, m)?)?;
     m.add_function(wrap_pyfunction!(remote::open_remote, m)?)?;
     m.add_function(wrap_pyfunction!(remote::is_url, m)?)?;
     m.add_function(wrap_pyfunction!(cli::cli_main, m)?)?;

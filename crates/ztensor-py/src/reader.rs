@@ -211,8 +211,17 @@ impl PyReader {
     ) -> PyResult<Vec<ArrayRead>> {
         shield(|| {
             let reader = self.get()?;
-            let names =
-                names.unwrap_or_else(|| reader.names_in_file_order().map(str::to_string).collect());
+            let Some(names) = names else {
+                // Everything, in file order: no name to look up.
+                let results = py.detach(|| reader.read_all_isolated(copy));
+                return results
+                    .into_iter()
+                    .map(|r| {
+                        let (bytes, info) = r.map_err(to_py)?;
+                        array_read(py, info.name.clone(), bytes, info)
+                    })
+                    .collect();
+            };
             let results = py.detach(|| {
                 let refs: Vec<&str> = names.iter().map(String::as_str).collect();
                 reader.read_many_isolated(&refs, copy)

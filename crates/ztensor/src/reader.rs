@@ -143,14 +143,21 @@ impl Reader {
         entries.dedup_by(|a, b| a.name == b.name);
         let (start, end) = catalog.data_region;
         validate::validate(&mut entries, start, end, catalog.overlaps_allowed);
-        let mut file_order: Vec<usize> = (0..entries.len()).collect();
-        file_order.sort_by_key(|&i| {
-            let key = entries[i]
-                .info
-                .as_ref()
-                .map_or((u64::MAX, true), TensorInfo::file_order_key);
-            (key, i)
-        });
+        // Keys computed once, not per comparison (they showed in profiles of
+        // files of many small tensors).
+        let mut keyed: Vec<((u64, bool), usize)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let key = e
+                    .info
+                    .as_ref()
+                    .map_or((u64::MAX, true), TensorInfo::file_order_key);
+                (key, i)
+            })
+            .collect();
+        keyed.sort_unstable();
+        let file_order: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
         let verified = entries.iter().map(|_| AtomicU64::new(0)).collect();
         let slices = crate::slice_read::SliceState::new(entries.len());
         Reader {
@@ -253,7 +260,7 @@ impl Reader {
 
     /// Reads many dense tensors in parallel (decompression and copies use every core).
     pub fn read_many(&self, names: &[&str], copy: bool) -> Vec<Result<TensorBytes>> {
-        self.read_many_in(names, copy, None)
+        self.read_many_in(names, copy, false)
     }
 
     /// [`Reader::read_many`] for callers that hand the bytes out as
@@ -265,43 +272,75 @@ impl Reader {
     /// call returned, nor in the file. One `mmap` per call; when the kernel
     /// refuses it, the results point into the reader's mapping as usual.
     pub fn read_many_isolated(&self, names: &[&str], copy: bool) -> Vec<Result<TensorBytes>> {
-        let span = if copy {
-            None
-        } else {
-            let raw = names
-                .iter()
-                .filter_map(|n| self.info(n).ok())
-                .filter(|i| i.layout == Layout::Dense)
-                .filter_map(|i| i.components.get("data"));
-            self.map_span(raw)
-        };
-        self.read_many_in(names, copy, span.as_ref())
+        self.read_many_in(names, copy, !copy)
     }
 
-    fn read_many_in(
-        &self,
-        names: &[&str],
-        copy: bool,
-        span: Option<&SpanMap>,
-    ) -> Vec<Result<TensorBytes>> {
+    /// [`Reader::read_many_isolated`] of every tensor, in file order, each
+    /// with its description; no name is looked up (with tens of thousands
+    /// of small tensors, lookups were a fifth of a load).
+    pub fn read_all_isolated(&self, copy: bool) -> Vec<Result<(TensorBytes, &TensorInfo)>> {
+        if let Source::Ranged(_) = &self.source {
+            let names: Vec<&str> = self.names_in_file_order().collect();
+            let read = self.read_many_in(&names, copy, !copy);
+            return read
+                .into_iter()
+                .zip(&names)
+                .map(|(r, n)| Ok((r?, self.info(n)?)))
+                .collect();
+        }
+        let found = self.file_order.iter().map(|&i| self.dense_at(i)).collect();
+        let infos: Vec<Option<&TensorInfo>> = self
+            .file_order
+            .iter()
+            .map(|&i| self.entries[i].info.as_ref().ok())
+            .collect();
+        self.read_found(found, copy, !copy)
+            .into_iter()
+            .zip(infos)
+            .map(|(r, info)| Ok((r?, info.expect("a tensor read has a description"))))
+            .collect()
+    }
+
+    fn read_many_in(&self, names: &[&str], copy: bool, isolate: bool) -> Vec<Result<TensorBytes>> {
         if let Source::Ranged(src) = &self.source {
             return self.read_many_ranged(&**src, names);
         }
+        // Each name is looked up once.
+        let found = names.iter().map(|n| self.dense(n)).collect();
+        self.read_found(found, copy, isolate)
+    }
+
+    /// Reads the dense tensors found (index and description, or the error
+    /// that their lookup gave), in parallel.
+    fn read_found(
+        &self,
+        found: Vec<Result<(usize, &TensorInfo)>>,
+        copy: bool,
+        isolate: bool,
+    ) -> Vec<Result<TensorBytes>> {
+        let ok = || found.iter().filter_map(|f| f.as_ref().ok());
+        let span = if isolate {
+            self.map_span(ok().map(|(_, i)| &i.components["data"]))
+        } else {
+            None
+        };
         // Zero-copy reads of raw, digest-free data are cheap per tensor (batch
         // them); copies, digests and decoding are not (spread them out).
         let heavy = copy
-            || names.iter().any(|n| {
-                self.info(n).is_ok_and(|i| {
-                    i.components
-                        .values()
-                        .any(|c| c.encoding != Encoding::Raw || c.digest.is_some())
-                })
+            || ok().any(|(_, i)| {
+                i.components
+                    .values()
+                    .any(|c| c.encoding != Encoding::Raw || c.digest.is_some())
             });
+        let span = span.as_ref();
         crate::parallel::install(|| {
-            names
-                .par_iter()
+            found
+                .into_par_iter()
                 .with_min_len(if heavy { 1 } else { 8 })
-                .map(|n| self.read_dense(n, copy, span))
+                .map(|f| {
+                    let (idx, info) = f?;
+                    self.fetch(idx, info, "data", &info.components["data"], copy, span)
+                })
                 .collect()
         })
     }
@@ -476,8 +515,17 @@ impl Reader {
 
     /// The index and description of a dense tensor; an error for other layouts.
     pub(crate) fn dense(&self, name: &str) -> Result<(usize, &TensorInfo)> {
-        let idx = self.lookup(name)?;
-        let info = self.info(name)?;
+        self.dense_at(self.lookup(name)?)
+    }
+
+    /// [`Reader::dense`] of the entry at `idx`.
+    fn dense_at(&self, idx: usize) -> Result<(usize, &TensorInfo)> {
+        let entry = &self.entries[idx];
+        let name = entry.name.as_str();
+        let info = entry
+            .info
+            .as_ref()
+            .map_err(|m| Error::tensor(&self.path, name, m.clone()))?;
         if info.layout != Layout::Dense {
             return Err(Error::tensor(
                 &self.path,

@@ -6,12 +6,12 @@ import os
 import sys
 import warnings
 
-from ._dtypes import as_array
+from ._dtypes import as_array, numpy_dtype
 from ._metadata import TensorMetadata
 from ._options import dequantize_dtype
 from ._reader_compat import ReaderCompat
 from ._sources import open_native
-from ._ztensor import ArrayRead, Buffer, ZTensorError, _Reader, _Slice
+from ._ztensor import ArrayRead, Buffer, ZTensorError, _Reader, _Slice, wrap_arrays
 
 
 class Reader(ReaderCompat):
@@ -150,10 +150,7 @@ class Reader(ReaderCompat):
 
     def _read(self, names, copy: bool) -> dict:
         """Dense tensors by name (None: all, in file order) as arrays."""
-        return {
-            a.name: as_array(a.buffer, a.dtype, a.logical_type, a.shape)
-            for a in self._read_arrays(names, copy)
-        }
+        return wrap_arrays(self._read_arrays(names, copy), numpy_dtype)
 
     # --- for the front ends (torch.py, safe_open...): the native reader stays here
     @property

@@ -1,6 +1,7 @@
 """Type stubs for the native module ``ztensor._ztensor`` (internal API)."""
 
 import sys
+from collections.abc import Callable
 from os import PathLike
 from typing import Any, final
 
@@ -15,6 +16,7 @@ __all__ = [
     "_Slice",
     "_Writer",
     "cli_main",
+    "wrap_arrays",
     "_remove_tensors",
     "_ShardedSave",
     "_parse_shard_size",
@@ -180,6 +182,16 @@ class _Writer:
     def remove(self, name: str) -> None: ...
     @property
     def finished(self) -> bool: ...
+
+def wrap_arrays(
+    arrays: list[ArrayRead],
+    dtype_of: Callable[[str, str | None], Any],
+    convert: Callable[[Any], Any] | None = None,
+) -> dict[str, Any]:
+    """``{name: numpy.ndarray(shape, dtype, buffer)}`` for ``arrays``, built in one native pass;
+    ``dtype_of(storage, logical)`` gives the dtype or ``(dtype, view)``; ``convert`` then
+    maps each array (``.view(view)`` after it when given)."""
+    ...
 
 def cli_main(argv: list[str]) -> int:
     """Runs the ``zt`` command line with ``argv`` (program name first); returns its exit status."""

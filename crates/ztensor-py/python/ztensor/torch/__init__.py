@@ -12,6 +12,7 @@ try:
 except ImportError:  # pragma: no cover - exercised without torch installed
     raise ImportError("ztensor.torch needs PyTorch: pip install torch (or 'ztensor[torch]')") from None
 
+import functools
 from collections import defaultdict
 
 import numpy as np
@@ -21,7 +22,7 @@ from .._reader import Reader
 from .._sharded_save import save_sharded
 from .._torch_device import parse_device, to_device
 from .._writer import Writer, write_bytes, write_file
-from .._ztensor import ZTensorError
+from .._ztensor import ZTensorError, wrap_arrays
 
 __all__ = ["save_file", "load_file", "save", "load", "save_model", "load_model"]
 
@@ -316,9 +317,37 @@ def _is_coalesced(coords: torch.Tensor, shape) -> bool:
     return bool((linear[1:] > linear[:-1]).all())
 
 
+# torch dtypes torch.from_numpy makes from a NumPy dtype of the same name;
+# the others come from a same-sized integer array, reinterpreted.
+_FROM_NUMPY = {
+    dt: np.dtype(str(dt).removeprefix("torch."))
+    for dt in (torch.float64, torch.float32, torch.float16, torch.int64, torch.int32, torch.int16)
+    + (torch.int8, torch.uint8, torch.bool, torch.complex64, torch.complex128)
+}
+
+
+@functools.cache
+def _numpy_for_torch(storage: str, logical: str | None):
+    """For ``wrap_arrays``: the NumPy dtype to read a stored tensor as, or
+    ``(dtype, torch dtype)`` when the NumPy array must be viewed as another."""
+    dt = torch_dtype(storage, logical)
+    direct = _FROM_NUMPY.get(dt)
+    return direct if direct is not None else (np.dtype(f"i{dt.itemsize}"), dt)
+
+
 def _load(reader: Reader, device, copy: bool, names=None) -> dict:
     """The tensors named (None: all, in file order) as torch tensors."""
     device = parse_device(device)
+    # Host copies are made only when asked for on CPU: a device load streams
+    # straight from the mapping through pinned staging buffers.
+    host_copy = bool(copy) and device.type == "cpu"
+    try:
+        # Every tensor dense (the usual case): one native call builds them all.
+        out = wrap_arrays(reader._read_arrays(names, host_copy), _numpy_for_torch, torch.from_numpy)
+    except ZTensorError:
+        pass  # a layout other than dense, or a damaged tensor: the general path sorts it out
+    else:
+        return out if device.type == "cpu" else to_device(out, device)
     order = reader._names_in_file_order() if names is None else names
     metas = {name: reader.metadata(name) for name in order}
     for name, meta in metas.items():
@@ -327,14 +356,8 @@ def _load(reader: Reader, device, copy: bool, names=None) -> dict:
                 f"tensor {name!r} has layout {meta.format}, which has no torch equivalent;"
                 " use Reader.read_components()"
             )
-    # Host copies are made only when asked for on CPU: a device load streams
-    # straight from the mapping through pinned staging buffers.
-    host_copy = bool(copy) and device.type == "cpu"
     dense = [n for n in order if metas[n].format == "dense"]
-    arrays = {
-        a.name: _as_tensor(a.buffer, a.dtype, a.logical_type, a.shape)
-        for a in reader._read_arrays(dense, host_copy)
-    }
+    arrays = wrap_arrays(reader._read_arrays(dense, host_copy), _numpy_for_torch, torch.from_numpy)
     out = {
         name: arrays[name] if name in arrays else _sparse_tensor(reader, name, metas[name], host_copy)
         for name in order
