@@ -190,12 +190,10 @@ impl PyWriter {
                         w.reserve(raw_bytes);
                     }
                 }
-                py.detach(|| {
-                    jobs.iter().try_for_each(|(name, shape, data)| match t {
-                        Target::File(w) => w.add_dense(name, shape, *data, &opts),
-                        Target::Memory(w) => w.add_dense(name, shape, *data, &opts),
-                        Target::Append(w) => w.add_dense(name, shape, *data, &opts),
-                    })
+                py.detach(|| match t {
+                    Target::File(w) => w.add_dense_many(&jobs, &opts),
+                    Target::Memory(w) => w.add_dense_many(&jobs, &opts),
+                    Target::Append(w) => w.add_dense_many(&jobs, &opts),
                 })
                 .map_err(to_py)
             })

@@ -36,18 +36,51 @@ pub fn clamp_level(level: i32) -> i32 {
 pub fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     let level = clamp_level(level);
     if data.len() <= FRAME_CHUNK {
-        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), level)?;
-        enc.write_all(data)?;
-        return enc.finish();
+        return compress_stream(data, level);
     }
     let frames: Vec<Vec<u8>> = crate::parallel::install(|| {
         data.par_chunks(FRAME_CHUNK)
-            .map(|chunk| zstd::bulk::Compressor::new(level)?.compress(chunk))
+            .map(|chunk| compress_frame(chunk, level))
             .collect::<std::io::Result<_>>()
     })?;
     let mut out = Vec::with_capacity(frames.iter().map(Vec::len).sum());
     frames.iter().for_each(|f| out.extend_from_slice(f));
     Ok(out)
+}
+
+/// One frame made by the streaming encoder, as the reference writer makes
+/// it (no content size in its header): how inputs up to [`FRAME_CHUNK`] are stored.
+pub(crate) fn compress_stream(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), level)?;
+    enc.write_all(data)?;
+    enc.finish()
+}
+
+/// Levels up to this one keep a compression context per thread (a few
+/// MiB); higher levels' contexts are far larger and made per frame.
+const KEEP_CONTEXT_UP_TO: i32 = 9;
+
+/// One frame that declares its content size (a piece of a larger input).
+/// Each thread keeps its compression context: a fresh one per frame costs
+/// its allocation and first-touch page faults every time.
+pub(crate) fn compress_frame(chunk: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    if level > KEEP_CONTEXT_UP_TO {
+        return zstd::bulk::Compressor::new(level)?.compress(chunk);
+    }
+    thread_local! {
+        static CONTEXT: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    CONTEXT.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        match &mut *slot {
+            Some((l, c)) if *l == level => c.compress(chunk),
+            _ => {
+                let c = slot.insert((level, zstd::bulk::Compressor::new(level)?));
+                c.1.compress(chunk)
+            }
+        }
+    })
 }
 
 /// Refuses a decoded size that the compressed bytes cannot honestly produce.

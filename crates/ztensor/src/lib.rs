@@ -46,6 +46,7 @@ mod manifest;
 mod manifest_fast;
 mod model;
 pub mod parallel;
+mod pipeline;
 mod ranged;
 mod reader;
 pub mod seam;
@@ -70,6 +71,7 @@ pub use dtype::{
 pub use error::{Error, ErrorKind, FormatError, Result};
 pub use manifest::FORMAT_VERSION;
 pub use model::{Component, Encoding, Layout, TensorInfo, Transform, Value};
+pub use pipeline::DenseItem;
 pub use reader::{ReadMode, Reader};
 pub use shape::checked_numel;
 pub use slice::{Index, Selection, SliceError};

@@ -258,7 +258,6 @@ impl<W: Write> Writer<W> {
         components: &[(&str, ComponentData<'_>)],
         opts: &WriteOptions,
     ) -> Result<()> {
-        self.check_new(name)?;
         let bad = |m: String| Error::invalid(format!("tensor '{name}': {m}"));
         let widened = sparse::widen_indices(&layout, components).map_err(bad)?;
         let with_wide: Vec<(&str, ComponentData<'_>)>;
@@ -282,7 +281,43 @@ impl<W: Write> Writer<W> {
                 .collect();
             &with_wide
         };
-        if let Some(a) = &attributes {
+        self.check_tensor(name, shape, &layout, attributes.as_ref(), components)?;
+        if self.failed {
+            return Err(Error::invalid(
+                "the writer failed earlier and cannot continue",
+            ));
+        }
+        let mut stored = BTreeMap::new();
+        for (cname, data) in components {
+            let c = self
+                .write_component(data, opts)
+                .inspect_err(|_| self.failed = true)?;
+            stored.insert(cname.to_string(), c);
+        }
+        let info = TensorInfo {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            layout,
+            components: stored,
+            attributes,
+        };
+        self.objects.insert(name.to_string(), info);
+        Ok(())
+    }
+
+    /// Checks a tensor before any of it is written: a new name, attributes
+    /// that are a map, components whose bytes fit their dtype and shape.
+    pub(crate) fn check_tensor(
+        &self,
+        name: &str,
+        shape: &[u64],
+        layout: &Layout,
+        attributes: Option<&Value>,
+        components: &[(&str, ComponentData<'_>)],
+    ) -> Result<()> {
+        self.check_new(name)?;
+        let bad = |m: String| Error::invalid(format!("tensor '{name}': {m}"));
+        if let Some(a) = attributes {
             check_attribute_map(a, &format!("tensor '{name}' attributes"))?;
         }
         let mut seen = std::collections::BTreeSet::new();
@@ -301,7 +336,7 @@ impl<W: Write> Writer<W> {
         }
         let numel = crate::shape::checked_numel(shape)
             .ok_or_else(|| bad(format!("shape {shape:?} overflows 64 bits")))?;
-        if layout == Layout::Dense {
+        if *layout == Layout::Dense {
             let [("data", data)] = components else {
                 return Err(bad(
                     "a dense tensor has exactly one component, 'data'".into()
@@ -324,26 +359,6 @@ impl<W: Write> Writer<W> {
             Layout::SparseCoo => sparse::check_coo(shape, components).map_err(bad)?,
             _ => {}
         }
-        if self.failed {
-            return Err(Error::invalid(
-                "the writer failed earlier and cannot continue",
-            ));
-        }
-        let mut stored = BTreeMap::new();
-        for (cname, data) in components {
-            let c = self
-                .write_component(data, opts)
-                .inspect_err(|_| self.failed = true)?;
-            stored.insert(cname.to_string(), c);
-        }
-        let info = TensorInfo {
-            name: name.to_string(),
-            shape: shape.to_vec(),
-            layout,
-            components: stored,
-            attributes,
-        };
-        self.objects.insert(name.to_string(), info);
         Ok(())
     }
 

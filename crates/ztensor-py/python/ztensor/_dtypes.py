@@ -84,9 +84,19 @@ def _classify(dt: np.dtype):
     return None
 
 
+# dtype -> (storage dtype, logical type, how its bytes are handed over), so
+# that saving many small arrays classifies each dtype once (dtype.name alone
+# costs a Python call per array).
 _CLASSES: dict = {}
 # NumPy cannot export these (ml_dtypes) dtypes through the buffer protocol.
 _NEEDS_BYTE_VIEW = frozenset(_ML_BYTES) | {"bfloat16"}
+_AS_IS, _WIDEN, _BYTE_VIEW = range(3)
+
+
+def _handover(dt: np.dtype, logical: str | None) -> int:
+    if logical in ("int4", "int2"):
+        return _WIDEN
+    return _BYTE_VIEW if dt.name in _NEEDS_BYTE_VIEW else _AS_IS
 
 
 def to_storage(arr: np.ndarray):
@@ -102,28 +112,29 @@ def to_storage(arr: np.ndarray):
         if dt.byteorder == ">":
             arr = arr.astype(dt.newbyteorder("<"))
             return to_storage(arr)
-        cls = _classify(dt)
-        if cls is None:
+        found = _classify(dt)
+        if found is None:
             raise TypeError(
                 f"unsupported dtype {dt} (supported: float64/32/16, bfloat16, int8-64, "
                 "uint8-64, bool, ml_dtypes float8/float6/float4/int4/int2/uint4/uint2, complex64/128)"
             )
-        _CLASSES[dt] = cls
+        cls = _CLASSES[dt] = (*found, _handover(dt, found[1]))
+    storage, logical, how = cls
     if not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr)
-    if cls[0] == "bool":
+    if storage == "bool":
         raw = arr.view(np.uint8)
         if raw.size and raw.max() > 1:  # bools made from views of other bytes
             arr = raw != 0
-    if cls[1] in ("int4", "int2"):
+    if how == _WIDEN:
         # ml_dtypes keeps only the low bits in each byte (-1 is 0x0f); the
         # stored int8 holds the sign-extended value, as the ONNX reader does.
         arr = arr.reshape(-1).astype(np.int8)
-    elif dt.name in _NEEDS_BYTE_VIEW:
+    elif how == _BYTE_VIEW:
         arr = arr.reshape(-1).view(np.uint8)
     elif arr.ndim == 0:  # 0-d exports have no shape, which the native side refuses
         arr = arr.reshape(1)
-    return arr, cls[0], cls[1]
+    return arr, storage, logical
 
 
 def as_array(buf, storage: str, logical: str | None, shape) -> np.ndarray:

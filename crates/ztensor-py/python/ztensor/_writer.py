@@ -103,7 +103,8 @@ class Writer:
                 raise TypeError(f"tensor name must be str, not {type(name).__name__}")
             if not isinstance(arr, np.ndarray):
                 raise TypeError(f"tensor {name!r} is a {type(arr).__name__}, expected numpy.ndarray")
-            items.append((name, *_prepare(arr)))
+            storage, dtype, logical = to_storage(arr)
+            items.append((name, storage, dtype, arr.shape, logical))
         self._add_dense(items, level, checksum)
 
     # --- for the front ends (torch.py, _append.py): the native writer stays here
