@@ -61,39 +61,15 @@ impl Tensors {
     }
 }
 
-/// Problems of the index against its shards: shards that do not open (a
-/// missing file, two shards holding a name, a path leaving the directory)
-/// and names missing from their shard.
-fn consistency(sharded: &ShardedReader) -> Vec<String> {
-    let mut problems = Vec::new();
-    for file in sharded.shard_files() {
-        let name = sharded
-            .index()
-            .weight_map
-            .iter()
-            .find(|(_, f)| *f == file)
-            .map(|(n, _)| n.as_str())
-            .expect("every shard file holds a name");
-        match sharded.reader_for(name) {
-            Err(e) => problems.push(e.to_string()),
-            Ok(r) => problems.extend(
-                sharded
-                    .index()
-                    .weight_map
-                    .iter()
-                    .filter(|(n, f)| *f == file && !r.contains(n))
-                    .filter_map(|(n, _)| sharded.reader_for(n).err().map(|e| e.to_string())),
-            ),
-        }
-    }
-    problems
-}
-
 /// `zt info` of a sharded checkpoint.
 pub(crate) fn info(args: &InfoArgs) -> Result<i32, Failure> {
     let options = DequantizeArg::options(args.dequantize);
     let sharded = ShardedReader::open(&args.file, ReadMode::Mmap, &options)?;
-    let problems = consistency(&sharded);
+    let problems: Vec<String> = sharded
+        .check_shards()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
     let metadata = serde_json::Value::Object(sharded.index().metadata.clone());
     let mut out = std::io::stdout().lock();
     let mut status = exit::OK;
@@ -184,13 +160,17 @@ pub(crate) fn verify(args: &VerifyArgs, interrupt: &Interrupt) -> Result<i32, Fa
         }
         Err(e) => return Err(e.into()),
     };
-    let problems = consistency(&sharded);
+    let problems: Vec<String> = sharded
+        .check_shards()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
     let mut status = exit::OK;
     for file in sharded.shard_files() {
         interrupt.check()?;
         let path = sharded.shard_path(file);
         if !path.exists() {
-            continue; // reported by `consistency`
+            continue; // reported by `check_shards`
         }
         let shard = VerifyArgs {
             file: path,

@@ -303,21 +303,35 @@ impl ShardedReader {
         )
     }
 
-    /// Checks every shard (each opened, then [`Reader::verify`]) and that
-    /// each holds the names the index maps to it; the problems found.
+    /// Checks the index against its shards, without reading tensor data:
+    /// every shard opens (it exists, stays inside the directory, parses,
+    /// holds no name the index maps elsewhere) and holds the names the index
+    /// maps to it. The problems found, shard by shard.
+    pub fn check_shards(&self) -> Vec<Error> {
+        self.each_shard(|_| Vec::new())
+    }
+
+    /// [`Self::check_shards`], then [`Reader::verify`] of every shard that
+    /// opens; the problems found.
     pub fn verify(&self) -> Vec<Error> {
+        self.each_shard(Reader::verify)
+    }
+
+    /// For each shard in parallel: its problems with the index, then what
+    /// `f` finds in it once open.
+    fn each_shard(&self, f: impl Fn(&Reader) -> Vec<Error> + Sync) -> Vec<Error> {
         ztensor::parallel::install(|| {
             (0..self.shards.len())
                 .into_par_iter()
                 .flat_map_iter(|i| match self.shard(i) {
                     Err(e) => vec![e],
                     Ok(r) => {
-                        let mut problems = r.verify();
-                        problems.extend(
-                            self.names()
-                                .filter(|n| self.shard_of[*n] == i && !r.contains(n))
-                                .map(|n| self.not_in_shard(&r, n)),
-                        );
+                        let mut problems: Vec<Error> = self
+                            .names()
+                            .filter(|n| self.shard_of[*n] == i && !r.contains(n))
+                            .map(|n| self.not_in_shard(&r, n))
+                            .collect();
+                        problems.extend(f(&r));
                         problems
                     }
                 })
@@ -500,6 +514,7 @@ mod tests {
         assert_eq!(got[0].as_ref().unwrap_err().kind(), ErrorKind::Io);
         assert!(got[1].is_ok());
         assert_eq!(r.verify().len(), 1);
+        assert_eq!(r.check_shards().len(), 1);
         assert_eq!(r.names_in_file_order().unwrap_err().kind(), ErrorKind::Io);
     }
 
