@@ -150,7 +150,10 @@ class Reader(ReaderCompat):
 
     def _read(self, names, copy: bool) -> dict:
         """Dense tensors by name (None: all, in file order) as arrays."""
-        return wrap_arrays(self._read_arrays(names, copy), numpy_dtype)
+        arrays = self._read_arrays(names, copy)
+        if arrays and not isinstance(arrays[0], ArrayRead):  # a Python source: a DCP folder
+            return {a.name: as_array(a.buffer, a.dtype, a.logical_type, a.shape) for a in arrays}
+        return wrap_arrays(arrays, numpy_dtype)
 
     # --- for the front ends (torch.py, safe_open...): the native reader stays here
     @property

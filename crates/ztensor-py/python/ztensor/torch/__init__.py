@@ -22,7 +22,7 @@ from .._reader import Reader
 from .._sharded_save import save_sharded
 from .._torch_device import parse_device, to_device
 from .._writer import Writer, write_bytes, write_file
-from .._ztensor import ZTensorError, wrap_arrays
+from .._ztensor import ArrayRead, ZTensorError, wrap_arrays
 
 __all__ = ["save_file", "load_file", "save", "load", "save_model", "load_model"]
 
@@ -335,6 +335,14 @@ def _numpy_for_torch(storage: str, logical: str | None):
     return direct if direct is not None else (np.dtype(f"i{dt.itemsize}"), dt)
 
 
+def _wrap(arrays: list) -> dict:
+    """``{name: tensor}`` of read records: one native pass over a native
+    reader's, one by one for a Python source's (a DCP folder's stitched tensors)."""
+    if arrays and not isinstance(arrays[0], ArrayRead):
+        return {a.name: _as_tensor(a.buffer, a.dtype, a.logical_type, a.shape) for a in arrays}
+    return wrap_arrays(arrays, _numpy_for_torch, torch.from_numpy)
+
+
 def _load(reader: Reader, device, copy: bool, names=None) -> dict:
     """The tensors named (None: all, in file order) as torch tensors."""
     device = parse_device(device)
@@ -343,7 +351,7 @@ def _load(reader: Reader, device, copy: bool, names=None) -> dict:
     host_copy = bool(copy) and device.type == "cpu"
     try:
         # Every tensor dense (the usual case): one native call builds them all.
-        out = wrap_arrays(reader._read_arrays(names, host_copy), _numpy_for_torch, torch.from_numpy)
+        out = _wrap(reader._read_arrays(names, host_copy))
     except ZTensorError:
         pass  # a layout other than dense, or a damaged tensor: the general path sorts it out
     else:
@@ -357,7 +365,7 @@ def _load(reader: Reader, device, copy: bool, names=None) -> dict:
                 " use Reader.read_components()"
             )
     dense = [n for n in order if metas[n].format == "dense"]
-    arrays = wrap_arrays(reader._read_arrays(dense, host_copy), _numpy_for_torch, torch.from_numpy)
+    arrays = _wrap(reader._read_arrays(dense, host_copy))
     out = {
         name: arrays[name] if name in arrays else _sparse_tensor(reader, name, metas[name], host_copy)
         for name in order
