@@ -585,3 +585,12 @@ def test_cli_convert_of_a_sharded_checkpoint_is_bounded_by_the_largest_tensor(tm
     back = ztt.load_file(out if limit == "1GB" else tmp_path / "out.zt.index.json")
     assert sorted(back) == [f"t{i}" for i in range(8)]
     assert all(float(back[f"t{i}"][-1]) == i for i in range(8))
+
+
+def test_a_folder_is_not_a_target(tmp_path):
+    sd = {"a": torch.ones(100), "b": torch.ones(100)}
+    (tmp_path / "sub").mkdir()
+    for target in (tmp_path / "sub", str(tmp_path / "new") + "/"):
+        with pytest.raises(IsADirectoryError, match="a folder, not a file name"):
+            ztt.save_file(sd, target, max_shard_size=400)
+    assert _files(tmp_path) == ["sub"] and _files(tmp_path / "sub") == []

@@ -39,6 +39,16 @@ impl ShardedSave {
     /// Prepares saving `shards` shards for `target` (`dir/model.zt`): one
     /// shard is `target` itself, more are `dir/model-0000i-of-0000n.zt`.
     pub fn new(target: &Path, shards: usize) -> Result<ShardedSave> {
+        // A folder (or a path ending in '/') is no file name to shard.
+        if target.as_os_str().to_string_lossy().ends_with('/') || target.is_dir() {
+            return Err(Error::Io {
+                path: target.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::IsADirectory,
+                    "a folder, not a file name to save a checkpoint as (like model.zt)",
+                ),
+            });
+        }
         let filename = target
             .file_name()
             .and_then(|n| n.to_str())
@@ -364,7 +374,11 @@ mod tests {
         std::fs::write(&s.paths()[0], "x").unwrap();
         s.abort();
         assert!(files(dir.path()).is_empty());
-        let e = ShardedSave::new(Path::new("/"), 2).unwrap_err();
+        let e = ShardedSave::new(Path::new("no-such-folder/.."), 2).unwrap_err();
         assert!(e.to_string().contains("needs a file name"), "{e}");
+        for folder in [dir.path().to_path_buf(), dir.path().join("new/")] {
+            let e = ShardedSave::new(&folder, 2).unwrap_err();
+            assert!(e.to_string().contains("a folder, not a file name"), "{e}");
+        }
     }
 }
