@@ -11,6 +11,8 @@ Examples:
   zt convert model.safetensors model.zt   any readable format to .zt
   zt convert model.pt model.zt --compress --checksum crc32c
   zt convert model.zt model.safetensors   .zt back to safetensors
+  zt convert hf_model/ out/model.zt --max-shard-size 2GB
+                                          a sharded checkpoint to .zt shards + index
   zt verify model.zt                      check structure, digests and compressed data
   zt diff model.safetensors model.zt      compare the tensors of two files
   zt compact model.zt                     drop the bytes appends left unused
