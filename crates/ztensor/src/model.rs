@@ -174,11 +174,15 @@ impl TensorInfo {
     /// A dense tensor whose elements are the single component `data`, with
     /// no attributes (set them with struct update syntax when needed).
     pub fn dense(name: impl Into<String>, shape: Vec<u64>, data: Component) -> TensorInfo {
+        // Inserted, not `BTreeMap::from([..])`, which sorts through a
+        // temporary Vec: it showed in opens of files of many small tensors.
+        let mut components = BTreeMap::new();
+        components.insert("data".to_string(), data);
         TensorInfo {
             name: name.into(),
             shape,
             layout: Layout::Dense,
-            components: BTreeMap::from([("data".to_string(), data)]),
+            components,
             attributes: None,
         }
     }

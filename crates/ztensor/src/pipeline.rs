@@ -186,13 +186,7 @@ impl<W: Write> Writer<W> {
                     },
                     digest,
                 };
-                let info = TensorInfo {
-                    name: name.to_string(),
-                    shape: shape.to_vec(),
-                    layout: Layout::Dense,
-                    components: BTreeMap::from([("data".to_string(), component)]),
-                    attributes: None,
-                };
+                let info = TensorInfo::dense(name, shape.to_vec(), component);
                 self.objects.insert(name.to_string(), info);
             }
         }
