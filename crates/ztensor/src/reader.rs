@@ -407,9 +407,11 @@ impl Reader {
             )));
         }
         let Some(backing) = self.source.backing() else {
-            return Err(err(
-                "the reader was opened in eager mode; use to_vec() or read()".into(),
-            ));
+            let why = match self.source {
+                Source::Ranged(_) => "the file is remote (read by ranges)",
+                _ => "the reader was opened in eager mode",
+            };
+            return Err(err(format!("{why}; use to_vec() or read()")));
         };
         let bytes = &backing.bytes()[data.offset as usize..(data.offset + data.length) as usize];
         self.check_digest(self.lookup(name)?, info, "data", data, bytes)?;
