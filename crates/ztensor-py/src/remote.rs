@@ -13,8 +13,8 @@ use crate::reader::PyReader;
 /// True when `path` is a URL the remote reader opens.
 #[pyfunction]
 #[pyo3(name = "_is_url")]
-pub fn is_url(path: &str) -> bool {
-    cfg!(feature = "remote") && url_scheme(path)
+pub fn is_url(path: &str) -> PyResult<bool> {
+    shield(|| Ok(cfg!(feature = "remote") && url_scheme(path)))
 }
 
 #[cfg(feature = "remote")]

@@ -60,24 +60,26 @@ impl PyShardedSave {
 
     /// The shards' final file names.
     #[getter]
-    fn names(&self) -> Vec<String> {
-        self.inner.names().to_vec()
+    fn names(&self) -> PyResult<Vec<String>> {
+        shield(|| Ok(self.inner.names().to_vec()))
     }
 
     /// Where to write each shard (final or staging paths).
     #[getter]
-    fn paths(&self) -> Vec<String> {
-        let paths = self.inner.paths();
-        paths
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect()
+    fn paths(&self) -> PyResult<Vec<String>> {
+        shield(|| {
+            let paths = self.inner.paths();
+            Ok(paths
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect())
+        })
     }
 
     /// The index file's path.
     #[getter]
-    fn index_path(&self) -> String {
-        self.inner.index_path().to_string_lossy().into_owned()
+    fn index_path(&self) -> PyResult<String> {
+        shield(|| Ok(self.inner.index_path().to_string_lossy().into_owned()))
     }
 
     /// Publishes the checkpoint: the index (none for one shard) from
@@ -102,7 +104,10 @@ impl PyShardedSave {
     }
 
     /// Removes the shards of a failed save.
-    fn abort(&self, py: Python<'_>) {
-        py.detach(|| self.inner.abort());
+    fn abort(&self, py: Python<'_>) -> PyResult<()> {
+        shield(|| {
+            py.detach(|| self.inner.abort());
+            Ok(())
+        })
     }
 }
