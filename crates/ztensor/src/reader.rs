@@ -550,13 +550,7 @@ impl Reader {
         copy: bool,
         span: Option<&SpanMap>,
     ) -> Result<TensorBytes> {
-        let err = |m: FormatError| {
-            Error::tensor(
-                &self.path,
-                &info.name,
-                m.prefixed(format_args!("component '{cname}': ")),
-            )
-        };
+        let err = |m: FormatError| self.component_error(info, cname, m);
         let backing = self.source.backing();
         let raw = c.encoding == Encoding::Raw;
         let stored = match backing {
@@ -589,6 +583,15 @@ impl Reader {
         self.finish(idx, info, cname, c, stored)
     }
 
+    /// A component's problem as an error naming the file, the tensor and the component.
+    fn component_error(&self, info: &TensorInfo, cname: &str, m: FormatError) -> Error {
+        Error::tensor(
+            &self.path,
+            &info.name,
+            m.prefixed(format_args!("component '{cname}': ")),
+        )
+    }
+
     /// Checks the digest of a component's `stored` bytes and decodes them.
     pub(crate) fn finish(
         &self,
@@ -598,13 +601,7 @@ impl Reader {
         c: &Component,
         stored: TensorBytes,
     ) -> Result<TensorBytes> {
-        let err = |m: FormatError| {
-            Error::tensor(
-                &self.path,
-                &info.name,
-                m.prefixed(format_args!("component '{cname}': ")),
-            )
-        };
+        let err = |m: FormatError| self.component_error(info, cname, m);
         self.check_digest(idx, info, cname, c, &stored)?;
         let zstd_expected = match &c.encoding {
             Encoding::Raw => return Ok(stored),
