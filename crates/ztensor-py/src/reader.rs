@@ -30,6 +30,15 @@ pub(crate) fn array_read(
     })
 }
 
+/// The read mode of the Python `eager` flag: pread instead of a mapping.
+pub(crate) fn read_mode(eager: bool) -> ReadMode {
+    if eager {
+        ReadMode::Eager
+    } else {
+        ReadMode::Mmap
+    }
+}
+
 /// Open options from the Python arguments (already normalised to a dtype name).
 pub(crate) fn open_options(
     dequantize: Option<&str>,
@@ -88,11 +97,7 @@ impl PyReader {
         strict: bool,
     ) -> PyResult<Self> {
         shield(|| {
-            let mode = if eager {
-                ReadMode::Eager
-            } else {
-                ReadMode::Mmap
-            };
+            let mode = read_mode(eager);
             let options = open_options(dequantize, strict)?;
             let reader = py
                 .detach(|| ztensor_formats::open_with_options(&path, mode, &options))

@@ -9,13 +9,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use ztensor::ReadMode;
 use ztensor_formats::sharded::ShardedReader;
 
 use crate::buffer::Buffer;
 use crate::cbor;
 use crate::errors::{shield, to_py};
-use crate::reader::{array_read, open_options};
+use crate::reader::{array_read, open_options, read_mode};
 use crate::results::{ArrayRead, TensorInfo};
 use crate::slice::PyTensorSlice;
 
@@ -71,11 +70,7 @@ impl PyShardedReader {
         strict: bool,
     ) -> PyResult<Self> {
         shield(|| {
-            let mode = if eager {
-                ReadMode::Eager
-            } else {
-                ReadMode::Mmap
-            };
+            let mode = read_mode(eager);
             let options = open_options(dequantize, strict)?;
             let reader = py
                 .detach(|| ShardedReader::open(&path, mode, &options))
