@@ -1,6 +1,11 @@
 # Sourced by the other scripts: makes sure the toolchain and a Python
 # virtualenv with every dependency exist, then builds the ztensor package
 # into it. Heavy installs are cached under ~/.cache/ztensor (never in the repo).
+# The caller's shell options are restored at the end, so sourcing it from an
+# interactive shell does not leave `set -e` behind.
+# (errexit from $- here: a command substitution runs with it off.)
+_ztensor_saved_opts="$(set +o)"
+case $- in *e*) _ztensor_saved_opts+="; set -e" ;; *) _ztensor_saved_opts+="; set +e" ;; esac
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,5 +40,9 @@ if [ ! -d "$ZTENSOR_REF_DIR/ztensor" ]; then
 fi
 
 echo "==> building the ztensor Python package (release)"
-(cd "$ROOT/crates/ztensor-py" && maturin develop --release -q 2>&1 | grep -v "^Ignoring\|^Requirement already" || true)
+# Under a lock: two scripts building into one venv at once would clash.
+mkdir -p "$CACHE"
+(cd "$ROOT/crates/ztensor-py" && flock "$CACHE/build.lock" maturin develop --release -q 2>&1 | grep -v "^Ignoring\|^Requirement already" || true)
 python -c "import ztensor" || { echo "error: the ztensor package did not build" >&2; exit 1; }
+eval "$_ztensor_saved_opts"
+unset _ztensor_saved_opts

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: Rust (format, lints, every crate's tests), Python lint and format
 # (ruff), the type stubs of the native module (mypy.stubtest) and Python (pytest).
+set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 
