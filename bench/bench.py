@@ -50,6 +50,7 @@ import time
 
 import ml_dtypes
 import numpy as np
+from _common import as_bytes, remove, touch, warm
 
 import ztensor
 import ztensor.numpy as ztn
@@ -62,25 +63,6 @@ PAGE = 4096
 # ----------------------------------------------------------------------------
 # timing helpers
 # ----------------------------------------------------------------------------
-
-_WARM_BUF = None
-
-
-def warm(path: str) -> None:
-    """Reads a file once so that it sits in the page cache."""
-    global _WARM_BUF
-    if _WARM_BUF is None:
-        _WARM_BUF = bytearray(16 * MiB)
-    with open(path, "rb", buffering=0) as f:
-        while f.readinto(_WARM_BUF):
-            pass
-
-
-def remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 WARMUP = 1  # untimed runs before the timed ones (set by --warmup)
@@ -227,24 +209,6 @@ def to_torch(tensors: dict):
         else:
             out[k] = torch.from_numpy(a)
     return out
-
-
-def as_bytes(a) -> np.ndarray:
-    """A flat uint8 view of a numpy array or torch tensor (no copy)."""
-    if isinstance(a, np.ndarray):
-        return a.reshape(-1).view(np.uint8)
-    import torch
-
-    return a.reshape(-1).view(torch.uint8).numpy()
-
-
-def touch(tensors: dict) -> int:
-    """Reads one byte per 4 KiB of every tensor (faults every mapped page in)."""
-    s = 0
-    for a in tensors.values():
-        b = as_bytes(a)
-        s += int(np.add.reduce(b[::PAGE], dtype=np.uint64))
-    return s
 
 
 def check_equal(ref: dict, got: dict, what: str) -> None:

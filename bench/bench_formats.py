@@ -13,12 +13,17 @@ part1: .safetensors, .pt, .npz; part2: .gguf, .h5, .onnx.
 import argparse
 import gc
 import os
-import statistics
 import tempfile
-import time
 
 import numpy as np
 import torch
+from _common import timeit as _timeit
+from _common import touch, warm
+
+
+def timeit(fn, path, repeats):
+    """(median, best) seconds of ``fn`` with ``path`` in the page cache."""
+    return _timeit(fn, repeats, lambda: warm(path))
 
 
 def checkpoint(size_mib: int, dtype) -> dict:
@@ -34,36 +39,6 @@ def checkpoint(size_mib: int, dtype) -> dict:
             t[p + f"mlp.{n}.weight"] = torch.randn(*shape, generator=g).to(dtype)
         t[p + "input_layernorm.weight"] = torch.ones(d)
     return t
-
-
-def warm(path):
-    with open(path, "rb") as f:
-        while f.read(64 << 20):
-            pass
-
-
-def timeit(fn, path, repeats):
-    times = []
-    for i in range(repeats + 1):
-        warm(path)
-        gc.collect()
-        t0 = time.perf_counter()
-        out = fn()
-        dt = time.perf_counter() - t0
-        del out
-        if i:
-            times.append(dt)
-    return statistics.median(times), min(times)
-
-
-def touch_all(d):
-    """Reads one byte of every page of every tensor (a lazy load's real cost)."""
-    for v in d.values():
-        flat = (
-            v.reshape(-1).view(torch.uint8) if isinstance(v, torch.Tensor) else v.reshape(-1).view(np.uint8)
-        )
-        flat[::4096].sum()
-    return d
 
 
 def report(rows, pairs):
@@ -112,8 +87,8 @@ def part1(args):
     rows = {
         "safetensors lazy: ztensor.torch": timeit(lambda: zt.load_file(sp), sp, r),
         "safetensors lazy: safetensors.torch": timeit(lambda: st.load_file(sp), sp, r),
-        "safetensors touched: ztensor.torch": timeit(lambda: touch_all(zt.load_file(sp)), sp, r),
-        "safetensors touched: safetensors.torch": timeit(lambda: touch_all(st.load_file(sp)), sp, r),
+        "safetensors touched: ztensor.torch": timeit(lambda: touch(zt.load_file(sp)), sp, r),
+        "safetensors touched: safetensors.torch": timeit(lambda: touch(st.load_file(sp)), sp, r),
         "safetensors copy: ztensor.torch copy=True": timeit(lambda: zt.load_file(sp, copy=True), sp, r),
         "safetensors copy: safetensors.torch+clone": timeit(
             lambda: {k: v.clone() for k, v in st.load_file(sp).items()}, sp, r
@@ -198,7 +173,7 @@ def part2(args):
     print(f"\npart 2 checkpoint: {total / 2**30:.2f} GiB float16; load average {os.getloadavg()[0]:.2f}")
 
     def gguf_touched():
-        return touch_all({t.name: np.asarray(t.data) for t in gguf.GGUFReader(gp).tensors})
+        return touch({t.name: np.asarray(t.data) for t in gguf.GGUFReader(gp).tensors})
 
     def gguf_copied():
         return {t.name: np.array(t.data) for t in gguf.GGUFReader(gp).tensors}
@@ -215,14 +190,14 @@ def part2(args):
 
     r = args.repeats
     rows = {
-        "gguf touched: ztensor.numpy": timeit(lambda: touch_all(zn.load_file(gp)), gp, r),
+        "gguf touched: ztensor.numpy": timeit(lambda: touch(zn.load_file(gp)), gp, r),
         "gguf touched: gguf.GGUFReader": timeit(gguf_touched, gp, r),
         "gguf copy: ztensor.numpy copy=True": timeit(lambda: zn.load_file(gp, copy=True), gp, r),
         "gguf copy: gguf.GGUFReader + np.array": timeit(gguf_copied, gp, r),
-        "h5 lazy+touch: ztensor.numpy": timeit(lambda: touch_all(zn.load_file(hp)), hp, r),
+        "h5 lazy+touch: ztensor.numpy": timeit(lambda: touch(zn.load_file(hp)), hp, r),
         "h5 copy: ztensor.numpy copy=True": timeit(lambda: zn.load_file(hp, copy=True), hp, r),
         "h5: h5py (every dataset)": timeit(h5py_all, hp, r),
-        "onnx lazy+touch: ztensor.numpy": timeit(lambda: touch_all(zn.load_file(op)), op, r),
+        "onnx lazy+touch: ztensor.numpy": timeit(lambda: touch(zn.load_file(op)), op, r),
         "onnx copy: ztensor.numpy copy=True": timeit(lambda: zn.load_file(op, copy=True), op, r),
         "onnx: onnx.load + numpy_helper": timeit(onnx_all, op, r),
     }

@@ -39,6 +39,7 @@ import time
 
 import ml_dtypes
 import numpy as np
+from _common import remove, touch, warm
 
 import ztensor
 import ztensor.numpy as ztn
@@ -46,19 +47,6 @@ import ztensor.numpy as ztn
 BF16 = np.dtype(ml_dtypes.bfloat16)
 MiB = 1 << 20
 PAGE = 4096
-
-
-def warm(path: str) -> None:
-    with open(path, "rb", buffering=0) as f:
-        while f.read(16 * MiB):
-            pass
-
-
-def remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 def build_many(n: int, seed: int = 0) -> dict:
@@ -92,20 +80,6 @@ def to_torch(tensors: dict) -> dict:
         else torch.from_numpy(a)
         for k, a in tensors.items()
     }
-
-
-def touch(tensors: dict) -> int:
-    """Reads one byte per 4 KiB page of every tensor (numpy arrays or torch tensors)."""
-    s = 0
-    for a in tensors.values():
-        if isinstance(a, np.ndarray):
-            b = a.reshape(-1).view(np.uint8)
-        else:
-            import torch
-
-            b = a.reshape(-1).view(torch.uint8).numpy()
-        s += int(b[::PAGE].sum(dtype=np.uint64))
-    return s
 
 
 def fmt(s: float) -> str:

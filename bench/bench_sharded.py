@@ -23,46 +23,21 @@ The files live in a temporary folder (under $TMPDIR), deleted at the end.
 """
 
 import argparse
-import gc
 import glob
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import timeit, touch
 from bench_torch import checkpoint, warm  # noqa: E402
 
 INDEX = "model.safetensors.index.json"
 SHARDS = 4  # the save rows' shard count
-
-
-def timeit(fn, repeats, before=None):
-    """(median, best) seconds of ``fn`` over ``repeats`` runs after a warm-up."""
-    times = []
-    for i in range(repeats + 1):
-        if before:
-            before()
-        gc.collect()
-        t0 = time.perf_counter()
-        out = fn()
-        dt = time.perf_counter() - t0
-        del out
-        if i:
-            times.append(dt)
-    return statistics.median(times), min(times)
-
-
-def touch(tensors: dict) -> dict:
-    """One byte of every page of every tensor read."""
-    for t in tensors.values():
-        t.reshape(-1).view(torch.uint8)[::4096].sum()
-    return tensors
 
 
 def shards_of(directory: str) -> list:

@@ -26,15 +26,15 @@ import argparse
 import gc
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_torch import checkpoint, warm  # noqa: E402
+from _common import timeit as _timeit  # noqa: E402
+from _common import warm  # noqa: E402
+from bench_torch import checkpoint  # noqa: E402
 
 
 def plan(names):
@@ -64,16 +64,8 @@ def rank_load(open_fn, path, n, rank, how, touch):
 
 
 def timeit(fn, path, repeats, per=1):
-    times = []
-    for i in range(repeats + 1):
-        warm(path)
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        dt = (time.perf_counter() - t0) / per
-        if i:  # the first run is a warm-up
-            times.append(dt)
-    return statistics.median(times), min(times)
+    """(median, best) seconds per call of ``fn`` (``per`` calls), ``path`` in the page cache."""
+    return _timeit(fn, repeats, lambda: warm(path), per)
 
 
 def main():

@@ -11,11 +11,10 @@ and PASS/FAIL next to the targets of the torch front end.
 import argparse
 import gc
 import os
-import statistics
 import tempfile
-import time
 
 import torch
+from _common import timeit, touch, warm
 
 
 def checkpoint(size_mib: int) -> dict:
@@ -36,27 +35,6 @@ def checkpoint(size_mib: int) -> dict:
         t[p + "input_layernorm.weight"] = torch.ones(d)
         t[p + "post_attention_layernorm.weight"] = torch.ones(d)
     return t
-
-
-def warm(path: str) -> None:
-    with open(path, "rb") as f:
-        while f.read(64 << 20):
-            pass
-
-
-def timeit(fn, repeats: int, before=None):
-    times = []
-    for i in range(repeats + 1):
-        if before:
-            before()
-        gc.collect()
-        t0 = time.perf_counter()
-        out = fn()
-        dt = time.perf_counter() - t0
-        del out
-        if i:  # the first run is a warm-up
-            times.append(dt)
-    return statistics.median(times), min(times)
 
 
 def main() -> None:
@@ -86,11 +64,6 @@ def main() -> None:
     torch.save(tensors, tp)
     tensors = None  # frees the checkpoint before the loads
     gc.collect()
-
-    def touch(d):
-        for v in d.values():
-            v.view(-1).view(torch.uint8)[::4096].sum()
-        return d
 
     rows["lazy zt"] = timeit(lambda: zt.load_file(zp), args.repeats, lambda: warm(zp))
     rows["lazy st"] = timeit(lambda: st.load_file(sp), args.repeats, lambda: warm(sp))
