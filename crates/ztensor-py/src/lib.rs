@@ -10,6 +10,7 @@ mod buffer;
 mod cbor;
 mod cli;
 mod errors;
+mod handle;
 mod reader;
 mod remote;
 mod results;

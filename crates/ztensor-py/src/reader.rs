@@ -1,7 +1,7 @@
 //! `_Reader`: the native reader, GIL released around every read.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -11,6 +11,7 @@ use ztensor::{DType, ReadMode, Reader};
 use crate::buffer::Buffer;
 use crate::cbor;
 use crate::errors::{shield, to_py};
+use crate::handle::Handle;
 use crate::results::{ArrayRead, TensorInfo};
 use crate::slice::PyTensorSlice;
 
@@ -61,23 +62,19 @@ pub(crate) fn open_options(
 
 #[pyclass(name = "_Reader", module = "ztensor._ztensor", frozen)]
 pub struct PyReader {
-    inner: RwLock<Option<Arc<Reader>>>,
+    inner: Handle<Reader>,
 }
 
 impl PyReader {
     /// A `_Reader` of an already open reader (a remote one).
     pub(crate) fn wrap(reader: Reader) -> Self {
         PyReader {
-            inner: RwLock::new(Some(Arc::new(reader))),
+            inner: Handle::new(reader),
         }
     }
 
     pub(crate) fn get(&self) -> PyResult<Arc<Reader>> {
-        self.inner
-            .read()
-            .expect("lock is never poisoned: no code panics while holding it")
-            .clone()
-            .ok_or_else(|| PyValueError::new_err("I/O operation on a closed Reader"))
+        self.inner.get()
     }
 }
 
@@ -102,9 +99,7 @@ impl PyReader {
             let reader = py
                 .detach(|| ztensor_formats::open_with_options(&path, mode, &options))
                 .map_err(to_py)?;
-            Ok(PyReader {
-                inner: RwLock::new(Some(Arc::new(reader))),
-            })
+            Ok(PyReader::wrap(reader))
         })
     }
 
@@ -123,22 +118,20 @@ impl PyReader {
             let reader = py
                 .detach(|| ztensor_formats::from_bytes_with_options(bytes, &options))
                 .map_err(to_py)?;
-            Ok(PyReader {
-                inner: RwLock::new(Some(Arc::new(reader))),
-            })
+            Ok(PyReader::wrap(reader))
         })
     }
 
     fn close(&self) -> PyResult<()> {
         shield(|| {
-            self.inner.write().expect("lock is never poisoned").take();
+            self.inner.close();
             Ok(())
         })
     }
 
     #[getter]
     fn closed(&self) -> PyResult<bool> {
-        shield(|| Ok(self.inner.read().expect("lock is never poisoned").is_none()))
+        shield(|| Ok(self.inner.is_closed()))
     }
 
     #[getter]

@@ -5,33 +5,29 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use ztensor_formats::sharded::ShardedReader;
 
 use crate::buffer::Buffer;
 use crate::cbor;
 use crate::errors::{shield, to_py};
+use crate::handle::Handle;
 use crate::reader::{array_read, open_options, read_mode};
 use crate::results::{ArrayRead, TensorInfo};
 use crate::slice::PyTensorSlice;
 
 #[pyclass(name = "_ShardedReader", module = "ztensor._ztensor", frozen)]
 pub struct PyShardedReader {
-    inner: RwLock<Option<Arc<ShardedReader>>>,
+    inner: Handle<ShardedReader>,
     /// Shards whose skipped pickle globals were already reported.
     warned: Mutex<HashSet<PathBuf>>,
 }
 
 impl PyShardedReader {
     fn get(&self) -> PyResult<Arc<ShardedReader>> {
-        self.inner
-            .read()
-            .expect("lock is never poisoned: no code panics while holding it")
-            .clone()
-            .ok_or_else(|| PyValueError::new_err("I/O operation on a closed Reader"))
+        self.inner.get()
     }
 
     /// One `UserWarning` per newly opened pickle shard whose objects of
@@ -76,7 +72,7 @@ impl PyShardedReader {
                 .detach(|| ShardedReader::open(&path, mode, &options))
                 .map_err(to_py)?;
             Ok(PyShardedReader {
-                inner: RwLock::new(Some(Arc::new(reader))),
+                inner: Handle::new(reader),
                 warned: Mutex::new(HashSet::new()),
             })
         })
@@ -84,14 +80,14 @@ impl PyShardedReader {
 
     fn close(&self) -> PyResult<()> {
         shield(|| {
-            self.inner.write().expect("lock is never poisoned").take();
+            self.inner.close();
             Ok(())
         })
     }
 
     #[getter]
     fn closed(&self) -> PyResult<bool> {
-        shield(|| Ok(self.inner.read().expect("lock is never poisoned").is_none()))
+        shield(|| Ok(self.inner.is_closed()))
     }
 
     /// The index file's path.
