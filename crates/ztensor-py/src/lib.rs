@@ -5,6 +5,14 @@
 
 use pyo3::prelude::*;
 
+/// Rust's allocations in the extension go to mimalloc: opening a file of
+/// tens of thousands of small tensors allocates and frees a few small
+/// objects per tensor, and glibc's malloc spent half of that time in its
+/// bookkeeping (chunk consolidation on free). Python's own objects and
+/// NumPy's buffers keep their allocators.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod append;
 mod buffer;
 mod cbor;
