@@ -6,6 +6,7 @@ killing appenders at random moments."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -125,6 +126,21 @@ def test_an_array_read_before_an_append_is_unchanged_after_it(tmp_path):
         w.add("big", np.ones(1 << 20, np.uint8))
     np.testing.assert_array_equal(w_before, np.arange(12, dtype=np.float32).reshape(3, 4))
     np.testing.assert_array_equal(load_file(path)["w"], np.zeros((3, 4), np.float32))
+
+
+def test_save_file_over_a_file_being_appended_to_is_refused(tmp_path):
+    path = tmp_path / "m.zt"
+    base(path)
+    appender = ztensor.Writer(path, mode="a")
+    appender.add("a", np.ones(3))
+    # Replacing the file would leave the append in the unlinked old file.
+    with pytest.raises(BlockingIOError, match="appending"):
+        save_file({"x": np.zeros(2)}, path)
+    assert sorted(os.listdir(tmp_path)) == ["m.zt"]
+    appender.finish()
+    assert sorted(load_file(path)) == ["a", "ids", "w"]
+    save_file({"x": np.zeros(2)}, path)
+    assert list(load_file(path)) == ["x"]
 
 
 def test_two_appenders_at_once_the_second_is_refused(tmp_path):

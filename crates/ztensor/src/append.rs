@@ -313,13 +313,27 @@ type OldVersion = (Option<Value>, BTreeMap<String, Value>, Vec<(String, Value)>)
 /// Opens an existing file for reading and writing and takes the one-appender
 /// lock: what an append and a repair both start with.
 fn open_locked(path: &Path) -> Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    lock_for_append(&file, path)?;
-    Ok(file)
+    // A save may rename a new file over the path between our open and our
+    // lock (it takes the lock for its rename, see `atomic`): the file we
+    // locked is then the unlinked old one, and we open the path again.
+    for _ in 0..8 {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        lock_for_append(&file, path)?;
+        if crate::atomic::still_at(&file, path).map_err(|e| Error::io(path, e))? {
+            return Ok(file);
+        }
+    }
+    Err(Error::io(
+        path,
+        std::io::Error::new(
+            ErrorKind::WouldBlock,
+            "the file kept being replaced while opening it to append",
+        ),
+    ))
 }
 
 /// Takes the append lock of `file`, or says who holds it.

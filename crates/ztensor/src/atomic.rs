@@ -96,6 +96,11 @@ impl AtomicFile {
         if self.durable {
             tmp.as_file().sync_all()?;
         }
+        // An appender holds the lock of the file it appends to: replacing
+        // that file now would let its append land in the unlinked old
+        // file, lost. Held through the rename; an appender that takes the
+        // lock afterwards finds the path renamed over and reopens it.
+        let _old = lock_replaced_file(&self.target)?;
         tmp.persist(&self.target).map_err(|e| e.error)?;
         if self.durable {
             if let Some(dir) = self.target.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -151,6 +156,36 @@ pub(crate) fn lock(file: &std::fs::File, op: libc::c_int) -> std::io::Result<()>
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// Takes the append lock of the file at `target`, if there is one, so that
+/// it is not replaced under an appender; `WouldBlock` while one holds it.
+/// Best effort beyond that: a target that cannot be opened (none yet, no
+/// read permission) has no appender to protect.
+fn lock_replaced_file(target: &Path) -> std::io::Result<Option<File>> {
+    let Ok(old) = File::open(target) else {
+        return Ok(None);
+    };
+    match lock(&old, libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(()) => Ok(Some(old)),
+        Err(e) if e.kind() == ErrorKind::WouldBlock => Err(std::io::Error::new(
+            ErrorKind::WouldBlock,
+            format!(
+                "cannot replace {}: another writer is appending to it or repairing it \
+                 (it holds the file's lock); nothing was written",
+                target.display()
+            ),
+        )),
+        Err(_) => Ok(None), // a file system without flock: nothing to honour
+    }
+}
+
+/// Whether `file` is still the file at `path` (not renamed over or removed
+/// since it was opened).
+pub(crate) fn still_at(file: &File, path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let (open, named) = (file.metadata()?, std::fs::metadata(path));
+    Ok(named.is_ok_and(|n| n.dev() == open.dev() && n.ino() == open.ino()))
 }
 
 /// Removes temporaries of the same target left behind by writers that were

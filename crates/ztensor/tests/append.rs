@@ -194,6 +194,49 @@ fn one_appender_at_a_time() {
 }
 
 #[test]
+fn a_save_never_replaces_a_file_under_an_appender() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.zt");
+    base(&path);
+    let mut appender = Writer::append(&path).unwrap();
+    appender.add("a", &[1], &[1u8]).unwrap();
+    // Replacing the file now would make the append land in the unlinked
+    // old file: the save is refused and leaves nothing behind.
+    let mut save = Writer::create(&path).unwrap();
+    save.add("x", &[1], &[7u8]).unwrap();
+    let e = save.finish().unwrap_err();
+    let ztensor::Error::Io { source, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(source.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+    assert!(e.to_string().contains("appending"), "{e}");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["m.zt"], "the refused save left its temporary");
+    appender.finish().unwrap();
+    let r = Reader::open(&path).unwrap();
+    assert!(r.contains("a") && r.contains("w") && !r.contains("x"));
+    drop(r);
+    // Once the appender is done, the save goes through.
+    let mut save = Writer::create(&path).unwrap();
+    save.add("x", &[1], &[7u8]).unwrap();
+    save.finish().unwrap();
+    let names: Vec<String> = Reader::open(&path)
+        .unwrap()
+        .names()
+        .map(String::from)
+        .collect();
+    assert_eq!(names, ["x"]);
+    // An appender opening the path after the save appends to the new file.
+    let mut again = Writer::append(&path).unwrap();
+    again.add("y", &[1], &[8u8]).unwrap();
+    again.finish().unwrap();
+    assert_eq!(Reader::open(&path).unwrap().len(), 2);
+}
+
+#[test]
 fn an_unfinished_append_is_refused_until_repaired() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.zt");
