@@ -87,6 +87,28 @@ def copy_of(src: str, tmp_path: Path) -> str:
     return dst
 
 
+def load_fails(ck: str, match: str) -> None:
+    """Loading the checkpoint folder ``ck`` through DCP fails with ``match``."""
+    with fails(match):
+        dcp.load(full_targets(), storage_reader=ZTensorStorageReader(ck), no_dist=True)
+
+
+def edit_description(ck: str, edit, resign: bool = False) -> dict:
+    """Rewrites the folder's ``ztensor-dcp.json`` after ``edit(doc)``, with a
+    matching ``crc32`` when ``resign`` (else the old one); returns the doc."""
+    from ztensor._dcp_source import digest
+
+    path = os.path.join(ck, "ztensor-dcp.json")
+    with open(path) as f:
+        doc = json.load(f)
+    crc = doc.pop("crc32")
+    edit(doc)
+    doc["crc32"] = digest(doc) if resign else crc
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return doc
+
+
 # ------------------------------------------------------------ multi-rank
 
 
@@ -220,30 +242,20 @@ def test_every_data_file_is_a_valid_zt(saved):
 def test_description_is_json_and_checked(saved, tmp_path):
     _, dirs = saved
     ck = copy_of(dirs["zt"], tmp_path)
-    path = os.path.join(ck, "ztensor-dcp.json")
-    doc = json.load(open(path))
-    assert doc["format"] == "ztensor-dcp" and doc["tensors"]["model.w_f32"]["size"] == [16, 12]
-    doc["tensors"]["model.w_f32"]["size"] = [17, 12]
-    with open(path, "w") as f:
-        json.dump(doc, f)
-    with fails("damaged"):
-        dcp.load(full_targets(), storage_reader=ZTensorStorageReader(ck), no_dist=True)
+
+    def grow(doc):
+        assert doc["format"] == "ztensor-dcp" and doc["tensors"]["model.w_f32"]["size"] == [16, 12]
+        doc["tensors"]["model.w_f32"]["size"] = [17, 12]
+
+    edit_description(ck, grow)
+    load_fails(ck, "damaged")
 
 
 def test_description_naming_a_file_outside_the_folder_is_refused(saved, tmp_path):
-    from ztensor._dcp_source import digest
-
     _, dirs = saved
     ck = copy_of(dirs["zt"], tmp_path)
-    path = os.path.join(ck, "ztensor-dcp.json")
-    doc = json.load(open(path))
-    del doc["crc32"]
-    doc["storage"][0]["file"] = "../__0_0.zt"
-    doc["crc32"] = digest(doc)
-    with open(path, "w") as f:
-        json.dump(doc, f)
-    with fails("not a plain file name"):
-        dcp.load(full_targets(), storage_reader=ZTensorStorageReader(ck), no_dist=True)
+    edit_description(ck, lambda doc: doc["storage"][0].update(file="../__0_0.zt"), resign=True)
+    load_fails(ck, "not a plain file name")
     with pytest.raises(ztensor.ZTensorError, match="not a plain file name"):
         load_file(ck)
 
@@ -252,8 +264,7 @@ def test_missing_description_is_refused(saved, tmp_path):
     _, dirs = saved
     ck = copy_of(dirs["zt"], tmp_path)
     os.remove(os.path.join(ck, "ztensor-dcp.json"))
-    with fails("no ztensor-dcp.json.*not a complete"):
-        dcp.load(full_targets(), storage_reader=ZTensorStorageReader(ck), no_dist=True)
+    load_fails(ck, "no ztensor-dcp.json.*not a complete")
 
 
 def test_interrupted_overwrite_is_refused(saved, tmp_path):
@@ -269,8 +280,7 @@ def test_interrupted_overwrite_is_refused(saved, tmp_path):
 
     with fails("killed after one file"):
         dcp.save({**global_tensors()}, storage_writer=Dying(ck, thread_count=1), no_dist=True)
-    with fails("not a complete"):
-        dcp.load(full_targets(), storage_reader=ZTensorStorageReader(ck), no_dist=True)
+    load_fails(ck, "not a complete")
 
 
 def test_flipped_bit_is_caught_naming_file_and_tensor(saved, tmp_path):
@@ -284,8 +294,7 @@ def test_flipped_bit_is_caught_naming_file_and_tensor(saved, tmp_path):
         byte = f.read(1)[0]
         f.seek(offset + 5)
         f.write(bytes([byte ^ 0x10]))
-    with fails(r"__1_0\.zt.*model\.w_f32|model\.w_f32.*__1_0\.zt"):
-        dcp.load(full_targets(), storage_reader=ZTensorStorageReader(ck), no_dist=True)
+    load_fails(ck, r"__1_0\.zt.*model\.w_f32|model\.w_f32.*__1_0\.zt")
 
 
 def test_consolidate_equals_the_global_tensors(saved, tmp_path):
