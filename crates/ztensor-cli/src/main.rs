@@ -2,6 +2,12 @@
 
 use ztensor_cli::{exit, Interrupt};
 
+/// mimalloc, as in the Python extension: files of tens of thousands of
+/// small tensors make a few small allocations per tensor, where glibc's
+/// malloc bookkeeping cost as much as the parsing.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let interrupt = Interrupt::new();
     let handler = interrupt.clone();
