@@ -149,7 +149,7 @@ pub(super) fn header_messages(
 }
 
 /// The absolute start of `len` bytes at `addr`, when they lie inside the file.
-fn span(bytes: &[u8], base: u64, addr: u64, len: u64) -> Result<usize, String> {
+pub(super) fn span(bytes: &[u8], base: u64, addr: u64, len: u64) -> Result<usize, String> {
     if addr == UNDEF_ADDR {
         return Err("an undefined address where one is required".into());
     }
@@ -476,7 +476,7 @@ impl<'a> Walk<'a> {
 /// each free block lies inside the heap's data and links to another one or
 /// ends the list. A heap whose data address is damaged fails this, where its
 /// names would otherwise be read from the wrong bytes.
-fn check_free_list(data: &[u8], first: u64, sizeof_size: u8) -> Result<(), String> {
+pub(super) fn check_free_list(data: &[u8], first: u64, sizeof_size: u8) -> Result<(), String> {
     let ss = usize::from(sizeof_size);
     let mut offset = first;
     let mut blocks = 0;
@@ -504,7 +504,7 @@ fn check_free_list(data: &[u8], first: u64, sizeof_size: u8) -> Result<(), Strin
 
 /// Checks a dataset's fill value messages (new style, old style) against
 /// its datatype.
-fn fill_problem(
+pub(super) fn fill_problem(
     datatype: Option<&[u8]>,
     fill: Option<&[u8]>,
     old: Option<&[u8]>,

@@ -416,6 +416,12 @@ pub(super) fn signature_offset(bytes: &[u8]) -> Option<usize> {
 pub(super) struct Superblock {
     pub eof: Option<u64>,
     pub geometry: Geometry,
+    /// The root group's symbol-table addresses cached in the superblock's
+    /// root entry (v0/v1; the library prefers them to the header's).
+    pub root_stab: Option<(u64, u64)>,
+    /// Whether a superblock extension or driver info block is declared
+    /// (they may change the B-tree K values or the addressing).
+    pub extended: bool,
 }
 
 /// Decodes the superblock; an error when it cannot be decoded.
@@ -423,7 +429,7 @@ pub(super) fn superblock(bytes: &[u8]) -> Result<Superblock, String> {
     let base = signature_offset(bytes).ok_or("no superblock signature")?;
     let sb = &bytes[base..];
     let bad = |e: FormatError| format!("cannot decode the superblock: {e}");
-    let (eof, root, sizeof_addr, sizeof_size, k) =
+    let (eof, root, sizeof_addr, sizeof_size, k, root_stab, extended) =
         match detect_superblock_version(sb).map_err(bad)? {
             0 | 1 => {
                 let s = SuperblockV0V1::decode(sb).map_err(bad)?;
@@ -441,6 +447,9 @@ pub(super) fn superblock(bytes: &[u8]) -> Result<Superblock, String> {
                     s.sizeof_offsets,
                     s.sizeof_lengths,
                     k,
+                    s.root_symbol_table_entry.cached_symbol_table(),
+                    s.superblock_extension_address != UNDEF_ADDR
+                        || s.driver_info_address != UNDEF_ADDR,
                 )
             }
             2 | 3 => {
@@ -453,6 +462,8 @@ pub(super) fn superblock(bytes: &[u8]) -> Result<Superblock, String> {
                     s.sizeof_offsets,
                     s.sizeof_lengths,
                     k,
+                    None,
+                    s.superblock_extension_address != UNDEF_ADDR,
                 )
             }
             v => return Err(format!("superblock version {v} is not supported")),
@@ -468,6 +479,8 @@ pub(super) fn superblock(bytes: &[u8]) -> Result<Superblock, String> {
             k,
             root,
         },
+        root_stab,
+        extended,
     })
 }
 
@@ -535,7 +548,7 @@ const ATTRIBUTE_INFO: u8 = 0x15;
 const SHARED: u8 = 0x02;
 
 /// Classifies a stored datatype.
-fn elem_type(dt: &DatatypeMessage) -> ElemType {
+pub(super) fn elem_type(dt: &DatatypeMessage) -> ElemType {
     match dt {
         DatatypeMessage::FixedPoint {
             size,

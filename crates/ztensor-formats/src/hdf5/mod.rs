@@ -40,6 +40,7 @@
 mod backend;
 mod check;
 mod library;
+mod lookup;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -52,6 +53,7 @@ use ztensor::{
 use crate::ParseContext;
 
 pub use backend::{DatasetDesc, ElemType, Hdf5Backend, Storage};
+pub use lookup::parse_one;
 
 /// The largest decoded size accepted for data the library decodes, as a
 /// multiple of the file size (the same ratio `.zt` allows zstd): chunked
@@ -76,17 +78,7 @@ pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, FormatError> {
         return Err("not an HDF5 file (no superblock signature)".into());
     };
     let superblock = library::superblock(bytes)?;
-    // As libhdf5 does: a file that ends before the address its superblock
-    // says the data ends at is truncated (the library would read the missing
-    // chunks as never written, i.e. as fill values).
-    if let Some(eof) = superblock.eof {
-        let len = bytes.len() as u64;
-        if len < eof {
-            return Err(FormatError::truncated(format!(
-                "the file is truncated: it has {len} bytes but its superblock says the HDF5 data ends at byte {eof}"
-            )));
-        }
-    }
+    check_eof(bytes, superblock.eof)?;
     let backend = library::RustHdf5::open(bytes, path)?;
     let mut geometry = superblock.geometry;
     if let Some(k) = backend.btree_k() {
@@ -99,6 +91,21 @@ pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, FormatError> {
     // The superblock version (0 for h5py's default, 2 or 3 with newer libvers).
     catalog.version = bytes.get(at + 8).map_or(String::new(), u8::to_string);
     Ok(catalog)
+}
+
+/// As libhdf5 does: a file that ends before the address its superblock
+/// says the data ends at (`eof`) is truncated (the library would read the
+/// missing chunks as never written, i.e. as fill values).
+fn check_eof(bytes: &[u8], eof: Option<u64>) -> Result<(), FormatError> {
+    if let Some(eof) = eof {
+        let len = bytes.len() as u64;
+        if len < eof {
+            return Err(FormatError::truncated(format!(
+                "the file is truncated: it has {len} bytes but its superblock says the HDF5 data ends at byte {eof}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The 8 bytes an HDF5 superblock starts with.
