@@ -3,8 +3,10 @@
 //! A safetensors file is an 8-byte little-endian header length, a JSON
 //! header (tensor name -> dtype, shape, `[begin, end)` offsets into the
 //! data section, plus an optional `__metadata__` map of strings) and the
-//! data section. The header is parsed and validated by the `safetensors`
-//! crate; every tensor then becomes a dense, zero-copy component at
+//! data section. The header is read by a fast path of our own ([`header`])
+//! or, for anything it does not expect, parsed and validated by the
+//! `safetensors` crate, which owns the refusals and their messages; every
+//! tensor then becomes a dense, zero-copy component at
 //! `8 + header_len + begin` of the file.
 //!
 //! Dtypes map onto ztensor's storage dtypes one to one ([`DTYPES`]); the
@@ -18,10 +20,11 @@
 //! PyTorch cannot hold as such, make that tensor unreadable, with a
 //! message; the rest of the file stays readable.
 
-use std::collections::BTreeMap;
+mod header;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use safetensors::tensor::{Dtype, Metadata};
+use safetensors::tensor::{Dtype, TensorInfo as StInfo};
 use safetensors::SafeTensors;
 use ztensor::{Catalog, Component, DType, Encoding, Entry, FormatError, TensorInfo, Value};
 
@@ -118,18 +121,48 @@ fn dtype(d: Dtype) -> Result<(DType, Option<&'static str>), FormatError> {
     })
 }
 
+/// A header as both paths read it: tensors (in name order from the fast
+/// path, any order from the crate) and metadata sorted by key.
+struct Header {
+    /// Length of the JSON header in bytes.
+    len: usize,
+    tensors: Vec<(String, StInfo)>,
+    metadata: Option<Vec<(String, String)>>,
+}
+
 /// Parses a whole file image (no option concerns safetensors).
 pub fn parse(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, FormatError> {
-    let (header_len, metadata) = read_metadata(bytes)?;
-    let file_len = bytes.len() as u64;
-    let data_start = (header_len as u64)
+    let header = match header::read(bytes) {
+        Some(h) => h,
+        None => crate_header(bytes)?,
+    };
+    catalog(bytes.len(), header)
+}
+
+/// [`parse`] through the fast header path only, `None` where it defers
+/// (for the differential test).
+#[doc(hidden)]
+pub fn parse_fast_path(bytes: &[u8]) -> Option<Result<Catalog, FormatError>> {
+    header::read(bytes).map(|h| catalog(bytes.len(), h))
+}
+
+/// [`parse`] through the `safetensors` crate only (for the differential test).
+#[doc(hidden)]
+pub fn parse_crate_path(bytes: &[u8]) -> Result<Catalog, FormatError> {
+    catalog(bytes.len(), crate_header(bytes)?)
+}
+
+/// The catalog of a file of `file_len` bytes with this header.
+fn catalog(file_len: usize, header: Header) -> Result<Catalog, FormatError> {
+    let file_len = file_len as u64;
+    let data_start = (header.len as u64)
         .checked_add(8)
         .filter(|&s| s <= file_len)
         .ok_or_else(|| {
             FormatError::truncated("safetensors header runs past the end of the file")
         })?;
-    let mut entries = Vec::new();
-    for (name, info) in metadata.tensors() {
+    let mut entries = Vec::with_capacity(header.tensors.len());
+    for (name, info) in header.tensors {
         let (begin, end) = info.data_offsets;
         let located = (|| {
             let offset = data_start.checked_add(begin as u64)?;
@@ -165,12 +198,10 @@ pub fn parse(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, FormatError> {
         };
         entries.push(Entry::ok(TensorInfo::dense(name, shape, component)));
     }
-    let attributes = metadata.metadata().as_ref().map(|m| {
-        let sorted: BTreeMap<&String, &String> = m.iter().collect();
+    let attributes = header.metadata.map(|m| {
         Value::Map(
-            sorted
-                .into_iter()
-                .map(|(k, v)| (Value::Text(k.clone()), Value::Text(v.clone())))
+            m.into_iter()
+                .map(|(k, v)| (Value::Text(k), Value::Text(v)))
                 .collect(),
         )
     });
@@ -190,11 +221,28 @@ pub fn parse(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, FormatError> {
 /// It sums the tensors' end offsets with unchecked arithmetic, which a
 /// crafted header can overflow (a panic in debug builds); that is caught
 /// here and reported as a malformed header. Every offset it returns is
-/// checked again by [`parse`].
-fn read_metadata(bytes: &[u8]) -> Result<(usize, Metadata), String> {
-    match catch_unwind(AssertUnwindSafe(|| SafeTensors::read_metadata(bytes))) {
-        Ok(Ok(parsed)) => Ok(parsed),
-        Ok(Err(e)) => Err(format!("invalid safetensors header: {e}")),
-        Err(_) => Err("invalid safetensors header: its data offsets overflow".into()),
-    }
+/// checked again by [`catalog`].
+fn crate_header(bytes: &[u8]) -> Result<Header, String> {
+    let (len, metadata) = match catch_unwind(AssertUnwindSafe(|| SafeTensors::read_metadata(bytes)))
+    {
+        Ok(Ok(parsed)) => parsed,
+        Ok(Err(e)) => return Err(format!("invalid safetensors header: {e}")),
+        Err(_) => return Err("invalid safetensors header: its data offsets overflow".into()),
+    };
+    let tensors = metadata
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| (name, info.clone()))
+        .collect();
+    let metadata = metadata.metadata().as_ref().map(|m| {
+        let mut sorted: Vec<(String, String)> =
+            m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        sorted.sort_unstable();
+        sorted
+    });
+    Ok(Header {
+        len,
+        tensors,
+        metadata,
+    })
 }
