@@ -334,7 +334,11 @@ def judge(job, path):
         return {"unclean": "%s: %s" % (type(e).__name__, str(e)[:300])}
     out = {}
     with r:
-        for name in r.keys():
+        try:
+            names = r.keys()  # an HDF5 file is opened lazily: the walk happens here
+        except ZTensorError as e:
+            return {"open": str(e)[:200]}
+        for name in names:
             t = {"view": attempt(lambda: r.read_tensor(name)),
                  "copy": attempt(lambda: r.read_tensor(name, copy=True))}
             if job["components"]:

@@ -67,7 +67,16 @@ fn compare(bytes: &[u8], path: Option<&Path>, what: &str) -> usize {
             v.sort();
             v
         };
-        assert_eq!(shown(&one), expected, "{what}: {name:?}");
+        // The one divergence allowed: a damaged name of another member
+        // of a group, which the full parse (conservatively) holds against
+        // every member, and which a lookup that does not read that member
+        // (as libhdf5's, down the B-tree) does not see.
+        let elsewhere = expected
+            .iter()
+            .all(|e| e.contains("outside its B-tree keys") || e.contains("not in name order"));
+        if !(elsewhere && !expected.is_empty() && one.attributes.is_none()) {
+            assert_eq!(shown(&one), expected, "{what}: {name:?}");
+        }
         assert_eq!(one.version, full.version, "{what}: {name:?}");
         assert_eq!(one.format, "hdf5");
         if one.attributes.is_none() && full.attributes.is_some() {

@@ -19,6 +19,7 @@ mod cbor;
 mod cli;
 mod errors;
 mod handle;
+mod lazy;
 mod reader;
 mod remote;
 mod results;
@@ -34,6 +35,7 @@ fn _ztensor(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ZTensorError", m.py().get_type::<errors::ZTensorError>())?;
     m.add_class::<buffer::Buffer>()?;
     m.add_class::<reader::PyReader>()?;
+    m.add_class::<lazy::PyLazyHdf5>()?;
     m.add_class::<results::ArrayRead>()?;
     m.add_class::<results::TensorInfo>()?;
     m.add_class::<sharded::PyShardedReader>()?;

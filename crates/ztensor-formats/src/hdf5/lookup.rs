@@ -33,7 +33,7 @@ use rust_hdf5::format::messages::datatype::DatatypeMessage;
 use rust_hdf5::format::messages::fill_value::FillValueMessage;
 use rust_hdf5::format::messages::link::{LinkMessage, LinkTarget};
 use rust_hdf5::format::messages::link_info::LinkInfoMessage;
-use rust_hdf5::format::superblock::SymbolTableCache;
+use rust_hdf5::format::superblock::{SymbolTableCache, SymbolTableEntry};
 use rust_hdf5::format::symbol_table::SymbolTableNode;
 use rust_hdf5::format::UNDEF_ADDR;
 use ztensor::{Catalog, Entry, FormatError, Value};
@@ -91,6 +91,28 @@ pub fn parse_one(bytes: &[u8], cx: &ParseContext, name: &str) -> Result<Catalog,
     let mut catalog = parse(bytes, cx)?;
     catalog.entries.retain(|e| e.name == name);
     Ok(catalog)
+}
+
+/// A catalog of no entries, after the checks [`parse`] makes of a file
+/// before walking it (an HDF5 signature, a superblock that decodes, a file
+/// as long as the superblock says): what a reader that looks datasets up
+/// one by one ([`parse_one`]) checks when it opens. The superblock version
+/// is the catalog's version, as in [`parse`].
+pub fn parse_none(bytes: &[u8]) -> Result<Catalog, FormatError> {
+    let Some(at) = library::signature_offset(bytes) else {
+        return Err("not an HDF5 file (no superblock signature)".into());
+    };
+    let superblock = library::superblock(bytes)?;
+    super::check_eof(bytes, superblock.eof)?;
+    Ok(Catalog {
+        format: "hdf5",
+        version: bytes.get(at + 8).map_or(String::new(), u8::to_string),
+        attributes: None,
+        entries: Vec::new(),
+        data_region: (0, bytes.len() as u64),
+        overlaps_allowed: false,
+        skipped_globals: Vec::new(),
+    })
 }
 
 // Object header message types (see `check.rs` for the others).
@@ -280,10 +302,11 @@ impl<'a> Lookup<'a> {
         Some(out)
     }
 
-    /// The members of a symbol-table group that start `rest`, after the
-    /// checks `check.rs` makes of the whole group: its heap, its B-tree and
-    /// every member name in order within its node's keys (a damaged name
-    /// makes the whole group unreadable there, so it must be seen here).
+    /// The members of a symbol-table group that start `rest`, each looked
+    /// up down the group's B-tree as libhdf5 does, after the checks
+    /// `check.rs` makes of what the lookup reads: the heap, the B-tree
+    /// nodes on the way (their keys in order) and the symbol-table node
+    /// reached (every member in name order within its keys).
     fn symbol_table(&mut self, (btree, heap_addr): (u64, u64), rest: &str) -> Option<Vec<Member>> {
         let (sa, ss) = self.widths();
         let header = self.at(heap_addr, local_heap_header_size(sa.into(), ss.into()))?;
@@ -296,75 +319,93 @@ impl<'a> Lookup<'a> {
         }
         let heap_data = self.at(heap.data_addr, data_len)?;
         check::check_free_list(heap_data, heap.free_list_offset, ss).ok()?;
-        let name_at = |offset: u64| -> Option<&[u8]> {
-            let rest = heap_data.get(usize::try_from(offset).ok()?..)?;
-            Some(&rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())])
-        };
+        // Every prefix of `rest` ending before a `.`, and `rest` itself.
+        let ends = rest.match_indices('.').map(|(i, _)| i).chain([rest.len()]);
         let mut out = Vec::new();
-        let mut previous: Option<&[u8]> = None;
-        let mut leaves = Vec::new();
-        self.group_node(btree, None, 0, &mut leaves)?;
-        for (snod_addr, (left, right)) in leaves {
-            let snod = self.snod(snod_addr)?;
-            let (low, high) = (name_at(left)?, name_at(right)?);
-            for e in &snod.entries {
-                let name = name_at(e.name_offset)?;
-                if low >= name || name > high || previous.is_some_and(|p| p >= name) {
-                    return None;
-                }
-                previous = Some(name);
-                if !starts(rest, name) {
-                    continue;
-                }
-                let stab = match e.cache {
-                    SymbolTableCache::Nothing => None,
-                    SymbolTableCache::SymbolTable {
-                        btree_addr,
-                        heap_addr,
-                    } => Some((btree_addr, heap_addr)),
-                    SymbolTableCache::SoftLink { .. } => return None,
-                };
-                if e.obj_header_addr == UNDEF_ADDR {
-                    return None;
-                }
-                out.push(Member {
-                    len: name.len(),
-                    addr: e.obj_header_addr,
-                    stab,
-                });
+        for end in ends {
+            let name = &rest.as_bytes()[..end];
+            if name.is_empty() {
+                continue;
             }
+            let Some(e) = self.find(btree, heap_data, name)? else {
+                continue;
+            };
+            let stab = match e.cache {
+                SymbolTableCache::Nothing => None,
+                SymbolTableCache::SymbolTable {
+                    btree_addr,
+                    heap_addr,
+                } => Some((btree_addr, heap_addr)),
+                SymbolTableCache::SoftLink { .. } => return None,
+            };
+            if e.obj_header_addr == UNDEF_ADDR {
+                return None;
+            }
+            out.push(Member {
+                len: end,
+                addr: e.obj_header_addr,
+                stab,
+            });
         }
         Some(out)
     }
 
-    /// The leaves (symbol-table node address, heap offsets of the names
-    /// bounding it) below a group B-tree node, in order.
-    fn group_node(
-        &mut self,
-        addr: u64,
-        level: Option<u8>,
-        depth: usize,
-        out: &mut Vec<(u64, (u64, u64))>,
-    ) -> Option<()> {
-        self.nodes += 1;
-        if self.nodes > MAX_NODES || depth > MAX_DEPTH {
-            return None;
-        }
+    /// The entry named `name` in the group whose B-tree is at `btree` and
+    /// whose names are in `heap`: `Some(None)` when there is none.
+    fn find(&mut self, btree: u64, heap: &[u8], name: &[u8]) -> Option<Option<SymbolTableEntry>> {
+        let name_at = |offset: u64| -> Option<&[u8]> {
+            let rest = heap.get(usize::try_from(offset).ok()?..)?;
+            Some(&rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())])
+        };
         let (sa, ss) = self.widths();
         let k = self.geo.k;
-        let buf = self.at(addr, k.snode_btree_node_size(sa.into(), ss.into()))?;
-        let node = BTreeV1Node::decode(buf, sa.into(), ss.into(), k.snode_max_entries()).ok()?;
-        if level.is_some_and(|l| node.level != l) {
-            return None;
-        }
-        for (i, &child) in node.children.iter().enumerate() {
-            if node.level > 0 {
-                self.group_node(child, Some(node.level - 1), depth + 1, out)?;
-            } else {
-                out.push((child, (*node.keys.get(i)?, *node.keys.get(i + 1)?)));
+        let (mut addr, mut level) = (btree, None);
+        for _ in 0..=MAX_DEPTH {
+            self.nodes += 1;
+            if self.nodes > MAX_NODES {
+                return None;
             }
+            let buf = self.at(addr, k.snode_btree_node_size(sa.into(), ss.into()))?;
+            let node =
+                BTreeV1Node::decode(buf, sa.into(), ss.into(), k.snode_max_entries()).ok()?;
+            if level.is_some_and(|l| node.level != l) || node.keys.len() != node.children.len() + 1
+            {
+                return None;
+            }
+            let keys: Vec<&[u8]> = node
+                .keys
+                .iter()
+                .map(|&o| name_at(o))
+                .collect::<Option<_>>()?;
+            if keys.windows(2).any(|w| w[0] > w[1]) {
+                return None;
+            }
+            // The child whose keys bound the name (left < name <= right);
+            // outside them all, libhdf5 finds nothing.
+            let Some(i) = (0..node.children.len()).find(|&i| keys[i] < name && name <= keys[i + 1])
+            else {
+                return Some(None);
+            };
+            if node.level > 0 {
+                (addr, level) = (node.children[i], Some(node.level - 1));
+                continue;
+            }
+            let snod = self.snod(node.children[i])?;
+            let mut previous = keys[i];
+            let mut found = None;
+            for e in snod.entries {
+                let member = name_at(e.name_offset)?;
+                if member <= previous || member > keys[i + 1] {
+                    return None; // a damaged name: the full parse decides
+                }
+                previous = member;
+                if member == name {
+                    found = Some(e);
+                }
+            }
+            return Some(found);
         }
-        Some(())
+        None
     }
 
     fn snod(&mut self, addr: u64) -> Option<SymbolTableNode> {

@@ -53,7 +53,7 @@ use ztensor::{
 use crate::ParseContext;
 
 pub use backend::{DatasetDesc, ElemType, Hdf5Backend, Storage};
-pub use lookup::parse_one;
+pub use lookup::{parse_none, parse_one};
 
 /// The largest decoded size accepted for data the library decodes, as a
 /// multiple of the file size (the same ratio `.zt` allows zstd): chunked

@@ -3,7 +3,11 @@
 ``open_native(path, ...)`` returns the native object a ``Reader`` wraps
 (and through it ``safe_open``, ``ztensor.torch`` and ``ztensor.numpy``):
 
-- a tensor file of any format: the native ``_Reader``;
+- an HDF5 file (its signature at offset 0): the native ``_LazyHdf5Reader``,
+  which answers a question about one name without walking the file (as
+  h5py opens lazily) and opens the full ``_Reader`` on the first question
+  about every name (``names``, ``__len__``, ``attributes``...);
+- a tensor file of any other format: the native ``_Reader``;
 - a sharded checkpoint's index (``model.safetensors.index.json``,
   ``pytorch_model.bin.index.json``, ``model.zt.index.json``) or a directory
   holding exactly one such index: the native ``_ShardedReader``, which
@@ -52,7 +56,10 @@ import os
 from ._dcp_source import DcpSource, is_dcp_dir
 from ._options import fspath
 from ._remote import is_url, no_storage_options, open_remote
-from ._ztensor import _Reader, _ShardedReader
+from ._ztensor import _LazyHdf5Reader, _Reader, _ShardedReader
+
+#: The 8 bytes an HDF5 superblock starts with (``ztensor_formats::detect``).
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 def open_native(path, *, eager: bool = False, dequantize=None, strict: bool = False, storage_options=None):
@@ -72,9 +79,21 @@ def open_native(path, *, eager: bool = False, dequantize=None, strict: bool = Fa
         return DcpSource(path, eager)
     if _is_sharded(path):
         return _ShardedReader(path, eager, dequantize, strict)
+    if _is_hdf5(path):
+        return _LazyHdf5Reader(path, eager, dequantize, strict)
     return _Reader(path, eager, dequantize, strict)
 
 
 def _is_sharded(path: str) -> bool:
     """An index file (``*.index.json``) or a directory (which must hold one)."""
     return path.endswith(".index.json") or os.path.isdir(path)
+
+
+def _is_hdf5(path: str) -> bool:
+    """An HDF5 signature at offset 0, by content whatever the extension (a
+    superblock after a userblock is left to ``_Reader``, which finds it)."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            return f.read(8) == _HDF5_SIGNATURE
+    except OSError:
+        return False  # _Reader raises it with its path
