@@ -132,7 +132,11 @@ impl Reader {
 
     pub(crate) fn assemble(path: PathBuf, source: Source, catalog: Catalog) -> Reader {
         let mut entries = catalog.entries;
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        // Parsers often hand entries over in name order already (the
+        // safetensors fast path does): checking is linear, sorting is not.
+        if !entries.is_sorted_by(|a, b| a.name <= b.name) {
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+        }
         for i in 1..entries.len() {
             if entries[i].name == entries[i - 1].name {
                 for j in [i - 1, i] {

@@ -133,7 +133,7 @@ fn check_tensor(info: &TensorInfo, data_start: u64, data_end: u64) -> Result<(),
 
 /// Blobs may alias exactly (same offset and length) but never partially overlap.
 fn check_overlaps(entries: &mut [Entry]) {
-    let mut ranges: Vec<(u64, u64, usize)> = Vec::new();
+    let mut ranges: Vec<(u64, u64, usize)> = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
         if let Ok(info) = &entry.info {
             for c in info.components.values().filter(|c| c.length > 0) {
@@ -142,12 +142,14 @@ fn check_overlaps(entries: &mut [Entry]) {
         }
     }
     ranges.sort_unstable();
-    // Identical ranges form one group (aliases are fine).
-    let mut groups: Vec<(u64, u64, Vec<usize>)> = Vec::new();
-    for (start, end, owner) in ranges {
+    // Identical ranges form one group (aliases are fine): `(start, end,
+    // lo, hi)` owns `ranges[lo..hi]`, a slice rather than a Vec per group,
+    // which showed in opens of files of many small tensors.
+    let mut groups: Vec<(u64, u64, usize, usize)> = Vec::new();
+    for (k, &(start, end, _)) in ranges.iter().enumerate() {
         match groups.last_mut() {
-            Some(g) if (g.0, g.1) == (start, end) => g.2.push(owner),
-            _ => groups.push((start, end, vec![owner])),
+            Some(g) if (g.0, g.1) == (start, end) => g.3 = k + 1,
+            _ => groups.push((start, end, k, k + 1)),
         }
     }
     // Sweep by start; `reach` is the group extending furthest so far.
@@ -165,14 +167,12 @@ fn check_overlaps(entries: &mut [Entry]) {
         reach = Some(g);
     }
     // Neither side of a partial overlap can be trusted: all involved become unreadable.
+    let owners = |g: usize| ranges[groups[g].2..groups[g].3].iter().map(|r| r.2);
     for (a, b) in clashes {
-        let name_of = |owners: &[usize], entries: &[Entry]| entries[owners[0]].name.clone();
-        let (name_a, name_b) = (
-            name_of(&groups[a].2, entries),
-            name_of(&groups[b].2, entries),
-        );
-        for (owners, other) in [(&groups[a].2, &name_b), (&groups[b].2, &name_a)] {
-            for &i in owners {
+        let name_of = |g: usize, entries: &[Entry]| entries[ranges[groups[g].2].2].name.clone();
+        let (name_a, name_b) = (name_of(a, entries), name_of(b, entries));
+        for (g, other) in [(a, &name_b), (b, &name_a)] {
+            for i in owners(g) {
                 entries[i].info = Err(FormatError::corrupt(if &entries[i].name == other {
                     "two of its components partially overlap".to_string()
                 } else {
