@@ -115,3 +115,34 @@ def test_whole_loads_match_the_peers(files, copy):
     again = ztt.load_file(paths["zt"], copy=copy)
     got_t[k] += 1
     assert torch.equal(again[k], ref_t[k])
+
+
+def test_hdf5_one_tensor_does_not_walk_the_file(files):
+    """An ``.h5`` file is opened lazily (as h5py opens it): reading, describing
+    or slicing one dataset looks that name up alone; the full reader, which
+    lists every dataset, is built only when every name is asked for."""
+    import h5py
+
+    _, paths = files
+    with h5py.File(paths["hdf5"], "r") as f:
+        ref = f[ONE][()]
+        names = sorted(f)
+    with ztensor.Reader(paths["hdf5"]) as r:
+        got = r.read_tensor(ONE)
+        assert got.dtype == ref.dtype and got.shape == ref.shape and got.tobytes() == ref.tobytes()
+        assert ONE in r and "nope" not in r
+        assert r.metadata(ONE).shape == [2, 3]
+        assert r.get_slice(ONE)[1:].tobytes() == ref[1:].tobytes()
+        assert r.read_tensor(ONE, copy=True).tobytes() == ref.tobytes()
+        with pytest.raises(KeyError):
+            r.read_tensor("nope")
+        assert not r._r._materialized  # nothing listed every dataset
+        assert r.format == "hdf5"
+        # Every name: the full reader, then everything from it.
+        assert len(r) == N
+        assert r._r._materialized
+        assert r.keys() == names
+        assert r.read_tensor(ONE).tobytes() == ref.tobytes()
+    with ztensor.safe_open(paths["hdf5"], "np") as f:
+        assert f.get_tensor(ONE).tobytes() == ref.tobytes()
+        assert not f._reader._r._materialized

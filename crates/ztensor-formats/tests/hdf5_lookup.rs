@@ -204,6 +204,21 @@ fn damaged_copies_match_the_full_parse() {
         + 10;
     data[heap_a] = b'}';
     compare(&data, None, "member name out of order");
-    let one = hdf5::parse_one(&data, &ParseContext::default(), "s").unwrap();
-    assert!(one.entries[0].info.is_err());
+    // The symbol-table node read holds the damaged name: seen, and the full
+    // parse decides, for the damaged name itself (past the last key) too.
+    let cx = ParseContext::default();
+    let full = hdf5::parse(&data, &cx).unwrap();
+    for name in ["s", "z", "}", "a"] {
+        let one = hdf5::parse_one(&data, &cx, name).unwrap();
+        let want: Vec<String> = full
+            .entries
+            .iter()
+            .filter(|e| e.name == name)
+            .map(show)
+            .collect();
+        assert_eq!(shown(&one), want, "{name}");
+        // `a` is no longer listed (its name now reads `}`)
+        assert_eq!(one.entries.len(), usize::from(name != "a"), "{name}");
+        assert!(one.entries.iter().all(|e| e.info.is_err()), "{name}");
+    }
 }

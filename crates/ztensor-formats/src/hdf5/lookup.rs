@@ -380,11 +380,15 @@ impl<'a> Lookup<'a> {
             if keys.windows(2).any(|w| w[0] > w[1]) {
                 return None;
             }
-            // The child whose keys bound the name (left < name <= right);
-            // outside them all, libhdf5 finds nothing.
-            let Some(i) = (0..node.children.len()).find(|&i| keys[i] < name && name <= keys[i + 1])
-            else {
-                return Some(None);
+            // The child whose keys bound the name (left < name <= right).
+            // Past the last key libhdf5 finds nothing, but the last node is
+            // read all the same: a damaged name there (past its key) is
+            // listed by the full parse, which must then decide.
+            let last = node.children.len().checked_sub(1)?;
+            let i = match (0..=last).find(|&i| keys[i] < name && name <= keys[i + 1]) {
+                Some(i) => i,
+                None if name > keys[last + 1] => last,
+                None => return Some(None),
             };
             if node.level > 0 {
                 (addr, level) = (node.children[i], Some(node.level - 1));
