@@ -32,6 +32,10 @@
 //! are verified (for datasets of up to 16384 chunks; beyond that they are
 //! stripped unchecked).
 //!
+//! One dataset can be projected without walking the file ([`parse_one`],
+//! `lookup.rs`): its name is looked up down the group B-trees, as libhdf5
+//! does, and anything but a plain contiguous dataset falls back to [`parse`].
+//!
 //! Like libhdf5, the library holds a shared lock on the file (best effort)
 //! for as long as a tensor may still need it, i.e. while the reader is open
 //! and has library-decoded tensors: a writer that honours HDF5 file locks
