@@ -8,18 +8,24 @@
 //! does), and projects the dataset found exactly as [`parse`] would.
 //!
 //! Only the plain case is taken this way: groups along the path that are
-//! symbol-table groups (h5py's default) or compact link-message groups,
-//! each linked once, and at the end a contiguous, allocated, little-endian
+//! symbol-table groups (h5py's default; the name is looked up down the
+//! group B-tree, as libhdf5 does) or compact link-message groups, each
+//! linked once, and at the end a contiguous, allocated, little-endian
 //! dataset of a supported element type whose header holds nothing but
 //! dataspace, datatype, fill value, layout and time messages (no
-//! attributes). Every check `check.rs` makes on that path is made here
-//! (addresses inside the file, name heaps, members in name order, extent
-//! and fill value). Anything else, any check failing, any codec error, any
-//! doubt, falls back to the full [`parse`] filtered to the name: correct by
-//! construction, only slower. So a damaged file gives the same entries
-//! either way, with one limit inherent to not walking: damage elsewhere in
-//! the file (which makes the full parse fail, or another dataset's bytes
-//! overlap this one's) is not seen, as h5py does not see it either.
+//! attributes). The checks `check.rs` makes are made on what the lookup
+//! reads (addresses inside the file, name heaps, the keys of the B-tree
+//! nodes on the way, every member of the symbol-table node reached in name
+//! order within its keys, extent and fill value). Anything else, any check
+//! failing, any codec error, any doubt, falls back to the full [`parse`]
+//! filtered to the name: correct by construction, only slower.
+//!
+//! So a damaged file gives the same entries either way, with one limit
+//! inherent to not walking (h5py does not walk either): damage the lookup
+//! does not read is not seen. The full parse fails on damage anywhere in
+//! the file, holds a damaged member name against every member of its group
+//! and refuses datasets whose bytes overlap another's; a lookup sees these
+//! only on its way to the name.
 
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
