@@ -3,7 +3,7 @@
 //! (same encoding, digest and bytes, digests checked on the way) into a
 //! file published atomically, so the output may be the input.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::container::MAGIC;
 use crate::error::{Error, ErrorKind, FormatError, Result};
-use crate::model::{Component, TensorInfo, Value};
+use crate::model::{Component, Components, TensorInfo, Value};
 use crate::reader::{ReadMode, Reader};
 use crate::writer::{Writer, DEFAULT_ALIGNMENT, MAX_ALIGNMENT};
 
@@ -93,7 +93,7 @@ fn rewrite(
     for info in &infos {
         let mut components: Vec<(&String, &Component)> = info.components.iter().collect();
         components.sort_by_key(|(_, c)| c.offset);
-        let mut stored = BTreeMap::new();
+        let mut stored = Components::new();
         for (cname, c) in components {
             let offset = match moved.get(&(c.offset, c.length)) {
                 Some(&offset) => offset,

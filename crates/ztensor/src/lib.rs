@@ -35,6 +35,7 @@ mod buffer;
 mod catalog;
 pub mod codec;
 mod compact;
+mod components;
 mod container;
 mod digest;
 mod dtype;
@@ -70,7 +71,7 @@ pub use dtype::{
 };
 pub use error::{Error, ErrorKind, FormatError, Result};
 pub use manifest::FORMAT_VERSION;
-pub use model::{Component, Encoding, Layout, TensorInfo, Transform, Value};
+pub use model::{Component, Components, Encoding, Layout, TensorInfo, Transform, Value};
 pub use pipeline::DenseItem;
 pub use reader::{ReadMode, Reader};
 pub use shape::checked_numel;

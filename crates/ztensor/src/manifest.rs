@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::dtype::DType;
-use crate::model::{Component, Encoding, Layout, TensorInfo};
+use crate::model::{Component, Components, Encoding, Layout, TensorInfo};
 
 /// The `version` string every v1 writer stores.
 pub const FORMAT_VERSION: &str = "1.2.0";
@@ -104,7 +104,7 @@ fn decode_object(name: &str, value: &Value) -> Result<TensorInfo, String> {
         Some(Value::Map(m)) => m,
         _ => return Err("missing or invalid 'components'".into()),
     };
-    let mut parsed = BTreeMap::new();
+    let mut parsed = Components::new();
     for (key, value) in components {
         let Value::Text(cname) = key else {
             return Err("a component name is not text".into());
@@ -244,17 +244,21 @@ struct RootOut<'a> {
     version: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     attributes: Option<Value>,
-    objects: Sorted<'a, TensorInfo, ObjectOut<'a>>,
+    objects: Sorted<'a, BTreeMap<String, TensorInfo>, TensorInfo, ObjectOut<'a>>,
 }
 
-/// A name-keyed map serialized straight from the writer's `BTreeMap`, each
-/// value converted as it is written (building another map first showed in
-/// profiles of saves of many small tensors). Same bytes as a `BTreeMap`.
-struct Sorted<'a, V, O>(&'a BTreeMap<String, V>, fn(&'a V) -> O);
+/// A name-keyed map serialized straight from a map in name order (the
+/// writer's `BTreeMap`, a tensor's `Components`), each value converted as
+/// it is written (building another map first showed in profiles of saves
+/// of many small tensors). Same bytes as a `BTreeMap`.
+struct Sorted<'a, M, V, O>(&'a M, fn(&'a V) -> O);
 
-impl<'a, V, O: Serialize> Serialize for Sorted<'a, V, O> {
+impl<'a, M, V: 'a, O: Serialize> Serialize for Sorted<'a, M, V, O>
+where
+    &'a M: IntoIterator<Item = (&'a String, &'a V)>,
+{
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (k.as_str(), (self.1)(v))))
+        s.collect_map(self.0.into_iter().map(|(k, v)| (k.as_str(), (self.1)(v))))
     }
 }
 
@@ -264,7 +268,7 @@ struct ObjectOut<'a> {
     format: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     attributes: Option<Value>,
-    components: Sorted<'a, Component, ComponentOut<'a>>,
+    components: Sorted<'a, Components, Component, ComponentOut<'a>>,
 }
 
 #[derive(Serialize)]

@@ -9,15 +9,13 @@
 //! `manifest.rs`, which owns the semantics and the per-tensor errors,
 //! decodes the file instead. Attribute values are handed to ciborium.
 
-use std::collections::BTreeMap;
-
 use minicbor::data::Type;
 use minicbor::Decoder;
 
 use crate::digest::Digest;
 use crate::dtype::DType;
 use crate::manifest::{Entry, Manifest};
-use crate::model::{Component, Encoding, Layout, TensorInfo, Value};
+use crate::model::{Component, Components, Encoding, Layout, TensorInfo, Value};
 
 /// Decodes a canonical manifest, or `None` to defer to the general decoder.
 ///
@@ -84,7 +82,7 @@ fn object(d: &mut Decoder<'_>, bytes: &[u8], name: &str) -> Option<TensorInfo> {
             "format" => layout = Some(Layout::parse(d.str().ok()?)),
             "attributes" => attributes = text_keyed_map(d, bytes)?,
             "components" => {
-                let mut map = BTreeMap::new();
+                let mut map = Components::new();
                 for _ in 0..d.map().ok()?? {
                     let cname = d.str().ok()?;
                     map.insert(cname.to_string(), component(d)?);

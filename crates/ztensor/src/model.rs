@@ -6,12 +6,12 @@
 //! the readers of foreign formats produce the same structures, so there is
 //! a single read path.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 pub use ciborium::Value;
 
+pub use crate::components::Components;
 use crate::digest::Digest;
 use crate::dtype::{storage_elements_per_item, DType};
 use crate::error::FormatError;
@@ -165,7 +165,7 @@ pub struct TensorInfo {
     /// How the components make up the values.
     pub layout: Layout,
     /// The stored arrays, by component name (sorted).
-    pub components: BTreeMap<String, Component>,
+    pub components: Components,
     /// Free-form per-tensor attributes (a CBOR map), if any.
     pub attributes: Option<Value>,
 }
@@ -174,9 +174,7 @@ impl TensorInfo {
     /// A dense tensor whose elements are the single component `data`, with
     /// no attributes (set them with struct update syntax when needed).
     pub fn dense(name: impl Into<String>, shape: Vec<u64>, data: Component) -> TensorInfo {
-        // Inserted, not `BTreeMap::from([..])`, which sorts through a
-        // temporary Vec: it showed in opens of files of many small tensors.
-        let mut components = BTreeMap::new();
+        let mut components = Components::new();
         components.insert("data".to_string(), data);
         TensorInfo {
             name: name.into(),

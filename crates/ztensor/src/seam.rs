@@ -52,6 +52,6 @@ pub use crate::catalog::{Catalog, Entry};
 pub use crate::digest::Digest;
 pub use crate::dtype::DType;
 pub use crate::error::{ErrorKind, FormatError};
-pub use crate::model::{Component, Encoding, Layout, TensorInfo, Transform, Value};
+pub use crate::model::{Component, Components, Encoding, Layout, TensorInfo, Transform, Value};
 pub use crate::source::{Backing, SharedBytes};
 pub use crate::{codec, parallel};

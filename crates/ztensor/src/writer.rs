@@ -13,7 +13,7 @@ use crate::digest::Checksum;
 use crate::dtype::{as_bytes, storage_elements_per_item, DType, Element};
 use crate::error::{Error, Result};
 use crate::manifest;
-use crate::model::{Component, Encoding, Layout, TensorInfo, Value};
+use crate::model::{Component, Components, Encoding, Layout, TensorInfo, Value};
 use crate::sparse;
 
 /// Default blob alignment (every v1 offset is a multiple of it).
@@ -287,7 +287,7 @@ impl<W: Write> Writer<W> {
                 "the writer failed earlier and cannot continue",
             ));
         }
-        let mut stored = BTreeMap::new();
+        let mut stored = Components::new();
         for (cname, data) in components {
             let c = self
                 .write_component(data, opts)

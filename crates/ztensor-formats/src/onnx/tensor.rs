@@ -3,7 +3,6 @@
 //! values for typed fields, another file for external data) and how to
 //! decode them.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use prost::bytes::Bytes;
@@ -115,7 +114,7 @@ pub(crate) fn sparse(
         name: name.to_string(),
         shape,
         layout: Layout::SparseCoo,
-        components: BTreeMap::from([
+        components: ztensor::Components::from([
             ("values".to_string(), values.component),
             ("coords".to_string(), component),
         ]),
