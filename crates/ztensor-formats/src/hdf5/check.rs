@@ -45,19 +45,13 @@ use rust_hdf5::format::symbol_table::SymbolTableNode;
 use rust_hdf5::format::{FormatContext, UNDEF_ADDR};
 
 use super::library::ImageReader;
+use super::message::{
+    CONTINUATION, DATASPACE, DATATYPE, FILL, FILL_OLD, LAYOUT, LINK, LINK_INFO, SYMBOL_TABLE,
+};
 
 /// One object-header message: (type, flags, body).
 pub(super) type Message = (u8, u8, Vec<u8>);
 
-const DATASPACE: u8 = 0x01;
-const LINK_INFO: u8 = 0x02;
-const DATATYPE: u8 = 0x03;
-const FILL_OLD: u8 = 0x04;
-const FILL: u8 = 0x05;
-const LINK: u8 = 0x06;
-const LAYOUT: u8 = 0x08;
-const CONTINUATION: u8 = 0x10;
-const SYMBOL_TABLE: u8 = 0x11;
 /// Most continuation blocks followed in one header (a hostile chain may loop).
 const MAX_CONTINUATIONS: usize = 64;
 /// Deepest group nesting walked.

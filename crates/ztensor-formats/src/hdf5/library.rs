@@ -19,6 +19,7 @@ use ztensor::Value;
 
 use super::backend::{DatasetDesc, ElemType, Hdf5Backend, Storage};
 use super::check::{self, Geometry};
+use super::message::{ATTRIBUTE, ATTRIBUTE_INFO, SHARED};
 
 /// Most elements of one attribute turned into file or tensor attributes;
 /// longer ones are skipped (attributes are metadata, not data).
@@ -542,10 +543,6 @@ impl BlockReader for ImageReader<'_> {
         Ok(self.bytes[start..end].to_vec())
     }
 }
-
-const ATTRIBUTE: u8 = 0x0C;
-const ATTRIBUTE_INFO: u8 = 0x15;
-const SHARED: u8 = 0x02;
 
 /// Classifies a stored datatype.
 pub(super) fn elem_type(dt: &DatatypeMessage) -> ElemType {

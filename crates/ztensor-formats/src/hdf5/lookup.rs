@@ -46,6 +46,7 @@ use ztensor::{Catalog, Entry, FormatError, Value};
 
 use super::backend::{DatasetDesc, ElemType, Hdf5Backend, Storage};
 use super::check::{self, Geometry, Message};
+use super::message::*;
 use super::{library, parse, tensor};
 use crate::ParseContext;
 
@@ -120,25 +121,6 @@ pub fn parse_none(bytes: &[u8]) -> Result<Catalog, FormatError> {
         skipped_globals: Vec::new(),
     })
 }
-
-// Object header message types (see `check.rs` for the others).
-const NIL: u8 = 0x00;
-const DATASPACE: u8 = 0x01;
-const LINK_INFO: u8 = 0x02;
-const DATATYPE: u8 = 0x03;
-const FILL_OLD: u8 = 0x04;
-const FILL: u8 = 0x05;
-const LINK: u8 = 0x06;
-const LAYOUT: u8 = 0x08;
-const GROUP_INFO: u8 = 0x0A;
-const ATTRIBUTE: u8 = 0x0C;
-const COMMENT: u8 = 0x0D;
-const MTIME_OLD: u8 = 0x0E;
-const SYMBOL_TABLE: u8 = 0x11;
-const MTIME: u8 = 0x12;
-const ATTRIBUTE_INFO: u8 = 0x15;
-/// The message flag of a message stored elsewhere (shared).
-const SHARED: u8 = 0x02;
 
 /// What a lookup needs; every method answers `None` for "not sure: let the
 /// full parse decide".

@@ -45,6 +45,7 @@ mod backend;
 mod check;
 mod library;
 mod lookup;
+mod message;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
