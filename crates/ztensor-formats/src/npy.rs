@@ -586,17 +586,13 @@ pub fn parse(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, FormatError> {
         },
     );
     let (major, minor) = header.version;
+    let entry = match info {
+        Ok(info) => Entry::ok(info),
+        Err(e) => Entry::broken(NPY_TENSOR_NAME, e),
+    };
     Ok(Catalog {
-        format: "npy",
         version: format!("{major}.{minor}"),
-        attributes: None,
-        entries: vec![match info {
-            Ok(info) => Entry::ok(info),
-            Err(e) => Entry::broken(NPY_TENSOR_NAME, e),
-        }],
-        data_region: (0, file_len),
-        overlaps_allowed: false,
-        skipped_globals: Vec::new(),
+        ..Catalog::new("npy", vec![entry], (0, file_len))
     })
 }
 

@@ -72,21 +72,14 @@ pub fn parse(bytes: &[u8], _cx: &ParseContext) -> Result<Catalog, FormatError> {
         });
     }
     refuse_overlaps(&mut members);
-    Ok(Catalog {
-        format: "npz",
-        version: String::new(),
-        attributes: None,
-        entries: members
-            .into_iter()
-            .map(|m| match m.info {
-                Ok(info) => Entry::ok(info),
-                Err(e) => Entry::broken(m.name, e),
-            })
-            .collect(),
-        data_region: (0, file_len),
-        overlaps_allowed: false,
-        skipped_globals: Vec::new(),
-    })
+    let entries = members
+        .into_iter()
+        .map(|m| match m.info {
+            Ok(info) => Entry::ok(info),
+            Err(e) => Entry::broken(m.name, e),
+        })
+        .collect();
+    Ok(Catalog::new("npz", entries, (0, file_len)))
 }
 
 /// Locates member `i` and builds its tensor. The outer error means the

@@ -53,3 +53,21 @@ pub struct Catalog {
     /// them or refuse the file. Empty for every other format.
     pub skipped_globals: Vec<String>,
 }
+
+impl Catalog {
+    /// The `entries` of a file of `format` whose bytes lie in `data_region`,
+    /// with what most formats have: no version, no attributes, no skipped
+    /// globals, overlaps refused. Set the other fields with struct update
+    /// syntax: `Catalog { version, ..Catalog::new("npy", entries, region) }`.
+    pub fn new(format: &'static str, entries: Vec<Entry>, data_region: (u64, u64)) -> Catalog {
+        Catalog {
+            format,
+            version: String::new(),
+            attributes: None,
+            entries,
+            data_region,
+            overlaps_allowed: false,
+            skipped_globals: Vec::new(),
+        }
+    }
+}

@@ -62,13 +62,9 @@ pub fn parse(bytes: &[u8]) -> Result<Catalog, FormatError> {
         return Err("not a .zt file: it does not start with the .zt signature ZTEN1000".into());
     };
     Ok(Catalog {
-        format: "zt",
         version: manifest.version,
         attributes: manifest.attributes,
-        entries: manifest.entries,
-        data_region: (8, start),
-        overlaps_allowed: false,
-        skipped_globals: Vec::new(),
+        ..Catalog::new("zt", manifest.entries, (8, start))
     })
 }
 

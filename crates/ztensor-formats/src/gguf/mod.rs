@@ -400,13 +400,9 @@ pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, FormatError> {
     }
 
     Ok(Catalog {
-        format: "gguf",
         version: version.to_string(),
         attributes: (!kv.is_empty()).then_some(Value::Map(kv)),
-        entries,
-        data_region: (data_start.min(file_len), file_len),
-        overlaps_allowed: false,
-        skipped_globals: Vec::new(),
+        ..Catalog::new("gguf", entries, (data_start.min(file_len), file_len))
     })
 }
 

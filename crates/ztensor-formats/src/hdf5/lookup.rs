@@ -83,13 +83,8 @@ pub fn parse_one(bytes: &[u8], cx: &ParseContext, name: &str) -> Result<Catalog,
                 }));
                 if let Ok(Some(entries)) = found {
                     return Ok(Catalog {
-                        format: "hdf5",
                         version: bytes.get(at + 8).map_or(String::new(), u8::to_string),
-                        attributes: None,
-                        entries,
-                        data_region: (0, bytes.len() as u64),
-                        overlaps_allowed: false,
-                        skipped_globals: Vec::new(),
+                        ..Catalog::new("hdf5", entries, (0, bytes.len() as u64))
                     });
                 }
             }
@@ -112,13 +107,8 @@ pub fn parse_none(bytes: &[u8]) -> Result<Catalog, FormatError> {
     let superblock = library::superblock(bytes)?;
     super::check_eof(bytes, superblock.eof)?;
     Ok(Catalog {
-        format: "hdf5",
         version: bytes.get(at + 8).map_or(String::new(), u8::to_string),
-        attributes: None,
-        entries: Vec::new(),
-        data_region: (0, bytes.len() as u64),
-        overlaps_allowed: false,
-        skipped_globals: Vec::new(),
+        ..Catalog::new("hdf5", Vec::new(), (0, bytes.len() as u64))
     })
 }
 

@@ -152,13 +152,8 @@ fn project(
     let mut attributes = backend.file_attributes().unwrap_or_default();
     attributes.sort_by(|a, b| a.0.cmp(&b.0)); // h5py lists them by name too
     Ok(Catalog {
-        format: "hdf5",
-        version: String::new(),
         attributes: (!attributes.is_empty()).then(|| text_map(attributes)),
-        entries,
-        data_region: (0, file_len),
-        overlaps_allowed: false,
-        skipped_globals: Vec::new(),
+        ..Catalog::new("hdf5", entries, (0, file_len))
     })
 }
 

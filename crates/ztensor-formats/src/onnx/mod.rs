@@ -91,13 +91,9 @@ fn project(image: &[u8], path: Option<&Path>, mut model: ModelProto) -> Catalog 
         walk(&mut ctx, graph, 0, &mut entries);
     }
     Catalog {
-        format: "onnx",
         version: model.ir_version.map_or(String::new(), |v| v.to_string()),
         attributes: Some(file_attributes(&model)),
-        entries,
-        data_region: (0, image.len() as u64),
-        overlaps_allowed: false,
-        skipped_globals: Vec::new(),
+        ..Catalog::new("onnx", entries, (0, image.len() as u64))
     }
 }
 

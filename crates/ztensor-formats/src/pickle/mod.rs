@@ -131,13 +131,10 @@ pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, FormatError> {
         return Err(FormatError::new(ErrorKind::UnsafePickle, message));
     }
     Ok(Catalog {
-        format: "pickle",
         version,
-        attributes: None,
-        entries,
-        data_region: (0, bytes.len() as u64),
         overlaps_allowed: true,
         skipped_globals,
+        ..Catalog::new("pickle", entries, (0, bytes.len() as u64))
     })
 }
 

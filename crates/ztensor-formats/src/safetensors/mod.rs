@@ -206,13 +206,8 @@ fn catalog(file_len: usize, header: Header) -> Result<Catalog, FormatError> {
         )
     });
     Ok(Catalog {
-        format: "safetensors",
-        version: String::new(),
         attributes,
-        entries,
-        data_region: (data_start, file_len),
-        overlaps_allowed: false,
-        skipped_globals: Vec::new(),
+        ..Catalog::new("safetensors", entries, (data_start, file_len))
     })
 }
 
