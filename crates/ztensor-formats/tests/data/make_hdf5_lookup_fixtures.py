@@ -37,7 +37,8 @@ def fill(f):
     f.attrs["n"] = 5
 
 
-with h5py.File("h5py_lookup_earliest.h5", "w", libver="earliest") as f:
-    fill(f)
-with h5py.File("h5py_lookup_latest.h5", "w", libver="latest") as f:
-    fill(f)
+if __name__ == "__main__":  # tests/python/test_hdf5_lazy.py imports `fill`
+    with h5py.File("h5py_lookup_earliest.h5", "w", libver="earliest") as f:
+        fill(f)
+    with h5py.File("h5py_lookup_latest.h5", "w", libver="latest") as f:
+        fill(f)
