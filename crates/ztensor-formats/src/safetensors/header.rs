@@ -103,35 +103,6 @@ fn tile<'a>(infos: impl Iterator<Item = &'a TensorInfo>) -> Option<usize> {
     Some(start)
 }
 
-/// The dtype spelled as the crate's serde derive spells it.
-fn dtype(name: &str) -> Option<Dtype> {
-    Some(match name {
-        "BOOL" => Dtype::BOOL,
-        "F4" => Dtype::F4,
-        "F6_E2M3" => Dtype::F6_E2M3,
-        "F6_E3M2" => Dtype::F6_E3M2,
-        "U8" => Dtype::U8,
-        "I8" => Dtype::I8,
-        "F8_E5M2" => Dtype::F8_E5M2,
-        "F8_E4M3" => Dtype::F8_E4M3,
-        "F8_E8M0" => Dtype::F8_E8M0,
-        "F8_E4M3FNUZ" => Dtype::F8_E4M3FNUZ,
-        "F8_E5M2FNUZ" => Dtype::F8_E5M2FNUZ,
-        "I16" => Dtype::I16,
-        "U16" => Dtype::U16,
-        "F16" => Dtype::F16,
-        "BF16" => Dtype::BF16,
-        "I32" => Dtype::I32,
-        "U32" => Dtype::U32,
-        "F32" => Dtype::F32,
-        "C64" => Dtype::C64,
-        "F64" => Dtype::F64,
-        "I64" => Dtype::I64,
-        "U64" => Dtype::U64,
-        _ => return None,
-    })
-}
-
 /// Any reason to defer; the message is never shown.
 fn defer<E: de::Error>() -> E {
     E::custom("defer to the safetensors crate")
@@ -223,11 +194,12 @@ impl<'de> Visitor<'de> for InfoVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Info, A::Error> {
         let (mut dtype_, mut shape, mut offsets) = (None, None, None);
-        // Borrowed keys and dtype: an escaped one fails here and defers.
+        // Borrowed keys: an escaped one fails here and defers.
         while let Some(key) = map.next_key::<&str>()? {
             match key {
                 "dtype" if dtype_.is_none() => {
-                    dtype_ = Some(dtype(map.next_value::<&str>()?).ok_or_else(defer)?);
+                    // The crate's own derive: the same spellings, an unknown one deferred.
+                    dtype_ = Some(map.next_value::<Dtype>()?);
                 }
                 "shape" if shape.is_none() => shape = Some(map.next_value::<Vec<usize>>()?),
                 "data_offsets" if offsets.is_none() => {
