@@ -63,30 +63,27 @@ const MAX_NODES: usize = 1 << 20;
 /// None`); callers needing them parse the whole file.
 pub fn parse_one(bytes: &[u8], cx: &ParseContext, name: &str) -> Result<Catalog, FormatError> {
     if cx.hdf5_backend.is_none() {
-        if let Some(at) = library::signature_offset(bytes) {
-            let superblock = library::superblock(bytes)?;
-            super::check_eof(bytes, superblock.eof)?;
-            if !superblock.extended {
-                let found = catch_unwind(AssertUnwindSafe(|| {
-                    let mut lookup = Lookup {
-                        bytes,
-                        geo: &superblock.geometry,
-                        name,
-                        nodes: 0,
-                        groups: HashSet::new(),
-                    };
-                    let mut out = Vec::new();
-                    let root = superblock.geometry.root;
-                    lookup
-                        .group(root, superblock.root_stab, name, 0, &mut out)
-                        .map(|()| out)
-                }));
-                if let Ok(Some(entries)) = found {
-                    return Ok(Catalog {
-                        version: bytes.get(at + 8).map_or(String::new(), u8::to_string),
-                        ..Catalog::new("hdf5", entries, (0, bytes.len() as u64))
-                    });
-                }
+        let (superblock, version) = super::opened(bytes)?;
+        if !superblock.extended {
+            let found = catch_unwind(AssertUnwindSafe(|| {
+                let mut lookup = Lookup {
+                    bytes,
+                    geo: &superblock.geometry,
+                    name,
+                    nodes: 0,
+                    groups: HashSet::new(),
+                };
+                let mut out = Vec::new();
+                let root = superblock.geometry.root;
+                lookup
+                    .group(root, superblock.root_stab, name, 0, &mut out)
+                    .map(|()| out)
+            }));
+            if let Ok(Some(entries)) = found {
+                return Ok(Catalog {
+                    version,
+                    ..Catalog::new("hdf5", entries, (0, bytes.len() as u64))
+                });
             }
         }
     }
@@ -101,13 +98,9 @@ pub fn parse_one(bytes: &[u8], cx: &ParseContext, name: &str) -> Result<Catalog,
 /// one by one ([`parse_one`]) checks when it opens. The superblock version
 /// is the catalog's version, as in [`parse`].
 pub fn parse_none(bytes: &[u8]) -> Result<Catalog, FormatError> {
-    let Some(at) = library::signature_offset(bytes) else {
-        return Err("not an HDF5 file (no superblock signature)".into());
-    };
-    let superblock = library::superblock(bytes)?;
-    super::check_eof(bytes, superblock.eof)?;
+    let (_, version) = super::opened(bytes)?;
     Ok(Catalog {
-        version: bytes.get(at + 8).map_or(String::new(), u8::to_string),
+        version,
         ..Catalog::new("hdf5", Vec::new(), (0, bytes.len() as u64))
     })
 }

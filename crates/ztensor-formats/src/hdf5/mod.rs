@@ -78,13 +78,8 @@ pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, FormatError> {
     if let Some(backend) = &cx.hdf5_backend {
         return Ok(project(bytes, Arc::clone(backend), &HashMap::new())?);
     }
-    let path = cx.path;
-    let Some(at) = library::signature_offset(bytes) else {
-        return Err("not an HDF5 file (no superblock signature)".into());
-    };
-    let superblock = library::superblock(bytes)?;
-    check_eof(bytes, superblock.eof)?;
-    let backend = library::RustHdf5::open(bytes, path)?;
+    let (superblock, version) = opened(bytes)?;
+    let backend = library::RustHdf5::open(bytes, cx.path)?;
     let mut geometry = superblock.geometry;
     if let Some(k) = backend.btree_k() {
         geometry.k = k;
@@ -93,16 +88,22 @@ pub fn parse(bytes: &[u8], cx: &ParseContext) -> Result<Catalog, FormatError> {
     let problems =
         catch_unwind(AssertUnwindSafe(|| check::problems(bytes, &geometry))).unwrap_or_default();
     let mut catalog = project(bytes, Arc::new(backend), &problems)?;
-    // The superblock version (0 for h5py's default, 2 or 3 with newer libvers).
-    catalog.version = bytes.get(at + 8).map_or(String::new(), u8::to_string);
+    catalog.version = version;
     Ok(catalog)
 }
 
-/// As libhdf5 does: a file that ends before the address its superblock
-/// says the data ends at (`eof`) is truncated (the library would read the
-/// missing chunks as never written, i.e. as fill values).
-fn check_eof(bytes: &[u8], eof: Option<u64>) -> Result<(), FormatError> {
-    if let Some(eof) = eof {
+/// The checks made of a file before anything is walked: an HDF5 signature,
+/// a superblock that decodes, and, as libhdf5 checks, a file at least as
+/// long as the superblock says (else truncated: the library would read the
+/// missing chunks as never written, i.e. as fill values). Returns the
+/// superblock and its version as the catalog states it (0 for h5py's
+/// default, 2 or 3 with newer libvers).
+fn opened(bytes: &[u8]) -> Result<(library::Superblock, String), FormatError> {
+    let Some(at) = library::signature_offset(bytes) else {
+        return Err("not an HDF5 file (no superblock signature)".into());
+    };
+    let superblock = library::superblock(bytes)?;
+    if let Some(eof) = superblock.eof {
         let len = bytes.len() as u64;
         if len < eof {
             return Err(FormatError::truncated(format!(
@@ -110,7 +111,8 @@ fn check_eof(bytes: &[u8], eof: Option<u64>) -> Result<(), FormatError> {
             )));
         }
     }
-    Ok(())
+    let version = bytes.get(at + 8).map_or(String::new(), u8::to_string);
+    Ok((superblock, version))
 }
 
 /// The 8 bytes an HDF5 superblock starts with.
