@@ -367,15 +367,7 @@ impl<'a> Walk<'a> {
         let ctx = self.geo.ctx;
         let dims = match dataspace.map(|d| DataspaceMessage::decode(d, &ctx)) {
             Some(Ok((space, _))) => {
-                if let Some(max) = &space.max_dims {
-                    for (i, (&d, &m)) in space.dims.iter().zip(max).enumerate() {
-                        if m != UNDEF_ADDR && d > m {
-                            return Err(format!(
-                                "dimension {i} is {d}, more than its maximum {m} (damaged)"
-                            ));
-                        }
-                    }
-                }
+                extent_problem(&space)?;
                 space.dims
             }
             _ => return Ok(()), // left to the library
@@ -393,7 +385,7 @@ impl<'a> Walk<'a> {
                 let elem = datatype
                     .and_then(|d| DatatypeMessage::decode(d, &ctx).ok())
                     .map(|(t, _)| u64::from(t.element_size()));
-                let needed = elem.and_then(|e| dims.iter().try_fold(e, |a, &d| a.checked_mul(d)));
+                let needed = elem.and_then(|e| extent_bytes(e, &dims));
                 return match needed {
                     Some(n) if n != size => Err(format!(
                         "its storage holds {size} bytes where its shape {dims:?} needs {n} (damaged)"
@@ -494,6 +486,26 @@ pub(super) fn check_free_list(data: &[u8], first: u64, sizeof_size: u8) -> Resul
         offset = next;
     }
     Ok(())
+}
+
+/// As libhdf5: no dimension of a dataspace exceeds its maximum.
+pub(super) fn extent_problem(space: &DataspaceMessage) -> Result<(), String> {
+    if let Some(max) = &space.max_dims {
+        for (i, (&d, &m)) in space.dims.iter().zip(max).enumerate() {
+            if m != UNDEF_ADDR && d > m {
+                return Err(format!(
+                    "dimension {i} is {d}, more than its maximum {m} (damaged)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The bytes an extent of `dims` elements of `elem_size` bytes takes, if
+/// that fits a `u64` (what contiguous storage must hold exactly).
+pub(super) fn extent_bytes(elem_size: u64, dims: &[u64]) -> Option<u64> {
+    dims.iter().try_fold(elem_size, |a, &d| a.checked_mul(d))
 }
 
 /// Checks a dataset's fill value messages (new style, old style) against

@@ -332,10 +332,7 @@ impl<'a> Lookup<'a> {
         let k = self.geo.k;
         let (mut addr, mut level) = (btree, None);
         for _ in 0..=MAX_DEPTH {
-            self.nodes += 1;
-            if self.nodes > MAX_NODES {
-                return None;
-            }
+            self.node()?;
             let buf = self.at(addr, k.snode_btree_node_size(sa.into(), ss.into()))?;
             let node =
                 BTreeV1Node::decode(buf, sa.into(), ss.into(), k.snode_max_entries()).ok()?;
@@ -383,11 +380,14 @@ impl<'a> Lookup<'a> {
         None
     }
 
-    fn snod(&mut self, addr: u64) -> Option<SymbolTableNode> {
+    /// Counts one more node read; `None` past [`MAX_NODES`].
+    fn node(&mut self) -> Option<()> {
         self.nodes += 1;
-        if self.nodes > MAX_NODES {
-            return None;
-        }
+        (self.nodes <= MAX_NODES).then_some(())
+    }
+
+    fn snod(&mut self, addr: u64) -> Option<SymbolTableNode> {
+        self.node()?;
         let (sa, ss) = self.widths();
         let k = self.geo.k;
         let buf = self.at(addr, k.symbol_table_node_size(sa.into(), ss.into()))?;
@@ -427,17 +427,14 @@ impl<'a> Lookup<'a> {
         if space.class == DataspaceClass::Null {
             return None;
         }
-        if let Some(max) = &space.max_dims {
-            if max.len() != space.dims.len()
-                || space
-                    .dims
-                    .iter()
-                    .zip(max)
-                    .any(|(&d, &m)| m != UNDEF_ADDR && d > m)
-            {
-                return None;
-            }
+        if space
+            .max_dims
+            .as_ref()
+            .is_some_and(|m| m.len() != space.dims.len())
+        {
+            return None;
         }
+        check::extent_problem(&space).ok()?;
         let datatype = one(DATATYPE)?;
         let (dt, _) = DatatypeMessage::decode(datatype, ctx).ok()?;
         let elem = library::elem_type(&dt);
@@ -467,10 +464,7 @@ impl<'a> Lookup<'a> {
         let DataLayoutMessage::Contiguous { address, size } = layout else {
             return None;
         };
-        let needed = space
-            .dims
-            .iter()
-            .try_fold(u64::from(dt.element_size()), |a, &d| a.checked_mul(d))?;
+        let needed = check::extent_bytes(u64::from(dt.element_size()), &space.dims)?;
         if address == UNDEF_ADDR || size != needed {
             return None;
         }
