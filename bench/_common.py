@@ -58,6 +58,11 @@ def timeit(fn, repeats: int, before=None, per: int = 1) -> tuple[float, float]:
     return statistics.median(times), min(times)
 
 
+def timeit_warm(fn, path: str, repeats: int, per: int = 1) -> tuple[float, float]:
+    """``timeit`` with ``path`` read into the page cache before each run."""
+    return timeit(fn, repeats, lambda: warm(path), per)
+
+
 def as_bytes(a) -> np.ndarray:
     """A flat uint8 view of a numpy array or torch tensor (no copy)."""
     if isinstance(a, np.ndarray):

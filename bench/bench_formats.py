@@ -17,13 +17,8 @@ import tempfile
 
 import numpy as np
 import torch
-from _common import timeit as _timeit
-from _common import touch, warm
-
-
-def timeit(fn, path, repeats):
-    """(median, best) seconds of ``fn`` with ``path`` in the page cache."""
-    return _timeit(fn, repeats, lambda: warm(path))
+from _common import timeit_warm as timeit
+from _common import touch
 
 
 def checkpoint(size_mib: int, dtype) -> dict:

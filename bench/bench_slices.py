@@ -32,8 +32,7 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import timeit as _timeit  # noqa: E402
-from _common import warm  # noqa: E402
+from _common import timeit_warm as timeit  # noqa: E402
 from bench_torch import checkpoint  # noqa: E402
 
 
@@ -61,11 +60,6 @@ def rank_load(open_fn, path, n, rank, how, touch):
             t.reshape(-1).view(torch.uint8)[::4096].sum()
             out[k] = t
     return out
-
-
-def timeit(fn, path, repeats, per=1):
-    """(median, best) seconds per call of ``fn`` (``per`` calls), ``path`` in the page cache."""
-    return _timeit(fn, repeats, lambda: warm(path), per)
 
 
 def main():
